@@ -1,0 +1,83 @@
+"""Behaviour of the TextPromptIR network (foundation issue)."""
+import pytest
+import torch
+
+from net.model import TextPromptIR, build_model, count_parameters
+
+TINY = dict(text_dim=32, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 2, 4))
+
+
+def tiny(**kw) -> TextPromptIR:
+    torch.manual_seed(0)
+    return TextPromptIR(**{**TINY, **kw}).eval()
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 16), (5, 3), (64, 31)])
+def test_output_has_input_shape_for_any_size(size):
+    m = tiny()
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        y = m(x, torch.randn(1, 32))
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_different_instructions_give_different_outputs_per_sample():
+    m = tiny()
+    x = torch.rand(1, 3, 24, 24).repeat(2, 1, 1, 1)  # same image twice
+    text = torch.randn(2, 32)
+    with torch.no_grad():
+        y = m(x, text)
+        y0 = m(x[:1], text[:1])
+    assert (y[0] - y[1]).abs().max() > 1e-4  # the text changes the result
+    torch.testing.assert_close(y[:1], y0, atol=1e-5, rtol=1e-5)  # samples do not mix
+
+
+def test_every_parameter_gets_a_gradient():
+    m = tiny().train()
+    out = m(torch.rand(2, 3, 24, 40), torch.randn(2, 32))
+    out.abs().mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_plain_restormer_has_no_text_parameters_and_ignores_text():
+    m = tiny(text_cond="none")
+    names = [n for n, _ in m.named_parameters()]
+    assert not [n for n in names if "text" in n or "mod" in n or "prompt" in n]
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, torch.randn(1, 32)), m(x, None))
+    assert count_parameters(m) < count_parameters(tiny())
+
+
+def test_text_conditioned_net_requires_text():
+    with pytest.raises(ValueError, match="instruction embedding"):
+        tiny()(torch.rand(1, 3, 8, 8), None)
+
+
+def test_rebuild_from_model_args_reproduces_output_exactly():
+    m = tiny(layernorm_type="BiasFree", bias=True)
+    m2 = build_model(m.model_args).eval()
+    m2.load_state_dict(m.state_dict())
+    x, t = torch.rand(1, 3, 19, 29), torch.randn(1, 32)
+    with torch.no_grad():
+        assert torch.equal(m(x, t), m2(x, t))
+
+
+def test_paper_config_parameter_count_and_shape():
+    m = TextPromptIR(text_dim=768)
+    n = count_parameters(m)
+    assert 39.0e6 <= n <= 40.5e6, n
+    # no unused parameters: each block owns only its own projections
+    out = m(torch.rand(1, 3, 77, 123), torch.randn(1, 768))
+    assert out.shape == (1, 3, 77, 123)
+    out.mean().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_invalid_options_are_refused():
+    with pytest.raises(ValueError, match="text_cond"):
+        TextPromptIR(text_cond="concat")
+    with pytest.raises(ValueError, match="layernorm_type"):
+        TextPromptIR(layernorm_type="Other")
