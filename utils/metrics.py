@@ -1,0 +1,27 @@
+"""PSNR / SSIM as the paper reports them (Sec. 4.1): scikit-image on RGB in [0, 1],
+optionally on the Y channel."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def to_numpy_image(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> (H, W, 3) float64 array, clipped."""
+    if x.dim() == 4:
+        x = x[0]
+    return x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64)
+
+
+def psnr_ssim(restored: np.ndarray, target: np.ndarray, y_channel: bool = False) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of two (H, W, 3) images in [0, 1]."""
+    if y_channel:
+        restored = rgb2ycbcr(restored)[..., 0] / 255.0
+        target = rgb2ycbcr(target)[..., 0] / 255.0
+        ssim = structural_similarity(target, restored, data_range=1.0)
+    else:
+        ssim = structural_similarity(target, restored, data_range=1.0, channel_axis=-1)
+    psnr = peak_signal_noise_ratio(target, restored, data_range=1.0)
+    return float(psnr), float(ssim)
