@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny training/test layout in the paper's folder structure and an
+instruction-encoder folder (the packaged MiniLM with an untrained head)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_NET = ["--dim", "8", "--num_blocks", "1", "1", "1", "1", "--num_refinement_blocks", "1",
+            "--heads", "1", "1", "1", "1"]
+
+
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random RGB uint8 image (low-frequency noise, upsampled)."""
+    small = rng.uniform(0, 255, (max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
+    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def write(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="session")
+def tiny_layout(tmp_path_factory) -> Path:
+    """``root/Train/{Denoise,Derain,Dehaze}`` and ``root/test/{denoise,derain,dehaze}``."""
+    root = tmp_path_factory.mktemp("layout")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write(root / "Train/Denoise" / f"{i:03d}.png", smooth_image(rng, 40, 48))
+    for i in range(1, 4):
+        gt = smooth_image(rng, 40, 40)
+        write(root / "Train/Derain/gt" / f"norain-{i}.png", gt)
+        write(root / "Train/Derain/rainy" / f"rain-{i}.png", np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8))
+    for i in range(1, 4):
+        gt = smooth_image(rng, 40, 40)
+        write(root / "Train/Dehaze/original" / f"{i:04d}.jpg", gt)
+        hazy = (gt * 0.6 + 0.4 * 230).astype(np.uint8)
+        write(root / "Train/Dehaze/synthetic/part1" / f"{i:04d}_0.8_0.08.jpg", hazy)
+    for i in range(2):
+        write(root / "test/denoise/CBSD68" / f"{i}.png", smooth_image(rng, 35, 50))
+        gt = smooth_image(rng, 33, 47)
+        write(root / "test/derain/Rain100L/target" / f"{i}.png", gt)
+        write(root / "test/derain/Rain100L/input" / f"{i}.png", np.clip(gt.astype(int) + 30, 0, 255).astype(np.uint8))
+        gt = smooth_image(rng, 32, 32)
+        write(root / "test/dehaze/target" / f"{i + 1:04d}.png", gt)
+        write(root / "test/dehaze/input" / f"{i + 1:04d}_0.8_0.2.jpg", (gt * 0.5 + 100).astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def text_ckpt(tmp_path_factory) -> Path:
+    """An instruction-encoder folder as ``train.py --stage text`` writes it (head untrained)."""
+    from net.text_encoder import InstructionEncoder
+
+    out = tmp_path_factory.mktemp("text_encoder")
+    InstructionEncoder(None).save(out)
+    return out
