@@ -1,0 +1,173 @@
+"""demo.py, run as a user would (subprocess): any size and image kind comes back alike,
+inputs are never overwritten, bad files and bad setups give one clear line."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import demo
+from net.model import TextPromptIR
+from utils.checkpoint import save_checkpoint
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
+    """A dim-8 checkpoint that records the test instruction-encoder folder."""
+    torch.manual_seed(0)
+    net = TextPromptIR(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "model_args": net.model_args,
+                           "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
+    return path
+
+
+def run_demo(*args: str | Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "demo.py", "--no_progress", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess, *words: str) -> None:
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_any_size_and_kind_comes_back_alike(tmp_path, tiny_ckpt):
+    rng = np.random.default_rng(0)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(rng.integers(0, 256, (53, 37, 3), dtype=np.uint8)).save(src / "odd.png")  # 37x53
+    Image.fromarray(rng.integers(0, 256, (41, 30), dtype=np.uint8)).save(src / "grey.png")
+    rgba = rng.integers(0, 256, (33, 45, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    deep = rng.integers(0, 65536, (31, 29, 3), dtype=np.uint16)
+    cv2.imwrite(str(src / "deep.png"), deep)
+    oriented = Image.fromarray(rng.integers(0, 256, (20, 50, 3), dtype=np.uint8))  # stored 50 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    oriented.save(src / "rotated.jpg", exif=exif)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+
+    # --tile 16 makes every image go through the tiled path
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", out, "--task", "denoise",
+                   "--tile", "16", "--tile_overlap", "4", "--compare")
+    assert res.returncode == 0, res.stderr
+    assert "understood as:" in res.stdout and "summary: 5 succeeded, 0 failed" in res.stdout
+    assert before == {p.name: p.read_bytes() for p in src.iterdir()}  # inputs untouched
+
+    odd = Image.open(out / "odd.png")
+    assert odd.size == (37, 53) and odd.mode == "RGB"
+    grey = Image.open(out / "grey.png")
+    assert grey.size == (30, 41) and grey.mode == "L"
+    alpha = Image.open(out / "alpha.png")
+    assert alpha.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(alpha)[..., 3], rgba[..., 3])  # alpha kept exactly
+    deep_out = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep_out.dtype == np.uint16 and deep_out.shape == deep.shape
+    assert Image.open(out / "rotated.jpg").size == (20, 50)  # displayed orientation
+    compare = Image.open(out / "odd_compare.png")
+    assert compare.size == (2 * 37 + demo.COMPARE_GAP, 53)
+
+
+def test_out_format_and_suffix_change_only_the_name(tmp_path, tiny_ckpt):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "deep.png"), np.full((24, 24, 3), 40000, np.uint16))
+    res = run_demo("--ckpt", tiny_ckpt, "--input", str(src / "*.png"), "--output", out,
+                   "--instruction", "remove the noise", "--out_format", "jpg", "--suffix", "_fixed", "--tile", "0")
+    assert res.returncode == 0, res.stderr
+    assert [p.name for p in out.iterdir()] == ["deep_fixed.jpg"]
+    assert Image.open(out / "deep_fixed.jpg").size == (24, 24)
+
+
+def test_refuses_to_write_into_the_input_folder(tmp_path, tiny_ckpt):
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src / "a.png")
+    before = (src / "a.png").read_bytes()
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", tmp_path / "photos" / ".." / "photos",
+                   "--task", "dehaze")
+    assert_one_line_error(res, "--output")
+    assert (src / "a.png").read_bytes() == before
+    assert [p.name for p in src.iterdir()] == ["a.png"]
+
+
+def test_one_bad_file_does_not_stop_the_batch(tmp_path, tiny_ckpt):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.png", "c.jpg"):
+        Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(src / name)
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", out, "--instruction", "remove the rain")
+    assert res.returncode not in (0, 2)  # ran, but not everything succeeded
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.jpg"]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "b.png" in errors[0]
+    assert "summary: 2 succeeded, 1 failed" in res.stdout
+    assert "Traceback" not in res.stderr
+
+
+def test_empty_instruction_is_one_line(tmp_path, tiny_ckpt):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    res = run_demo("--ckpt", tiny_ckpt, "--input", tmp_path / "a.png", "--output", tmp_path / "out",
+                   "--instruction", "   ")
+    assert_one_line_error(res, "empty instruction")
+
+
+def test_foreign_checkpoint_is_one_line(tmp_path):
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    res = run_demo("--ckpt", tmp_path / "other.pt", "--input", tmp_path / "a.png", "--output", tmp_path / "out",
+                   "--task", "derain")
+    assert_one_line_error(res, "other.pt", "not a TextPromptIR checkpoint")
+
+
+def test_missing_text_encoder_is_one_line(tmp_path, tiny_ckpt):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    res = run_demo("--ckpt", tiny_ckpt, "--input", tmp_path / "a.png", "--output", tmp_path / "out",
+                   "--task", "derain", "--text_ckpt", tmp_path / "no_encoder")
+    assert_one_line_error(res, "no_encoder", "train.py --stage text")
+
+
+# --- input and output planning, in-process ----------------------------------------------------------
+
+
+def test_inputs_from_file_folder_and_glob(tmp_path):
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").write_bytes(b"x")
+    assert demo.collect_inputs(str(tmp_path / "b.png")) == [tmp_path / "b.png"]
+    assert demo.collect_inputs(str(tmp_path)) == [tmp_path / "a.JPG", tmp_path / "b.png"]  # images only
+    assert demo.collect_inputs(str(tmp_path / "**" / "*.png")) == [tmp_path / "b.png", tmp_path / "sub" / "c.png"]
+    with pytest.raises(UserError, match="no image matches"):
+        demo.collect_inputs(str(tmp_path / "*.gif"))
+
+
+def test_outputs_never_land_on_inputs(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    inputs = [a / "x.png", b / "x.png"]
+    for p in inputs:
+        p.write_bytes(b"x")
+    out = tmp_path / "out"
+    plan = demo.plan_outputs(inputs, out, "same", "", compare=False)
+    assert plan == {a / "x.png": out / "x.png"}  # the second x.png would clash: skipped
+    with pytest.raises(UserError, match="holds the input images"):
+        demo.plan_outputs(inputs, b / ".." / "a", "png", "_r", compare=False)
