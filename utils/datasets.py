@@ -1,0 +1,580 @@
+"""Training and test data in the paper's folder layouts (Sec. 4.1; same layout as PromptIR).
+
+Training (``--data_root``, default ``data/Train``)::
+
+    Denoise/**/*.{jpg,png,...}                        clean images (BSD400 + WED); noise added on the fly
+    Derain/rainy/rain-N.png  <->  Derain/gt/norain-N.png          (Rain100L; same names also accepted)
+    Dehaze/synthetic/**/ID_A_B.jpg  <->  Dehaze/original/ID.jpg   (RESIDE OTS; .png also accepted)
+
+Test (``test/``)::
+
+    denoise/<set>/*.png                 clean images (CBSD68, Urban100); noise seeded by file name
+    derain/<set>/{input,target}/        same names (Rain100L)
+    dehaze/{input,target}/              SOTS outdoor: input/0001_0.8_0.2.jpg <-> target/0001.png
+
+Every problem the user can fix raises ``utils.errors.UserError`` with one line naming the folder or
+file and the fix.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils.degradations import add_gaussian_noise, test_noise_seed
+from utils.errors import UserError
+from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
+
+DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+TASKS = ("denoise", "derain", "dehaze")
+TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
+
+# How often each training image is visited per epoch, as in the official TextPromptIR code
+# (utils/dataset_utils.py): the denoising set (BSD400 + WED, 5144 images) once per sigma, x3; the
+# 200 Rain100L training pairs x200 (PromptIR used x120); the 72,135 OTS hazy images once.
+PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1}
+
+# Optional list files in --list_dir, one image per line (blank lines and #comments skipped), given
+# relative to the task folder (``rainy/rain-1.png``), to its image folder, or as a bare file name. The
+# official data_dir names are accepted too, so the official ``data_dir`` folder can be passed as is.
+LIST_FILES = {
+    "denoise": ("denoise.txt", "noisy/denoise.txt"),
+    "derain": ("derain.txt", "rainy/rainTrain.txt"),
+    "dehaze": ("dehaze.txt", "hazy/hazy_outside.txt"),
+}
+
+_TRAIN_LAYOUT = {
+    "denoise": "clean images anywhere under Denoise/ (e.g. BSD400 and WED)",
+    "derain": "Derain/rainy/rain-N.png with Derain/gt/norain-N.png (Rain100L) or the same names",
+    "dehaze": "Dehaze/synthetic/<any>/ID_A_B.jpg with Dehaze/original/ID.jpg or ID.png (RESIDE OTS)",
+}
+
+EXPECTED_TEST_LAYOUT = (
+    "test/denoise/<set>/ (clean images, e.g. CBSD68, Urban100), "
+    "test/derain/<set>/{input,target}/ (same names, e.g. Rain100L), "
+    "test/dehaze/{input,target}/ (SOTS outdoor: input/0001_0.8_0.2.jpg with target/0001.png)"
+)
+
+Pair = tuple[Path | None, Path]  # (degraded input or None for denoise, clean target)
+
+
+# --- names ------------------------------------------------------------------------------------------
+
+
+def task_of(de_type: str) -> str:
+    """'denoise_25' -> 'denoise', 'derain' -> 'derain', 'dehaze' -> 'dehaze'."""
+    if de_type not in DEGRADATIONS:
+        raise UserError(f"unknown degradation type {de_type!r}; choose from {', '.join(DEGRADATIONS)}")
+    return de_type.split("_")[0]
+
+
+def sigma_of(de_type: str) -> int | None:
+    """The noise level of a denoise_* type (15, 25 or 50), else None."""
+    return int(de_type.split("_")[1]) if task_of(de_type) == "denoise" else None
+
+
+def _natural_key(text: str) -> list:
+    """Sort 'rain-2' before 'rain-10'."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _list_images(folder: Path, recursive: bool = True) -> list[Path]:
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    found = [
+        p for p in files
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    ]
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(folder).as_posix()))
+
+
+def _first_names(paths: Sequence[Path | str], base: Path | None = None) -> str:
+    shown = [Path(p).relative_to(base).as_posix() if base else str(p) for p in list(paths)[:5]]
+    return ", ".join(shown) + (", ..." if len(paths) > 5 else "")
+
+
+def _need_dir(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found; expected {what}")
+
+
+# --- training pairs ---------------------------------------------------------------------------------
+
+
+def _pair_by_name(
+    inputs: list[Path], in_dir: Path, gt_dir: Path, gt_stem_of, expected: str
+) -> list[Pair]:
+    """Pair each input with the target whose stem is ``gt_stem_of(input stem)`` (any extension, same
+    subfolder, or at the top of ``gt_dir``), or failing that with the same stem."""
+    targets: dict[str, Path] = {}
+    for p in _list_images(gt_dir):
+        targets.setdefault(p.relative_to(gt_dir).with_suffix("").as_posix(), p)
+        targets.setdefault(p.stem, p)
+    pairs, unpaired = [], []
+    for p in inputs:
+        sub = p.parent.relative_to(in_dir).as_posix()
+        sub = "" if sub == "." else sub + "/"
+        stem = gt_stem_of(p.stem)
+        gt = None
+        for key in (sub + stem, stem, sub + p.stem, p.stem):
+            if key in targets:
+                gt = targets[key]
+                break
+        if gt is None:
+            unpaired.append(p)
+        else:
+            pairs.append((p, gt))
+    if unpaired:
+        raise UserError(
+            f"{in_dir}: {len(unpaired)} image(s) have no ground truth in {gt_dir} ({expected}): "
+            f"{_first_names(unpaired, in_dir)}; add the missing ground truths or remove these inputs"
+        )
+    return pairs
+
+
+def _rain_gt_stem(stem: str) -> str:
+    return "norain-" + stem[len("rain-"):] if stem.startswith("rain-") else stem
+
+
+def _ots_gt_stem(stem: str) -> str:
+    return stem.split("_")[0]
+
+
+def _read_list(list_dir: Path, task: str) -> tuple[Path, list[str]] | None:
+    for name in LIST_FILES[task]:
+        path = Path(list_dir) / name
+        if path.is_file():
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+            return path, [ln for ln in lines if ln and not ln.startswith("#")]
+    return None
+
+
+def _restrict(pairs: list[Pair], list_dir: Path | str, task: str, folder: Path, image_dir: Path) -> list[Pair]:
+    """Keep the pairs named in the task's list file (if there is one); every listed name must exist."""
+    found = _read_list(Path(list_dir), task)
+    if found is None:
+        return pairs
+    list_path, entries = found
+    wanted = {e.replace("\\", "/").removeprefix("./") for e in entries}
+    keep, matched = [], set()
+    for pair in pairs:
+        image = pair[0] if pair[0] is not None else pair[1]
+        keys = {image.relative_to(folder).as_posix(), image.relative_to(image_dir).as_posix(), image.name}
+        hit = keys & wanted
+        if hit:
+            keep.append(pair)
+            matched |= hit
+    missing = sorted(wanted - matched, key=_natural_key)
+    if missing:
+        raise UserError(
+            f"{list_path}: {len(missing)} listed image(s) not found under {folder}: "
+            f"{_first_names(missing)}; fix the list or add the images"
+        )
+    if not keep:
+        raise UserError(f"{list_path}: the list is empty; list the images to train on, one per line")
+    return keep
+
+
+def find_train_pairs(
+    root: Path | str, de_type: str, list_dir: Path | str | None = None, task_dir: Path | str | None = None
+) -> list[Pair]:
+    """The training pairs ``(input, target)`` of one degradation type; ``input`` is None for denoise
+    (noise is synthesised). ``task_dir`` replaces ``root/<Denoise|Derain|Dehaze>`` if given.
+    ``list_dir`` holds optional list files (see ``LIST_FILES``) that restrict the images."""
+    task = task_of(de_type)
+    folder = Path(task_dir) if task_dir is not None else Path(root) / TASK_DIRS[task]
+    _need_dir(folder, f"{_TRAIN_LAYOUT[task]} for {de_type} training")
+    if task == "denoise":
+        image_dir = folder
+        images = _list_images(folder)
+        if not images:
+            raise UserError(
+                f"{folder}: no images ({' '.join(IMAGE_EXTENSIONS)}) found; put clean training images there"
+            )
+        pairs: list[Pair] = [(None, p) for p in images]
+    else:
+        sub_in, sub_gt = ("rainy", "gt") if task == "derain" else ("synthetic", "original")
+        image_dir, gt_dir = folder / sub_in, folder / sub_gt
+        for d in (image_dir, gt_dir):
+            _need_dir(d, _TRAIN_LAYOUT[task])
+        inputs = _list_images(image_dir)
+        if not inputs:
+            raise UserError(f"{image_dir}: no images found; expected {_TRAIN_LAYOUT[task]}")
+        if task == "derain":
+            expected = "gt/norain-N.png for rainy/rain-N.png, or the same name"
+            pairs = _pair_by_name(inputs, image_dir, gt_dir, _rain_gt_stem, expected)
+        else:
+            expected = "original/ID.jpg or ID.png for synthetic/ID_A_B.jpg, or the same name"
+            pairs = _pair_by_name(inputs, image_dir, gt_dir, _ots_gt_stem, expected)
+    if list_dir is not None:
+        pairs = _restrict(pairs, list_dir, task, folder, image_dir)
+    return pairs
+
+
+# --- training dataset -------------------------------------------------------------------------------
+
+
+def _augment(img: np.ndarray, mode: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the square (mode 0..7): flip up-down if mode >= 4, then
+    rotate by 90 degrees x (mode % 4)."""
+    return np.rot90(img[::-1] if mode >= 4 else img, mode % 4)
+
+
+def _pad_to(img: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-pad the bottom/right of an HxWxC image so both sides are at least ``size``."""
+    h, w = img.shape[:2]
+    if h >= size and w >= size:
+        return img
+    return np.pad(img, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="reflect")
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float32 3xHxW in [0, 1]."""
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)  # 3xHxW
+    chw /= np.float32(255.0)
+    return torch.from_numpy(chw)
+
+
+def _size_mismatch(lq: Path, gt: Path, lq_hw, gt_hw) -> UserError:
+    return UserError(
+        f"{lq} ({lq_hw[0]}x{lq_hw[1]}) and {gt} ({gt_hw[0]}x{gt_hw[1]}): a pair must have the same size; "
+        "replace or remove one of them"
+    )
+
+
+@dataclass
+class _Segment:
+    de_type: str
+    pairs: list[Pair]
+    repeat: int
+    start: int  # first global index
+
+    @property
+    def length(self) -> int:
+        return len(self.pairs) * self.repeat
+
+
+class TrainDataset(Dataset):
+    """All-in-one training set: each sample is a random ``patch_size``² crop of one pair, the same
+    crop for input and target, with one of 8 flips/rotations (Sec. 4.1).
+
+    ``de_types`` picks the degradations; ``repeats[de_type]`` (default ``PAPER_REPEATS``) how often
+    each image is visited per epoch; ``instruction_rows[task]`` the rows of the instruction table a
+    sample may use (one drawn per sample; ``instruction_idx`` = -1 if None). ``task_dirs`` may point a
+    task ("denoise", ...) at another folder than ``root/<Task>``.
+
+    A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise,
+    instruction) comes from ``np.random.default_rng([seed, epoch, index])``, so a sample does not
+    depend on workers, ranks or resuming. Returns ``{"lq", "gt": float32 3xPxP in [0, 1],
+    "task": de_type, "instruction_idx": int}``.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        de_types: Sequence[str] = DEGRADATIONS,
+        patch_size: int = 128,
+        repeats: dict[str, int] | None = None,
+        instruction_rows: dict[str, list[int]] | None = None,
+        list_dir: Path | str | None = None,
+        seed: int = 0,
+        task_dirs: dict[str, Path | str] | None = None,
+        check_sizes: bool = True,
+    ) -> None:
+        if not de_types:
+            raise UserError(f"no degradation types given; choose from {', '.join(DEGRADATIONS)}")
+        if len(set(de_types)) != len(de_types):
+            raise UserError(f"degradation types repeated in {' '.join(de_types)}; give each once")
+        self.root = Path(root)
+        self.patch_size = int(patch_size)
+        self.seed = int(seed)
+        self.instruction_rows = instruction_rows
+        task_dirs = task_dirs or {}
+        reps = {**PAPER_REPEATS, **(repeats or {})}
+        self.segments: list[_Segment] = []
+        by_task: dict[str, list[Pair]] = {}
+        start = 0
+        for de_type in de_types:
+            task = task_of(de_type)
+            if task not in by_task:  # the three noise levels share one image list
+                by_task[task] = find_train_pairs(self.root, de_type, list_dir, task_dirs.get(task))
+            repeat = int(reps[de_type])
+            if repeat < 1:
+                raise UserError(f"repeat factor for {de_type} is {repeat}; use 1 or more, or drop {de_type}")
+            if instruction_rows is not None and not instruction_rows.get(task):
+                raise UserError(
+                    f"no instruction rows for task {task}; the instruction bank must cover every task trained"
+                )
+            self.segments.append(_Segment(de_type, by_task[task], repeat, start))
+            start += self.segments[-1].length
+        self._starts = [s.start for s in self.segments]
+        self._length = start
+        self.num_small = 0
+        if check_sizes:
+            self._check_sizes(by_task)
+
+    def _check_sizes(self, by_task: dict[str, list[Pair]]) -> None:
+        """Header-only size checks (about 0.3 ms per file): pairs must match; images below the patch
+        size are counted and reported in ONE warning (they are reflect-padded)."""
+        small: list[tuple[Path, tuple[int, int]]] = []
+        total = 0
+        gt_sizes: dict[Path, tuple[int, int]] = {}  # OTS: ~35 hazy images share one original
+        for pairs in by_task.values():
+            for lq, gt in pairs:
+                if gt not in gt_sizes:
+                    gt_sizes[gt] = image_size(gt)
+                gt_hw = gt_sizes[gt]
+                if lq is not None:
+                    lq_hw = image_size(lq)
+                    if sorted(lq_hw) != sorted(gt_hw):
+                        raise _size_mismatch(lq, gt, lq_hw, gt_hw)
+                total += 1
+                if min(gt_hw) < self.patch_size:
+                    small.append((gt, gt_hw))
+        self.num_small = len(small)
+        if small:
+            path, (h, w) = min(small, key=lambda s: min(s[1]))
+            warnings.warn(
+                f"{len(small)} of {total} training images are smaller than the {self.patch_size}x"
+                f"{self.patch_size} patch and will be reflect-padded (smallest: {path}, {h}x{w})",
+                stacklevel=3,
+            )
+
+    def __len__(self) -> int:
+        return self._length
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """de_type -> (images, samples per epoch)."""
+        return {s.de_type: (len(s.pairs), s.length) for s in self.segments}
+
+    def summary(self) -> str:
+        """One line per degradation type, for the training log."""
+        return "\n".join(
+            f"{s.de_type}: {len(s.pairs)} images x{s.repeat} = {s.length} samples" for s in self.segments
+        )
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, (tuple, list)) else (0, key)
+        index = int(index)
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(f"index {index} out of range for {self._length} samples")
+        seg = self.segments[bisect.bisect_right(self._starts, index) - 1]
+        lq_path, gt_path = seg.pairs[(index - seg.start) % len(seg.pairs)]
+        rng = np.random.default_rng([self.seed, int(epoch), index])
+
+        gt = read_image(gt_path)
+        lq = read_image(lq_path) if lq_path is not None else None
+        if lq is not None and lq.shape != gt.shape:
+            raise _size_mismatch(lq_path, gt_path, lq.shape, gt.shape)
+        p = self.patch_size
+        gt = _pad_to(gt, p)
+        h, w = gt.shape[:2]
+        top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        mode = int(rng.integers(0, 8))
+        gt = _augment(gt[top:top + p, left:left + p], mode)  # crop uint8 BEFORE any float conversion
+        if lq is None:
+            lq = add_gaussian_noise(np.ascontiguousarray(gt), sigma_of(seg.de_type), rng)
+        else:
+            lq = _augment(_pad_to(lq, p)[top:top + p, left:left + p], mode)
+        task = task_of(seg.de_type)
+        rows = self.instruction_rows.get(task) if self.instruction_rows is not None else None
+        instruction_idx = int(rows[int(rng.integers(0, len(rows)))]) if rows else -1
+        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "task": seg.de_type, "instruction_idx": instruction_idx}
+
+
+# --- test sets --------------------------------------------------------------------------------------
+
+
+def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
+    """Centre-crop an HxW[xC] image so both sides are multiples of ``base`` (the paper's test protocol,
+    as the official ``crop_img``)."""
+    h, w = img.shape[:2]
+    top, left = (h % base) // 2, (w % base) // 2
+    return img[top:top + h - h % base, left:left + w - w % base]
+
+
+class TestSet(Dataset):
+    """One benchmark set at one setting (e.g. CBSD68 at sigma=25, Rain100L, SOTS).
+
+    Yields ``{"lq", "gt": float32 3xHxW in [0, 1], "name": file stem}``. For denoise sets the input is
+    the target plus noise seeded by ``test_noise_seed(file name, sigma)``: identical across runs,
+    listing order and DataLoader workers. ``crop16`` centre-crops both to multiples of 16.
+    """
+
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        task: str,
+        name: str,
+        pairs: list[Pair],
+        sigma: int | None = None,
+        crop16: bool = True,
+        folder: Path | None = None,
+        noise_seed: int = 0,
+    ) -> None:
+        self.task, self.name, self.sigma, self.pairs = task, name, sigma, pairs
+        self.crop16, self.folder, self.noise_seed = crop16, folder, noise_seed
+        self.label = f"{name} σ={sigma}" if sigma is not None else name
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"TestSet({self.label!r}, {len(self)} images)"
+
+    def __getitem__(self, i: int) -> dict:
+        lq_path, gt_path = self.pairs[i]
+        gt = read_image(gt_path)
+        lq = read_image(lq_path) if lq_path is not None else None
+        if lq is not None and lq.shape != gt.shape:
+            raise _size_mismatch(lq_path, gt_path, lq.shape, gt.shape)
+        if self.crop16:
+            gt = crop_to_multiple(gt, 16)
+            lq = crop_to_multiple(lq, 16) if lq is not None else None
+        if lq is None:  # noise on the (cropped) clean image, seeded by its file name
+            rng = np.random.default_rng(test_noise_seed(gt_path.name, self.sigma, self.noise_seed))
+            lq = add_gaussian_noise(np.ascontiguousarray(gt), self.sigma, rng)
+        name = (lq_path or gt_path).stem
+        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "name": name}
+
+
+def _subdirs(parent: Path) -> list[Path]:
+    """Visible child folders, in natural order."""
+    if not parent.is_dir():
+        return []
+    return sorted((p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: _natural_key(p.name))
+
+
+def _find_dir(parent: Path, name: str) -> Path | None:
+    """A child folder by name, case-insensitively."""
+    if not parent.is_dir():
+        return None
+    for p in sorted(parent.iterdir()):
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return None
+
+
+def _io_pairs(set_dir: Path, gt_stem_of) -> list[Pair]:
+    in_dir, gt_dir = _find_dir(set_dir, "input"), _find_dir(set_dir, "target")
+    if in_dir is None or gt_dir is None:
+        raise UserError(f"{set_dir}: expected input/ and target/ folders with the same image names")
+    inputs = _list_images(in_dir)
+    if not inputs:
+        raise UserError(f"{in_dir}: no images found; put the degraded test images there")
+    return _pair_by_name(inputs, in_dir, gt_dir, gt_stem_of, "same name, or target/ID.png for input/ID_A_B.jpg")
+
+
+def _check_pair_sizes(pairs: list[Pair]) -> None:
+    for lq, gt in pairs:
+        if lq is not None:
+            lq_hw, gt_hw = image_size(lq), image_size(gt)
+            if sorted(lq_hw) != sorted(gt_hw):
+                raise _size_mismatch(lq, gt, lq_hw, gt_hw)
+
+
+_PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",)}
+
+
+def find_test_sets(
+    root: Path | str = "test",
+    mode: str = "all",
+    crop16: bool = True,
+    sigmas: Sequence[int] = (15, 25, 50),
+    paper_sets: bool = True,
+    denoise_dirs: Sequence[Path | str] = (),
+) -> tuple[list[TestSet], list[str]]:
+    """The benchmark sets found under ``root`` for ``mode`` ("all", "denoise", "derain", "dehaze"),
+    and one line per expected set that is missing (e.g. "skipped CBSD68: test/denoise/CBSD68 not
+    found"). Layout: see ``EXPECTED_TEST_LAYOUT``; set names match case-insensitively.
+
+    ``paper_sets``: report the paper's sets (CBSD68, Urban100, Rain100L, SOTS) when missing, and
+    name sets laid out directly in ``derain/`` or ``dehaze/`` "Rain100L"/"SOTS"; when False (e.g. the
+    demo set) only a task with no set at all is reported, and such sets are named "derain"/"dehaze".
+    ``denoise_dirs``: extra clean-image folders used as denoising sets (named after the folder).
+    """
+    if mode not in ("all", *TASKS):
+        raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}")
+    root = Path(root)
+    tasks = TASKS if mode == "all" else (mode,)
+    found: list[TestSet] = []
+    missing: list[str] = []
+    for task in tasks:
+        task_dir = _find_dir(root, task) or root / task
+        sets: list[tuple[str, Path, list[Pair]]] = []  # (name, folder, pairs)
+        if task == "denoise":
+            folders = _subdirs(task_dir)
+            folders += [Path(d) for d in denoise_dirs]
+            for folder in folders:
+                images = _list_images(folder)
+                if not images:
+                    raise UserError(f"{folder}: no images found; put clean test images there or remove the folder")
+                sets.append((folder.name, folder, [(None, p) for p in images]))
+            if task_dir.is_dir() and _list_images(task_dir, recursive=False):
+                sets.append((task_dir.name, task_dir, [(None, p) for p in _list_images(task_dir, recursive=False)]))
+        else:
+            gt_stem_of = _ots_gt_stem if task == "dehaze" else _rain_gt_stem
+            direct_name = _PAPER_SETS[task][0] if paper_sets else task
+            if _find_dir(task_dir, "input") is not None:
+                sets.append((direct_name, task_dir, _io_pairs(task_dir, gt_stem_of)))
+            elif task_dir.is_dir():
+                for folder in _subdirs(task_dir):
+                    sets.append((folder.name, folder, _io_pairs(folder, gt_stem_of)))
+        order = [n.lower() for n in _PAPER_SETS[task]]
+        sets.sort(key=lambda s: (order.index(s[0].lower()) if s[0].lower() in order else len(order),
+                                 _natural_key(s[0])))  # the paper's sets first
+        names = {s[0].lower() for s in sets}
+        if paper_sets:
+            for name in _PAPER_SETS[task]:
+                if name.lower() not in names:
+                    where = task_dir / name if task != "dehaze" else task_dir / "{input,target}"
+                    missing.append(f"skipped {name}: {where} not found")
+        elif not sets:
+            missing.append(f"skipped {task}: no test sets in {task_dir}")
+        for name, folder, pairs in sets:
+            _check_pair_sizes(pairs)
+            if task == "denoise":
+                found += [TestSet(task, name, pairs, sigma=int(s), crop16=crop16, folder=folder) for s in sigmas]
+            else:
+                found.append(TestSet(task, name, pairs, crop16=crop16, folder=folder))
+    return found, missing
+
+
+# --- real data at hand (optional) -------------------------------------------------------------------
+
+
+@dataclass
+class DevData:
+    """Real images that happen to be next to the repository (``../shared/datasets``) for a quick dev
+    run: BSD400 (the paper's denoising training images) and Kodak24/McMaster as denoising tests."""
+
+    denoise_train: Path
+    denoise_test: list[Path] = field(default_factory=list)
+
+
+def shared_datasets_root() -> Path | None:
+    """``<repo>/../shared/datasets`` if it exists, else None. Nothing requires it."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    return path if path.is_dir() else None
+
+
+def dev_data(root: Path | str | None = None) -> DevData | None:
+    """The dev-preset data under ``root`` (default ``shared_datasets_root()``), or None if BSD400 is
+    not there. Use as ``TrainDataset(..., de_types=denoise types, task_dirs={"denoise":
+    d.denoise_train})`` and ``find_test_sets(mode="denoise", paper_sets=False,
+    denoise_dirs=d.denoise_test)``."""
+    base = Path(root) if root is not None else shared_datasets_root()
+    if base is None or not (base / "BSD400").is_dir():
+        return None
+    tests = [base / n for n in ("Kodak24", "McMaster") if (base / n).is_dir()]
+    return DevData(base / "BSD400", tests)
