@@ -393,6 +393,22 @@ def test_dev_data_from_a_folder(tmp_path):
     assert len(data) == ds.PAPER_REPEATS["denoise_15"]
 
 
+def test_dev_roots_are_a_linked_paper_layout(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    for i in range(2):
+        _write(shared / "BSD400" / f"{i}.jpg", seed=i, h=64, w=64)
+    _write(shared / "Kodak24" / "kodim01.png", h=48, w=64)
+    monkeypatch.setattr(ds, "shared_datasets_root", lambda: shared)
+    train_root, test_root = ds.shared_dev_roots(tmp_path / "view")
+    assert ds.shared_dev_roots(tmp_path / "view") == (train_root, test_root)  # idempotent
+    data = ds.TrainDataset(train_root, ["denoise_15", "denoise_25"], patch_size=32)
+    assert data.counts()["denoise_15"][0] == 2
+    sets, _ = ds.find_test_sets(test_root, "all")
+    assert [s.label for s in sets] == ["Kodak24 σ=15", "Kodak24 σ=25", "Kodak24 σ=50"]
+    monkeypatch.setattr(ds, "shared_datasets_root", lambda: None)
+    assert ds.shared_dev_roots(tmp_path / "other") is None
+
+
 def test_shared_datasets_when_present():
     dev = ds.dev_data()
     if dev is None:

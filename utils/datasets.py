@@ -578,3 +578,39 @@ def dev_data(root: Path | str | None = None) -> DevData | None:
         return None
     tests = [base / n for n in ("Kodak24", "McMaster") if (base / n).is_dir()]
     return DevData(base / "BSD400", tests)
+
+
+def _link(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target`` (idempotent; tolerant of another process racing us)."""
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.is_symlink():
+        link.unlink()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(target.resolve(), target_is_directory=True)
+    except FileExistsError:
+        if not (link.is_symlink() and link.resolve() == target.resolve()):
+            raise UserError(f"{link}: exists and is not a link to {target}; remove it") from None
+    except OSError as exc:
+        raise UserError(
+            f"{link}: cannot create a folder link ({exc.strerror}); lay the data out yourself: "
+            f"Denoise/ for training, test/denoise/<set>/ for validation"
+        ) from None
+
+
+def shared_dev_roots(view_dir: Path | str | None = None) -> tuple[Path, Path] | None:
+    """(train root, test root) in the paper's layouts for the real images of ``dev_data()``, or None.
+
+    Nothing is copied: ``view_dir`` (default ``<repo>/output/dev_data``, git-ignored) gets folder links
+    ``Train/Denoise -> BSD400`` and ``test/denoise/{Kodak24,McMaster}``, so the dev preset runs through
+    the same ``TrainDataset`` / ``find_test_sets`` code as the benchmarks.
+    """
+    dev = dev_data()
+    if dev is None:
+        return None
+    view = Path(view_dir) if view_dir is not None else Path(__file__).resolve().parents[1] / "output" / "dev_data"
+    _link(view / "Train" / "Denoise", dev.denoise_train)
+    for folder in dev.denoise_test:
+        _link(view / "test" / "denoise" / folder.name, folder)
+    return view / "Train", view / "test"
