@@ -247,8 +247,11 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {e}", file=sys.stderr)
             failed += 1
         except Exception as e:  # one bad image must not stop the batch: report it in one line
-            reason = (str(e).strip().splitlines() or [""])[0][:200]
-            tqdm.write(f"error: {src}: {type(e).__name__}: {reason}", file=sys.stderr)
+            if _is_oom(e):
+                reason = "out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
+            else:
+                reason = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
+            tqdm.write(f"error: {src}: {reason}", file=sys.stderr)
             failed += 1
     bar.close()
     failed += len(inputs) - len(plan)  # skipped because of a name clash

@@ -171,3 +171,30 @@ def test_outputs_never_land_on_inputs(tmp_path):
     assert plan == {a / "x.png": out / "x.png"}  # the second x.png would clash: skipped
     with pytest.raises(UserError, match="holds the input images"):
         demo.plan_outputs(inputs, b / ".." / "a", "png", "_r", compare=False)
+
+
+class OOMAbove(torch.nn.Module):
+    """Identity that runs out of memory on inputs larger than ``limit`` pixels."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.p = torch.nn.Parameter(torch.zeros(()))
+        self.model_args = {"dim": 8}
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] * x.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+        return x.clone()
+
+
+def test_out_of_memory_retries_with_smaller_tiles():
+    rgb = np.random.default_rng(0).random((200, 150, 3), dtype=np.float32)
+    model = OOMAbove(limit=100 * 100)
+    out, tile = demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), None, 16, amp=False,
+                             budget=1 << 40, progress=False)  # the budget says "fits", the forward disagrees
+    assert tile is not None and tile * tile <= 100 * 100
+    np.testing.assert_allclose(out, rgb, atol=1e-6)
+    with pytest.raises(torch.OutOfMemoryError):  # an explicit --tile is the user's choice: no retry
+        demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, amp=False, budget=None,
+                     progress=False)
