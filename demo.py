@@ -19,28 +19,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from net.text_encoder import TASKS, validate_instruction
 from utils.errors import UserError
 
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
-TASK_CHOICES = ("denoise", "derain", "dehaze")  # = net.text_encoder.TASKS (not imported: slow)
 COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
     p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py")
+                   help="restoration checkpoint written by train.py (default: %(default)s)")
     p.add_argument("--input", required=True,
                    help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
     p.add_argument("--output", default="output/demo",
-                   help="folder for the restored images (same file names); must not be the input folder")
+                   help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--instruction", help="what is wrong with the photos, in your own words, "
                       "e.g. \"it was pouring, remove the rain\"")
-    what.add_argument("--task", choices=TASK_CHOICES,
+    what.add_argument("--task", choices=TASKS,
                       help="force a task by name and use its default instruction")
     p.add_argument("--text_ckpt", default=None,
                    help="fine-tuned instruction-encoder folder (default: the one recorded in the checkpoint, "
@@ -49,16 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restore in TILE×TILE tiles (a multiple of 8); 0 never tiles; default: tile only "
                         "when the whole image would not fit the memory budget")
     p.add_argument("--tile_overlap", type=int, default=32,
-                   help="pixels shared by neighbouring tiles, blended with raised-cosine weights")
+                   help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default: %(default)s)")
     p.add_argument("--max_memory", type=float, default=None,
                    help="memory budget in GiB for one forward, used to choose the tile size automatically "
                         "(default: half of the available RAM on CPU, 80%% of the free GPU memory on CUDA)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto uses CUDA when present")
+                   help="auto (default) uses CUDA when present")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
     p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
                    help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
-                        "16 bits and transparency, JPEG is 8-bit and drops transparency")
+                        "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
     p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored")
     p.add_argument("--compare", action="store_true",
                    help="also write <name>_compare.png: input | output side by side")
@@ -200,7 +199,6 @@ def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from net.text_encoder import validate_instruction
     from utils.checkpoint import load_model
     from utils.dist import pick_device
     from utils.image_io import load_photo, save_photo
