@@ -57,6 +57,7 @@ def test_any_size_and_kind_comes_back_alike(tmp_path, tiny_ckpt):
     Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
     deep = rng.integers(0, 65536, (31, 29, 3), dtype=np.uint16)
     cv2.imwrite(str(src / "deep.png"), deep)
+    Image.fromarray(rng.integers(0, 256, (19, 23, 3), dtype=np.uint8)).quantize(16).save(src / "palette.png")
     oriented = Image.fromarray(rng.integers(0, 256, (20, 50, 3), dtype=np.uint8))  # stored 50 wide, 20 high
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
@@ -67,7 +68,7 @@ def test_any_size_and_kind_comes_back_alike(tmp_path, tiny_ckpt):
     res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", out, "--task", "denoise",
                    "--tile", "16", "--tile_overlap", "4", "--compare")
     assert res.returncode == 0, res.stderr
-    assert "understood as:" in res.stdout and "summary: 5 succeeded, 0 failed" in res.stdout
+    assert "understood as:" in res.stdout and "summary: 6 succeeded, 0 failed" in res.stdout
     assert before == {p.name: p.read_bytes() for p in src.iterdir()}  # inputs untouched
 
     odd = Image.open(out / "odd.png")
@@ -79,6 +80,7 @@ def test_any_size_and_kind_comes_back_alike(tmp_path, tiny_ckpt):
     np.testing.assert_array_equal(np.asarray(alpha)[..., 3], rgba[..., 3])  # alpha kept exactly
     deep_out = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
     assert deep_out.dtype == np.uint16 and deep_out.shape == deep.shape
+    assert Image.open(out / "palette.png").size == (23, 19)
     assert Image.open(out / "rotated.jpg").size == (20, 50)  # displayed orientation
     compare = Image.open(out / "odd_compare.png")
     assert compare.size == (2 * 37 + demo.COMPARE_GAP, 53)
