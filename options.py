@@ -18,13 +18,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
-        run="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=1e-3, num_workers=1,
-        save_every=0, val_every=4, val_max_images=4, text_epochs=None,
+        name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
+        repeat=["denoise_15=1", "denoise_25=1", "denoise_50=1", "derain=2", "dehaze=2"],
+        epochs=10, warmup_epochs=1, batch_size=8, patch_size=64, lr=1e-3, num_workers=0,
+        save_every=0, val_every=5, val_max_images=4, text_epochs=None,
     ),
     "dev": dict(
         data_root="../shared/datasets", de_type=["denoise_15", "denoise_25", "denoise_50"],
-        val_root=None, run="dev",
+        val_root=None, name="dev",
     ),
 }
 
@@ -96,10 +97,11 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm, 0 = off")
 
     g = p.add_argument_group("run")
-    g.add_argument("--run", default="textpromptir", help="run name: ckpt/<run>/ and logs/<run>/")
+    g.add_argument("--name", default="textpromptir",
+                   help="run name: ckpt/<name>/ and logs/<name>/ (not --run: torchrun would take that)")
     g.add_argument("--ckpt_dir", default="ckpt")
     g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue a run: a checkpoint path, or no value for ckpt/<run>/last.pt")
+                   help="continue a run: a checkpoint path, or no value for ckpt/<name>/last.pt")
     g.add_argument("--save_every", type=int, default=10, help="also keep epoch_XXX.pt every N epochs (0: never)")
     g.add_argument("--max_steps", type=int, default=0, help="stop (and save) after this many steps; 0 = off")
     g.add_argument("--seed", type=int, default=0)
@@ -124,8 +126,8 @@ def test_parser() -> argparse.ArgumentParser:
         description="Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
                     "the instruction encoder on a TSV of instructions (--instructions).",
         parents=[_preset_parser()])
-    p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<run>/last.pt)")
-    p.add_argument("--run", default="textpromptir", help="results go to output/<run>/")
+    p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
+    p.add_argument("--name", default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", "denoise", "derain", "dehaze"), default="all")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--instruction", default=None,
@@ -137,7 +139,7 @@ def test_parser() -> argparse.ArgumentParser:
                         "with; ckpt/text_encoder for --instructions)")
     p.add_argument("--y_channel", action="store_true", help="PSNR/SSIM on the Y channel instead of RGB")
     p.add_argument("--no_crop16", action="store_true", help="do not centre-crop to a multiple of 16")
-    p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<run>/images/")
+    p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<name>/images/")
     p.add_argument("--output_dir", default="output")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
@@ -149,7 +151,7 @@ def test_parser() -> argparse.ArgumentParser:
 def test_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = _parse_with_preset(test_parser(), argv)
     if args.ckpt is None:
-        args.ckpt = f"ckpt/{args.run}/last.pt"
+        args.ckpt = f"ckpt/{args.name}/last.pt"
     return args
 
 

@@ -106,7 +106,9 @@ def evaluate(args: Namespace) -> int:
     device = pick_device(args.device)
     model, ckpt = load_model(args.ckpt, map_location="cpu")
     model.to(device).eval()
-    sets, missing = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16)
+    # the paper's benchmark names (and a "skipped" line for each one absent) unless this is the demo
+    sets, missing = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16,
+                                   paper_sets=args.preset != "demo")
     for line in missing:
         print(line)
     if not sets:
@@ -116,7 +118,7 @@ def evaluate(args: Namespace) -> int:
     texts = {}
     if model.model_args["text_cond"] != "none":
         texts = instruction_embeddings(args, ckpt, {s.task for s in sets})
-    out_dir = Path(args.output_dir) / args.run
+    out_dir = Path(args.output_dir) / args.name
     summaries, rows = [], []
     for ts in sets:
         save_dir = out_dir / "images" / ts.label.replace(" ", "_").replace("=", "") if args.save_images else None

@@ -101,7 +101,7 @@ def validate(model: TextPromptIR, args: Namespace, val_text: dict | None, device
     from utils.datasets import find_test_sets
     from utils.evaluation import evaluate_set
 
-    sets, _ = find_test_sets(args.val_root, "all", crop16=True)
+    sets, _ = find_test_sets(args.val_root, "all", crop16=True, paper_sets=False)
     for ts in sets:
         text = None if val_text is None else val_text[ts.task]
         score, preview = evaluate_set(model, ts, text, device, amp=args.precision == "bf16",
@@ -150,7 +150,7 @@ def train_restoration(args: Namespace) -> int:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
-    run_dir = Path(args.ckpt_dir) / args.run
+    run_dir = Path(args.ckpt_dir) / args.name
     epoch, step, done_in_epoch = 0, 0, 0
     if args.resume:
         path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
@@ -173,7 +173,7 @@ def train_restoration(args: Namespace) -> int:
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = Path(args.log_dir) / args.run
+        log_dir = Path(args.log_dir) / args.name
         writer = SummaryWriter(str(log_dir))
         resolved = {k: v for k, v in vars(args).items()}
         resolved.update(data_root=data_root, text_dim=text_dim, world_size=info.world_size)

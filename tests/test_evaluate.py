@@ -44,7 +44,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def test_results_json_matches_direct_computation(tiny_layout, tiny_ckpt, text_ckpt, tmp_path):
     assert test_script.main(["--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"),
-                             "--output_dir", str(tmp_path), "--run", "r", "--device", "cpu",
+                             "--output_dir", str(tmp_path), "--name", "r", "--device", "cpu",
                              "--no_progress", "--num_workers", "0"]) == 0
     res = json.loads((tmp_path / "r/results.json").read_text())
     labels = {s["label"]: s for s in res["sets"]}

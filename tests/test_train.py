@@ -19,7 +19,7 @@ def base_args(layout: Path, text_ckpt: Path, tmp: Path, run: str) -> list[str]:
     return ["--data_root", str(layout / "Train"), "--text_ckpt", str(text_ckpt), *TINY_NET,
             "--patch_size", "32", "--batch_size", "2", "--num_workers", "0", "--epochs", "3",
             "--warmup_epochs", "1", "--lr", "1e-3", "--ckpt_dir", str(tmp / "ckpt"),
-            "--log_dir", str(tmp / "logs"), "--run", run, "--device", "cpu", "--no_progress",
+            "--log_dir", str(tmp / "logs"), "--name", run, "--device", "cpu", "--no_progress",
             "--repeat", "denoise_15=1", "denoise_25=1", "denoise_50=1", "derain=1", "dehaze=1"]
 
 
