@@ -23,12 +23,13 @@ from utils.errors import UserError
 from utils.instruction_report import confusion_matrix, format_confusion
 from utils.instructions import BANK_ROOT, load_bank, load_unrelated
 
-DEFAULT_EPOCHS = 6
+DEFAULT_EPOCHS = 12
 DEFAULT_LR = 6e-5        # encoder; the freshly initialised head uses HEAD_LR_SCALE * lr
 HEAD_LR_SCALE = 30.0
 WARMUP_FRACTION = 0.1
 LABEL_SMOOTHING = 0.05
 UNRELATED_WEIGHT = 2.0
+FROZEN_LAYERS = 2        # the embeddings and the lowest transformer layers stay pre-trained
 
 _PREFIXES = ("please ", "can you ", "could you ", "i need to ", "hey, ", "help: ", "ok so ", "pls ")
 _SUFFIXES = (" please", " thanks", " in this photo", " for me", " in my picture", " asap", " if possible")
@@ -85,6 +86,20 @@ def text_loss(encoder: InstructionEncoder, texts: list[str], targets: torch.Tens
     return (per_item * w).sum() / w.sum()
 
 
+def _freeze_lower(encoder: InstructionEncoder, n_layers: int) -> None:
+    """Freeze the token embeddings and the lowest ``n_layers`` transformer layers.
+
+    They keep the pre-trained meaning of words the bank never uses (better on unseen
+    phrasing), and back-propagation stops above them (faster on CPU).
+    """
+    embeddings = getattr(encoder.model, "embeddings", None) or encoder.model.get_input_embeddings()
+    embeddings.requires_grad_(False)
+    layers = getattr(getattr(encoder.model, "encoder", None), "layer", None)
+    if layers is not None:
+        for layer in list(layers)[:n_layers]:
+            layer.requires_grad_(False)
+
+
 def evaluate(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tuple[float, list[list[int]]]:
     """Accuracy and confusion matrix (rows true, cols predicted, TASKS order) on a bank."""
     texts = [s for t in TASKS for s in bank[t]]
@@ -108,6 +123,10 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise UserError(f"text fine-tuning needs epochs >= 1, batch size >= 1 and lr > 0 "
                         f"(got {epochs}, {batch_size}, {lr})")
+    out = Path(out_dir)
+    if base is not None and Path(base).exists() and Path(base).resolve() == out.resolve():
+        raise UserError(f"{out}: the output folder is the base encoder itself; write the fine-tuned "
+                        "encoder to another folder (--text_ckpt)")
     start = time.time()
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -129,9 +148,7 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     warmup = max(1, int(WARMUP_FRACTION * total_steps))
     head_params = list(encoder.head.parameters())
-    # The word-embedding table stays frozen: it keeps the pre-trained meaning of words the bank
-    # never uses (better on unseen phrasing) and halves the optimiser's work.
-    encoder.model.get_input_embeddings().weight.requires_grad_(False)
+    _freeze_lower(encoder, FROZEN_LAYERS)
     body_params = [p for p in encoder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": body_params, "lr": lr},
                                    {"params": head_params, "lr": lr * HEAD_LR_SCALE}], weight_decay=0.01)
@@ -178,7 +195,9 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     unrelated_max = float(encoder.classify(unrelated).max(1).values.max()) if unrelated else float("nan")
     log("validation confusion matrix:\n" + format_confusion(confusion, TASKS))
     log(f"unrelated sentences: largest top probability {unrelated_max:.2f} (below 0.5 means 'unsure')")
-    encoder.save(out_dir)
+    encoder.save(out)
+    for stale in out.glob("bank_*.pt"):  # cached bank embeddings of the previous weights
+        stale.unlink()
     seconds = time.time() - start
     log(f"saved the instruction encoder to {out_dir} (val accuracy {acc:.3f}, {seconds:.0f}s)")
     return {"val_accuracy": acc, "confusion": confusion, "train_loss": train_loss, "val_history": val_history,
