@@ -2,6 +2,19 @@
 pixel-(un)shuffle resampling) and the text modulation of TextPromptIR Sec. 3.2.
 
 Every block is called as ``block(x, text)``: the condition is passed explicitly.
+
+The compute modules have two paths that share the same parameters, switched by their
+``fast`` flag (``TextPromptIR.set_impl``):
+
+* the *reference* path is the straightforward computation, written like the official
+  Restormer / TextPromptIR code (LayerNorm by hand over a transposed copy, explicit
+  ``softmax(q @ k^T) @ v`` attention, modulation as ``x * scale + shift``);
+* the *fast* path computes the same function (equal up to fp32 rounding) on
+  channels-last data seen as pixel tokens ``(B, H*W, C)``: LayerNorm is ``F.layer_norm``
+  over the contiguous channel axis; the text scale/shift is folded into the weights of
+  the 1x1 convolution that follows; attention normalises the
+  small ``C x C`` Gram matrix instead of q and k and folds the attention matrix into the
+  output projection; residual additions ride in the matmul epilogue.
 """
 from __future__ import annotations
 
@@ -19,7 +32,48 @@ __all__ = [
     "Upsample",
 ]
 
+_NORMALIZE_EPS = 1e-12  # F.normalize's default eps (q and k normalisation in MDTA)
 
+
+# ------------------------------------------------------------------ fast-path helpers
+def _to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C) pixel tokens; a view when ``x`` is channels-last."""
+    b, c, h, w = x.shape
+    x = x.contiguous(memory_format=torch.channels_last)
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, H*W, C)
+
+
+def _from_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W) view with channels-last strides."""
+    b, _, c = t.shape
+    return t.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def _spatial_conv(conv: nn.Conv2d, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A 3x3 (depthwise) convolution on tokens, computed channels-last (oneDNN on CPU)."""
+    return _to_tokens(conv(_from_tokens(t, h, w)))
+
+
+def _token_matmul(t: torch.Tensor, weight: torch.Tensor, add: torch.Tensor | None) -> torch.Tensor:
+    """``t @ weight + add`` for tokens ``t`` (B, N, Cin).
+
+    ``weight`` is (Cin, Cout), shared by the batch, or (B, Cin, Cout) per sample; ``add``
+    broadcasts to (B, N, Cout) (a bias, a residual or both) and is fused into the GEMM.
+    """
+    if weight.dim() == 2:
+        weight = weight.expand(t.shape[0], -1, -1)  # (B, Cin, Cout), no copy
+    if add is None:
+        return torch.bmm(t, weight)
+    return torch.baddbmm(add, t, weight)  # (B, N, Cout)
+
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+# ------------------------------------------------------------------ modules
 class LayerNorm2d(nn.Module):
     """Per-pixel LayerNorm over channels of a (B, C, H, W) map (Restormer Sec. 3).
 
@@ -36,7 +90,8 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast:
-            return self._forward_fast(x)
+            h, w = x.shape[-2:]
+            return _from_tokens(self.forward_tokens(_to_tokens(x)), h, w)
         return self._forward_reference(x)
 
     def _forward_reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,13 +105,12 @@ class LayerNorm2d(nn.Module):
             t = (t - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
         return t.transpose(1, 2).reshape(b, c, h, w)  # back to (B, C, H, W)
 
-    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias is None:
-            var = x.var(1, keepdim=True, unbiased=False)  # (B, 1, H, W)
-            return x * torch.rsqrt(var + self.eps) * self.weight[:, None, None]
-        t = x.permute(0, 2, 3, 1)  # (B, H, W, C) view, no copy
-        t = F.layer_norm(t, t.shape[-1:], self.weight, self.bias, self.eps)
-        return t.permute(0, 3, 1, 2)  # (B, C, H, W) view
+    def forward_tokens(self, t: torch.Tensor) -> torch.Tensor:
+        """The same norm on pixel tokens (B, N, C), normalising the contiguous last axis."""
+        if self.bias is not None:
+            return F.layer_norm(t, t.shape[-1:], self.weight, self.bias, self.eps)
+        var = t.var(-1, keepdim=True, unbiased=False)  # (B, N, 1)
+        return t * torch.rsqrt(var + self.eps) * self.weight
 
 
 class MDTA(nn.Module):
@@ -74,20 +128,42 @@ class MDTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.fast:
+            qkv = _to_tokens(self.qkv_dwconv(self.qkv(x.contiguous(memory_format=torch.channels_last))))
+            return _from_tokens(self.attend_tokens(qkv, None), h, w)
         qkv = self.qkv_dwconv(self.qkv(x))
         q, k, v = qkv.chunk(3, dim=1)
         shape = (b, self.num_heads, c // self.num_heads, h * w)
         q = F.normalize(q.reshape(shape), dim=-1)  # (B, heads, C/heads, H*W)
         k = F.normalize(k.reshape(shape), dim=-1)
         v = v.reshape(shape)
-        if self.fast:
-            # channels are the tokens; the learnt temperature is folded into q
-            out = F.scaled_dot_product_attention(q * self.temperature, k, v, scale=1.0)
-        else:
-            attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/h, C/h)
-            out = attn.softmax(dim=-1) @ v
+        attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/h, C/h)
+        out = attn.softmax(dim=-1) @ v
         return self.project_out(out.reshape(b, c, h, w))  # (B, C, H, W)
 
+    def attend_tokens(self, qkv: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """Attention + output projection on tokens: ``qkv`` (B, N, 3C) after the
+        depthwise conv -> (B, N, C), plus ``residual`` when given.
+
+        With q^ = q/|q| and k^ = k/|k| (norms over pixels), q^ k^T = (q k^T) / (|q| |k|^T),
+        so only each head's small d x d Gram matrix is rescaled, never q or k. And
+        ``project_out(attn @ v)`` is ``v @ (P blockdiag(attn))^T`` in token layout: a single
+        GEMM of the pixels with a C x C matrix replaces attn @ v and the projection.
+        """
+        c = qkv.shape[-1] // 3
+        q, k, v = qkv.split(c, dim=-1)  # (B, N, C) strided views; one split -> one cat in backward
+        nq = torch.linalg.vector_norm(q, dim=1).clamp_min(_NORMALIZE_EPS)  # (B, C), norms over pixels
+        nk = torch.linalg.vector_norm(k, dim=1).clamp_min(_NORMALIZE_EPS)
+        proj_t = self.project_out.weight.reshape(c, c).t()  # (C, Cout): P^T
+        d = c // self.num_heads
+        rows = []
+        for i in range(self.num_heads):
+            sl = slice(i * d, (i + 1) * d)
+            gram = q[..., sl].transpose(1, 2) @ k[..., sl]  # (B, d, d)
+            logits = gram / (nq[:, sl, None] * nk[:, None, sl]) * self.temperature[i]
+            rows.append(logits.softmax(dim=-1).transpose(1, 2) @ proj_t[sl])  # (B, d, Cout)
+        mix = torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]  # (B, C, Cout)
+        return _token_matmul(v, mix, _add(residual, self.project_out.bias))
 
 class GDFN(nn.Module):
     """Gated-Dconv Feed-forward Network (Restormer Sec. 3.2)."""
@@ -98,10 +174,38 @@ class GDFN(nn.Module):
         self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
         self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast:
+            h, w = x.shape[-2:]
+            w_t = self.project_in.weight.reshape(self.project_in.out_channels, -1).t()  # (C, 2*hidden)
+            out = self.forward_tokens(_to_tokens(x), w_t, self.project_in.bias, None, (h, w))
+            return _from_tokens(out, h, w)
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
+
+    def forward_tokens(self, y: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor | None,
+                       residual: torch.Tensor | None, hw: tuple[int, int]) -> torch.Tensor:
+        """GDFN on tokens ``y`` (B, N, C) with the (possibly folded) input projection
+        ``w_in`` (C, 2*hidden) or (B, C, 2*hidden) and bias ``b_in``; adds ``residual``.
+
+        The gate and value halves are computed by separate GEMMs and depthwise convs (the
+        depthwise conv is per channel, so this is exact) so that each half is contiguous:
+        GELU on a strided half-view is several times slower than on contiguous data.
+        """
+        hidden = self.project_out.in_channels
+        dw_w, dw_b = self.dwconv.weight, self.dwconv.bias
+        halves = []
+        for i in range(2):
+            sl = slice(i * hidden, (i + 1) * hidden)
+            u = _token_matmul(y, w_in[..., sl], None if b_in is None else b_in[..., sl])  # (B, N, hidden)
+            img = _from_tokens(u, *hw)  # (B, hidden, H, W) channels-last
+            img = F.conv2d(img, dw_w[sl], None if dw_b is None else dw_b[sl], padding=1, groups=hidden)
+            halves.append(_to_tokens(img))
+        g = F.gelu(halves[0]) * halves[1]  # (B, N, hidden)
+        w_out = self.project_out.weight.reshape(-1, hidden).t()  # (hidden, C)
+        return _token_matmul(g, w_out, _add(residual, self.project_out.bias))
 
 
 class TextModulation(nn.Module):
@@ -121,12 +225,14 @@ class TextModulation(nn.Module):
         self.to_shift = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=(2, 3)).unsqueeze(1)  # (B, 1, C)
-        gate = torch.sigmoid(self.eca(pooled)).squeeze(1)  # (B, C)
+        scale, shift = self.scale_shift(x.mean(dim=(2, 3)), prompt)
+        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
+
+    def scale_shift(self, pooled: torch.Tensor, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(scale, shift)``, each (B, C), from the pooled features (B, C)."""
+        gate = torch.sigmoid(self.eca(pooled.unsqueeze(1))).squeeze(1)  # (B, 1, C) -> (B, C)
         cond = self.text_proj(prompt) * gate  # (B, C)
-        scale = self.to_scale(cond)[:, :, None, None]  # (B, C, 1, 1)
-        shift = self.to_shift(cond)[:, :, None, None]
-        return torch.addcmul(shift, x, scale)
+        return self.to_scale(cond), self.to_shift(cond)
 
 
 class TransformerBlock(nn.Module):
@@ -149,8 +255,11 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
         self.mod1 = TextModulation(dim, prompt_dim) if prompt_dim else None
         self.mod2 = TextModulation(dim, prompt_dim) if prompt_dim else None
+        self.fast = True
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+        if self.fast:
+            return self._forward_fast(x, prompt)
         y = self.norm1(x)
         if self.mod1 is not None:
             y = self.mod1(y, prompt)
@@ -159,6 +268,32 @@ class TransformerBlock(nn.Module):
         if self.mod2 is not None:
             y = self.mod2(y, prompt)
         return x + self.ffn(y)
+
+    def _forward_fast(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        t = _to_tokens(x)  # (B, N, C)
+        y = self.norm1.forward_tokens(t)
+        weight, bias = _fold_modulation(self.mod1, y, prompt, self.attn.qkv)
+        qkv = _spatial_conv(self.attn.qkv_dwconv, _token_matmul(y, weight, bias), h, w)  # (B, N, 3C)
+        t = self.attn.attend_tokens(qkv, residual=t)
+        y = self.norm2.forward_tokens(t)
+        weight, bias = _fold_modulation(self.mod2, y, prompt, self.ffn.project_in)
+        return _from_tokens(self.ffn.forward_tokens(y, weight, bias, residual=t, hw=(h, w)), h, w)
+
+def _fold_modulation(mod: TextModulation | None, y: torch.Tensor, prompt: torch.Tensor | None,
+                     conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fold the text modulation of the normed tokens ``y`` (B, N, C) into the 1x1 ``conv``
+    that follows it: ``conv(y * s + t) = y @ (s[:, None] * W^T) + (t @ W^T + b)``.
+
+    Returns the weight, (C, Cout) or per sample (B, C, Cout), and the bias to add,
+    (B, 1, Cout), (Cout,) or None.
+    """
+    w_t = conv.weight.reshape(conv.out_channels, -1).t()  # (C, Cout)
+    if mod is None:
+        return w_t, conv.bias
+    scale, shift = mod.scale_shift(y.mean(dim=1), prompt)  # (B, C) each; pooled over pixels
+    bias = _add(shift @ w_t, conv.bias)  # (B, Cout)
+    return scale[:, :, None] * w_t, bias[:, None, :]  # (B, C, Cout), (B, 1, Cout)
 
 
 class Downsample(nn.Module):
