@@ -1,0 +1,139 @@
+"""The fast implementation computes the same function as the reference one (issue 7):
+outputs within 1e-4 in fp32 and matching gradients, on random inputs and random weights."""
+import pytest
+import torch
+
+from net.blocks import GDFN, MDTA, LayerNorm2d, TransformerBlock
+from net.model import TextPromptIR
+
+TOL = 1e-4
+TEXT_DIM = 24
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Move every weight off its initial value: LayerNorm weights/biases and biases get
+    noise around their init, temperatures become distinct positive values, matrices
+    are rescaled per entry."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith("temperature"):
+                p.copy_(0.2 + 3 * torch.rand(p.shape, generator=g))
+            elif p.dim() == 1:
+                p.add_(0.5 * noise)
+            else:
+                p.mul_(1 + 0.5 * noise)
+    return module
+
+
+def set_impl(module: torch.nn.Module, impl: str) -> None:
+    for m in module.modules():
+        if hasattr(m, "fast"):
+            m.fast = impl == "fast"
+
+
+def run(module, impl, inputs, grad=True):
+    """Output and gradients (inputs first, then parameters) of a scalar loss."""
+    set_impl(module, impl)
+    module.zero_grad(set_to_none=True)
+    xs = [x.detach().clone().requires_grad_(grad and x.is_floating_point()) for x in inputs]
+    out = module(*xs)
+    if not grad:
+        return out.detach(), []
+    (out * torch.linspace(-1, 2, out.numel()).reshape(out.shape)).sum().backward()  # position-dependent
+    grads = [x.grad for x in xs] + [p.grad for p in module.parameters()]
+    return out.detach(), grads
+
+
+def assert_same(module, inputs, grad=True):
+    out_r, grads_r = run(module, "reference", inputs, grad)
+    out_f, grads_f = run(module, "fast", inputs, grad)
+    assert out_f.shape == out_r.shape
+    assert (out_f - out_r).abs().max() <= TOL, (out_f - out_r).abs().max()
+    assert len(grads_f) == len(grads_r)
+    for gf, gr in zip(grads_f, grads_r):
+        assert (gf is None) == (gr is None)
+        if gr is not None:
+            scale = max(1.0, gr.abs().max().item())
+            assert (gf - gr).abs().max() <= TOL * scale, ((gf - gr).abs().max(), scale)
+
+
+def tiny(**kw) -> TextPromptIR:
+    torch.manual_seed(0)
+    cfg = dict(text_dim=TEXT_DIM, dim=8, num_blocks=(1, 2, 1, 1), num_refinement_blocks=1, heads=(1, 2, 2, 4))
+    return randomize_(TextPromptIR(**{**cfg, **kw}))
+
+
+@pytest.mark.parametrize("layernorm_type", ["WithBias", "BiasFree"])
+@pytest.mark.parametrize("text_cond", ["film", "none"])
+def test_network_outputs_and_gradients_match(layernorm_type, text_cond):
+    m = tiny(layernorm_type=layernorm_type, text_cond=text_cond)
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 21, 35)  # odd size: padded to 24x40 inside
+    text = torch.randn(2, TEXT_DIM)
+    assert_same(m, [x, text])
+
+
+def test_network_with_conv_biases_matches():
+    m = tiny(bias=True, layernorm_type="BiasFree")
+    torch.manual_seed(2)
+    assert_same(m, [torch.rand(1, 3, 17, 9), torch.randn(1, TEXT_DIM)])
+
+
+@pytest.mark.parametrize("text_cond", ["film", "none"])
+def test_inference_without_autograd_matches(text_cond):
+    """The no-grad path gates in place; it must give the same output."""
+    m = tiny(text_cond=text_cond).eval()
+    x, text = torch.rand(3, 3, 16, 24), torch.randn(3, TEXT_DIM)
+    with torch.inference_mode():
+        out_r = m.set_impl("reference")(x, text)
+        out_f = m.set_impl("fast")(x, text)
+    with torch.no_grad():
+        out_ng = m(x, text)
+    assert (out_f - out_r).abs().max() <= TOL
+    assert torch.equal(out_f, out_ng)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 9), (8, 1)])
+@pytest.mark.parametrize("heads", [1, 3])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_block_matches_on_odd_sizes(size, heads, with_bias):
+    torch.manual_seed(3)
+    block = randomize_(TransformerBlock(12, heads, 2.66, bias=not with_bias, with_bias_norm=with_bias,
+                                        prompt_dim=10), seed=heads)
+    assert_same(block, [torch.randn(2, 12, *size), torch.randn(2, 10)])
+
+
+def test_block_accepts_channels_last_and_strided_inputs():
+    torch.manual_seed(4)
+    block = randomize_(TransformerBlock(8, 2, 2.66, False, True, prompt_dim=None))
+    x = torch.randn(2, 8, 6, 10)
+    wide = torch.zeros(2, 8, 6, 20)
+    wide[..., ::2] = x
+    set_impl(block, "reference")
+    with torch.no_grad():
+        ref = block(x, None)
+        set_impl(block, "fast")
+        for variant in (x.contiguous(memory_format=torch.channels_last), wide[..., ::2]):
+            assert torch.equal(variant, x)
+            assert (block(variant, None) - ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_standalone_modules_match(with_bias):
+    torch.manual_seed(5)
+    x = torch.randn(2, 12, 7, 11)
+    assert_same(randomize_(LayerNorm2d(12, with_bias)), [x])
+    assert_same(randomize_(MDTA(12, 4, bias=with_bias)), [x])
+    assert_same(randomize_(GDFN(12, 2.66, bias=with_bias)), [x])
+
+
+def test_both_paths_share_parameters():
+    m = tiny()
+    keys = {k: v.shape for k, v in m.state_dict().items()}
+    m.set_impl("reference")
+    assert {k: v.shape for k, v in m.state_dict().items()} == keys
+    assert all(not getattr(mod, "fast", False) for mod in m.modules())
+    m.set_impl("fast")
+    assert all(mod.fast for mod in m.modules() if hasattr(mod, "fast"))
