@@ -152,8 +152,9 @@ class MDTA(nn.Module):
         """
         c = qkv.shape[-1] // 3
         q, k, v = qkv.split(c, dim=-1)  # (B, N, C) strided views; one split -> one cat in backward
-        nq = torch.linalg.vector_norm(q, dim=1).clamp_min(_NORMALIZE_EPS)  # (B, C), norms over pixels
-        nk = torch.linalg.vector_norm(k, dim=1).clamp_min(_NORMALIZE_EPS)
+        # (B, C) norms over pixels; square-sum-sqrt is ~2x faster than linalg.vector_norm here
+        nq = q.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
+        nk = k.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
         proj_t = self.project_out.weight.reshape(c, c).t()  # (C, Cout): P^T
         d = c // self.num_heads
         rows = []
