@@ -418,10 +418,14 @@ def main(argv: list[str] | None = None) -> int:
             machine=machine_info(args.device, args.threads), preset=args.preset, config=base,
             impls=impls, sizes=[list(s) for s in sizes], inference=[], train=[])
 
+        out = Path(args.out or f"output/bench/{args.device}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+
         def report(kind: str, r: dict[str, Any]) -> None:
             what = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in r.items() if not isinstance(v, list))
             print(f"  {kind}: {what}", flush=True)
+            out.write_text(json.dumps(result, indent=1))  # after every measurement: partial runs keep theirs
 
         if not args.no_infer:
             for size in sizes:
@@ -441,8 +445,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_flops:
             result["flops"] = _spawn({**base, "kind": "flops", "device": "cpu", "threads": args.threads},
                                      args.timeout)
-        out = Path(args.out or f"output/bench/{args.device}.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
         print()
         print(markdown_table(result))
