@@ -1,5 +1,10 @@
 """The fast implementation computes the same function as the reference one (issue 7):
 outputs within 1e-4 in fp32 and matching gradients, on random inputs and random weights."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,6 +12,7 @@ from net.blocks import GDFN, MDTA, LayerNorm2d, TransformerBlock
 from net.model import TextPromptIR
 
 TOL = 1e-4
+REPO = Path(__file__).resolve().parents[1]
 TEXT_DIM = 24
 
 
@@ -137,3 +143,28 @@ def test_both_paths_share_parameters():
     assert all(not getattr(mod, "fast", False) for mod in m.modules())
     m.set_impl("fast")
     assert all(mod.fast for mod in m.modules() if hasattr(mod, "fast"))
+
+
+def test_bench_runs_both_implementations_and_writes_json(tmp_path):
+    """bench.py end to end on the demo net (tiny sizes): one JSON with every measurement."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench.py"), "--preset", "demo", "--sizes", "16,24x8", "--repeats", "1",
+         "--warmup", "0", "--train_batch", "2", "--train_size", "16", "--train_steps", "1", "--no_flops",
+         "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [(r["impl"], r["size"]) for r in result["inference"]] == [
+        ("fast", [16, 16]), ("reference", [16, 16]), ("fast", [8, 24]), ("reference", [8, 24])]
+    assert all(r["latency_ms"] > 0 and "error" not in r for r in result["inference"])
+    assert [r["impl"] for r in result["train"]] == ["fast", "reference"]
+    assert all(r["images_per_s"] > 0 for r in result["train"])
+    assert "| 8x24 |" in proc.stdout and "fast / reference" in proc.stdout
+
+
+def test_bench_refuses_bad_sizes_in_one_line():
+    proc = subprocess.run([sys.executable, str(REPO / "bench.py"), "--sizes", "12,big"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --sizes '12,big': write sizes like 128,256,1024x768 (WxH)"]
