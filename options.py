@@ -19,9 +19,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
         name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        repeat=["denoise_15=1", "denoise_25=1", "denoise_50=1", "derain=2", "dehaze=2"],
-        epochs=8, warmup_epochs=1, batch_size=8, patch_size=64, lr=1e-3, num_workers=0,
-        save_every=0, val_every=4, val_max_images=4, text_epochs=None,
+        repeat=["denoise_15=1", "denoise_25=1", "denoise_50=1", "derain=4", "dehaze=2"],
+        epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=1e-3, num_workers=0,
+        save_every=0, val_every=6, val_max_images=4, text_epochs=None,
     ),
     "dev": dict(
         data_root="../shared/datasets", de_type=["denoise_15", "denoise_25", "denoise_50"],
