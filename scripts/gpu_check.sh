@@ -129,7 +129,7 @@ EOF
 
 smoke_train() {
     "$PY" -m utils.demo_data --out data/demo >/dev/null || return 1
-    torchrun --standalone --nproc_per_node=1 train.py --preset demo --stage restore --text_cond none \
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 train.py --preset demo --stage restore --text_cond none \
         --device cuda --epochs 1 --max_steps 40 --num_workers 4 --name gpu_smoke \
         --ckpt_dir "$WORK/ckpt" --log_dir "$WORK/logs" --no_progress
 }
