@@ -20,6 +20,8 @@ The compute modules have two paths that share the same parameters, switched by t
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ __all__ = [
     "MDTA",
     "GDFN",
     "TextModulation",
+    "eca_kernel_size",
     "TransformerBlock",
     "Downsample",
     "Upsample",
@@ -216,6 +219,13 @@ class GDFN(nn.Module):
         return _token_matmul(g, w_out, _add(residual, self.project_out.bias))
 
 
+def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
+    """ECA-Net's adaptive kernel size, the odd number nearest above ``(log2(C) + b) / gamma``
+    (3 for 48 and 96 channels, 5 for 192 and 384), as in the official TextPromptIR code."""
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return t if t % 2 else t + 1
+
+
 class TextModulation(nn.Module):
     """Text-guided feature modulation (TextPromptIR Sec. 3.2).
 
@@ -225,8 +235,9 @@ class TextModulation(nn.Module):
     become ``x * scale + shift``.
     """
 
-    def __init__(self, channels: int, prompt_dim: int, eca_kernel: int = 3) -> None:
+    def __init__(self, channels: int, prompt_dim: int) -> None:
         super().__init__()
+        eca_kernel = eca_kernel_size(channels)
         self.text_proj = nn.Linear(prompt_dim, channels)
         self.eca = nn.Conv1d(1, 1, eca_kernel, padding=eca_kernel // 2, bias=False)
         self.to_scale = nn.Linear(channels, channels)
