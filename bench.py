@@ -1,10 +1,12 @@
 """Speed and memory of TextPromptIR: inference latency and peak memory per image size,
-training throughput (images/s) at batch 6 x 128^2, fast vs reference implementation.
+training throughput (images/s) at batch 6 x 128^2, fast vs reference implementation, and
+optionally the official implementation from a clone of its repository (``--official``).
 
     python bench.py                                   # paper network, CPU, both implementations
     python bench.py --sizes 256 --train_batch 6       # the numbers in BENCHMARKS.md
     python bench.py --device cuda --amp --compile     # on a GPU
     python bench.py --preset demo --data_root data/demo/Train   # tiny net + real data pipeline
+    python bench.py --official ../TextPromptIR        # also the official code, same machine
 
 The paper network is built with ``--text_dim 384``, the width of the default MiniLM
 instruction encoder (the paper's BERT-base gives 768; only the first linear layer of the
@@ -157,7 +159,12 @@ def _build(cfg: dict[str, Any], device: torch.device):
     from net.model import TextPromptIR
 
     torch.manual_seed(0)
-    model = TextPromptIR(text_dim=cfg["text_dim"], impl=cfg["impl"], **cfg["net"]).to(device)
+    if cfg["impl"] == "official":
+        from utils.official import load_official_model
+
+        model = load_official_model(cfg["official"]).to(device)
+    else:
+        model = TextPromptIR(text_dim=cfg["text_dim"], impl=cfg["impl"], **cfg["net"]).to(device)
     net = torch.compile(model) if cfg["compile"] else model
     return model, net
 
@@ -264,13 +271,41 @@ def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     out = {}
-    for impl in ("reference", "fast"):
-        model, _ = _build({**cfg, "impl": impl, "compile": False}, torch.device("cpu"))
+    for impl in cfg["impls"]:
+        run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}
+        model, _ = _build(run_cfg, torch.device("cpu"))
         model.eval()
         counter = FlopCounterMode(display=False)
         with torch.inference_mode(), counter:
-            model(torch.rand(1, 3, size, size), torch.randn(1, cfg["text_dim"]))
+            model(torch.rand(1, 3, size, size), torch.randn(1, run_cfg["text_dim"]))
         out[impl] = counter.get_total_flops() / 1e9
+    return out
+
+
+def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
+    """Largest output difference between the official network and ours (reference and
+    fast) carrying the same random weights, on a (2, 3, 64, 96) batch in fp32."""
+    from net.model import TextPromptIR
+    from utils.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
+
+    torch.manual_seed(0)
+    ours = TextPromptIR(text_dim=OFFICIAL_TEXT_DIM, impl="reference", **cfg["net"])
+    with torch.no_grad():  # move the norms, temperatures and biases off their initial values
+        for name, p in ours.named_parameters():
+            if name.endswith(("temperature", "norm1.weight", "norm2.weight")):
+                p.uniform_(0.5, 1.5)
+            elif name.endswith(".bias"):
+                p.normal_(0.0, 0.05)
+    official = load_official_model(cfg["official"])
+    copy_weights_to_official(ours, official)
+    ours.eval()
+    official.eval()
+    x, text = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
+    out = {}
+    with torch.no_grad():
+        want = official(x, text)
+        for impl in ("reference", "fast"):
+            out[f"{impl}_max_abs_diff"] = (ours.set_impl(impl)(x, text) - want).abs().max().item()
     return out
 
 
@@ -279,7 +314,8 @@ def _worker(cfg: dict[str, Any]) -> None:
         retain_freed_memory()
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    run = {"infer": run_inference, "train": run_train, "flops": flops_per_image}[cfg["kind"]]
+    run = {"infer": run_inference, "train": run_train, "flops": flops_per_image,
+           "parity": official_parity}[cfg["kind"]]
     print(RESULT_TAG + json.dumps(run(cfg)), flush=True)
 
 
@@ -306,6 +342,10 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--text_dim", type=int, default=384,
                    help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
     p.add_argument("--impl", choices=("fast", "reference", "both"), default="both")
+    p.add_argument("--official", default=None, metavar="DIR",
+                   help="also measure the official implementation from a clone of "
+                        "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
+                        "its text input is 768-d), and check that it computes what ours does")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sizes", default="128,256,512,1024x768",
                    help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
@@ -340,12 +380,16 @@ def _fmt(v: float | None, spec: str) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """The results as markdown: one table for inference, one for training."""
     impls = result["impls"]
+    baselines = [i for i in impls if i != "fast"] if "fast" in impls else []
+
+    def ratio(fast: float | None, base: float | None) -> str:
+        return f"{fast / base:.2f}x" if fast and base else "n/a"
+
     lines = []
     if result["inference"]:
         head = "| size (HxW) | " + " | ".join(f"{i} ms | {i} peak MB" for i in impls)
-        if len(impls) == 2:
-            head += " | fast / reference"
-        lines += [head + " |", "|" + "---|" * (1 + 2 * len(impls) + (len(impls) == 2))]
+        head += "".join(f" | fast / {b}" for b in baselines)
+        lines += [head + " |", "|" + "---|" * (1 + 2 * len(impls) + len(baselines))]
         for size in result["sizes"]:
             row = [f"{size[0]}x{size[1]}"]
             lat = {}
@@ -354,9 +398,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 lat[impl] = r.get("latency_ms")
                 row += [_fmt(r.get("latency_ms"), ".0f") if "error" not in r else f"error: {r['error']}",
                         _fmt(r.get("peak_mb"), ".0f")]
-            if len(impls) == 2:
-                ok = all(lat.values())
-                row.append(f"{lat['fast'] / lat['reference']:.2f}x" if ok else "n/a")
+            row += [ratio(lat["fast"], lat[b]) for b in baselines]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     if result["train"]:
@@ -368,13 +410,18 @@ def markdown_table(result: dict[str, Any]) -> str:
             else:
                 lines.append(f"| {label} | {r['images_per_s']:.2f} | {r['step_s']:.2f} | {_fmt(r['peak_mb'], '.0f')} |")
         steps = {(r["impl"], r.get("data_pipeline")): r.get("step_s") for r in result["train"]}
-        if steps.get(("fast", False)) and steps.get(("reference", False)):
-            lines.append(f"\nfast / reference training step: {steps[('fast', False)] / steps[('reference', False)]:.2f}x")
+        for b in baselines:
+            if steps.get(("fast", False)) and steps.get((b, False)):
+                lines.append(f"\nfast / {b} training step: {ratio(steps[('fast', False)], steps[(b, False)])}")
         lines.append("")
-    if result.get("flops"):
-        f = result["flops"]
-        lines.append(f"forward GFLOPs per 128x128 image: {f.get('reference', 0):.1f} (reference), "
-                     f"{f.get('fast', 0):.1f} (fast)")
+    if result.get("flops") and "error" not in result["flops"]:
+        lines.append("forward GFLOPs per 128x128 image: "
+                     + ", ".join(f"{v:.1f} ({k})" for k, v in result["flops"].items()))
+    if result.get("official_parity"):
+        p = result["official_parity"]
+        lines.append("largest |ours - official| with the same weights (fp32, 2x3x64x96): "
+                     + ", ".join(f"{v:.1e} ({k.split('_')[0]})" for k, v in p.items() if k != "error")
+                     + (f"error: {p['error']}" if "error" in p else ""))
     return "\n".join(lines)
 
 
@@ -406,13 +453,24 @@ def main(argv: list[str] | None = None) -> int:
         sizes = parse_sizes(args.sizes)
         on_cuda = args.device == "cuda"
         impls = ["fast", "reference"] if args.impl == "both" else [args.impl]
+        impl_cfg: dict[str, dict[str, Any]] = {}
+        if args.official:
+            from utils.official import OFFICIAL_TEXT_DIM, check_official_repo
+
+            if args.preset != "paper":
+                raise UserError("--official: the official code builds the paper network only; drop --preset")
+            check_official_repo(args.official)
+            impls.append("official")
+            impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM)
         base = dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset),
                     amp=args.amp, compile=args.compile, threads=args.threads, allocator=args.allocator,
                     warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
                     repeats=args.repeats or (20 if on_cuda else 3),
                     train_batch=args.train_batch, train_size=args.train_size,
                     train_steps=args.train_steps or (20 if on_cuda else 3),
-                    data_root=args.data_root, de_type=args.de_type, num_workers=args.num_workers)
+                    data_root=args.data_root, de_type=args.de_type, num_workers=args.num_workers,
+                    official=args.official and str(Path(args.official).resolve()),
+                    impls=impls, impl_cfg=impl_cfg)
         result: dict[str, Any] = dict(
             command="python " + " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
             machine=machine_info(args.device, args.threads), preset=args.preset, config=base,
@@ -430,14 +488,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_infer:
             for size in sizes:
                 for impl in impls:
-                    r = _spawn({**base, "kind": "infer", "impl": impl, "size": list(size)}, args.timeout)
+                    r = _spawn({**base, **impl_cfg.get(impl, {}), "kind": "infer", "impl": impl,
+                                "size": list(size)}, args.timeout)
                     r.update(impl=impl, size=list(size))
                     result["inference"].append(r)
                     report("inference", r)
         if not args.no_train:
             runs = [(impl, False) for impl in impls] + ([("fast", True)] if args.data_root else [])
             for impl, data in runs:
-                cfg = {**base, "kind": "train", "impl": impl, "data_root": args.data_root if data else None}
+                cfg = {**base, **impl_cfg.get(impl, {}), "kind": "train", "impl": impl,
+                       "data_root": args.data_root if data else None}
                 r = _spawn(cfg, args.timeout)
                 r.update(impl=impl, batch=args.train_batch, size=args.train_size, data_pipeline=data)
                 result["train"].append(r)
@@ -445,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_flops:
             result["flops"] = _spawn({**base, "kind": "flops", "device": "cpu", "threads": args.threads},
                                      args.timeout)
+        if args.official:
+            result["official_parity"] = _spawn({**base, "kind": "parity", "device": "cpu"}, args.timeout)
+            report("official parity", result["official_parity"])
         out.write_text(json.dumps(result, indent=1))
         print()
         print(markdown_table(result))
