@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from utils.allocator import retain_freed_memory
 from utils.errors import UserError
 
 PAPER_NET = dict(dim=48, num_blocks=[4, 6, 6, 8], num_refinement_blocks=4, heads=[1, 2, 4, 8])
@@ -66,23 +67,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise UserError(f"--sizes {text!r}: sizes must be positive")
         sizes.append((h, w))
     return sizes
-
-
-def retain_freed_memory() -> bool:
-    """Ask glibc malloc to keep freed memory (no mmap for big blocks, never trim the heap).
-
-    PyTorch's CPU allocator hands every tensor to malloc; glibc serves blocks over 32 MB with
-    fresh mmap'd pages and gives them back on free, so each large activation costs page
-    faults and kernel page zeroing on every step. Keeping the memory removes that (same as
-    ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1``). Returns False where unavailable."""
-    if platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
-    except (OSError, AttributeError):
-        return False
 
 
 def cpu_name() -> str:
@@ -364,8 +348,11 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (warm-up compiles)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--allocator", choices=("default", "retain"), default="default",
-                   help="retain: keep freed memory in malloc instead of returning it (Linux/glibc)")
+    p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
+                   help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
+                        "memory (utils/allocator.py; Linux/glibc); as_shipped: each implementation as its "
+                        "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
+                        "the official default")
     p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
@@ -385,7 +372,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     def ratio(fast: float | None, base: float | None) -> str:
         return f"{fast / base:.2f}x" if fast and base else "n/a"
 
-    lines = []
+    lines = ["malloc: " + ", ".join(f"{k} {v}" for k, v in result.get("allocators", {}).items()), ""]
     if result["inference"]:
         head = "| size (HxW) | " + " | ".join(f"{i} ms | {i} peak MB" for i in impls)
         head += "".join(f" | fast / {b}" for b in baselines)
@@ -454,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         on_cuda = args.device == "cuda"
         impls = ["fast", "reference"] if args.impl == "both" else [args.impl]
         impl_cfg: dict[str, dict[str, Any]] = {}
+        allocator = "retain" if args.allocator == "as_shipped" else args.allocator
         if args.official:
             from utils.official import OFFICIAL_TEXT_DIM, check_official_repo
 
@@ -461,9 +449,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("--official: the official code builds the paper network only; drop --preset")
             check_official_repo(args.official)
             impls.append("official")
-            impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM)
+            impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM,
+                                        allocator="default" if args.allocator == "as_shipped" else allocator)
         base = dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset),
-                    amp=args.amp, compile=args.compile, threads=args.threads, allocator=args.allocator,
+                    amp=args.amp, compile=args.compile, threads=args.threads, allocator=allocator,
                     warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
                     repeats=args.repeats or (20 if on_cuda else 3),
                     train_batch=args.train_batch, train_size=args.train_size,
@@ -474,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = dict(
             command="python " + " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
             machine=machine_info(args.device, args.threads), preset=args.preset, config=base,
-            impls=impls, sizes=[list(s) for s in sizes], inference=[], train=[])
+            impls=impls, sizes=[list(s) for s in sizes], inference=[], train=[],
+            allocators={impl: impl_cfg.get(impl, {}).get("allocator", allocator) for impl in impls})
 
         out = Path(args.out or f"output/bench/{args.device}.json")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from net.text_encoder import TASKS, validate_instruction
+from utils.allocator import retain_freed_memory
 from utils.errors import UserError
 
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -259,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     try:
         return run(args)
     except UserError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from options import test_options
+from utils.allocator import retain_freed_memory
 from utils.dist import pick_device
 from utils.errors import UserError
 
@@ -139,6 +140,7 @@ def evaluate(args: Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = test_options(argv)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     try:
         if args.instructions:
             from net.text_encoder import InstructionEncoder

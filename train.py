@@ -27,6 +27,7 @@ from tqdm import tqdm
 from net.model import TextPromptIR, count_parameters
 from options import parse_repeats, train_options
 from utils import dist
+from utils.allocator import retain_freed_memory
 from utils.checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.sampler import EpochSampler
@@ -258,6 +259,7 @@ def train_restoration(args: Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = train_options(argv)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     try:
         if args.stage in ("text", "all"):
             if int(os.environ.get("RANK", "0")) == 0:
