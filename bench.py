@@ -17,8 +17,6 @@ above the level before the run, CUDA peak memory the caching allocator's. Result
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
@@ -33,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from utils.allocator import retain_freed_memory
+from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
 from utils.errors import UserError
 
 PAPER_NET = dict(dim=48, num_blocks=[4, 6, 6, 8], num_refinement_blocks=4, heads=[1, 2, 4, 8])
@@ -79,27 +77,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _malloc_live_bytes_fn():
-    """A function returning the bytes malloc has handed out and not got back (glibc >= 2.33)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallinfo2 = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-    mallinfo2.restype = _MallInfo2
-
-    def live() -> int:
-        info = mallinfo2()
-        return info.uordblks + info.hblkhd  # heap chunks in use + mmap'd blocks
-
-    return live
-
-
 class _MallocPeak(TorchDispatchMode):
     """Tracks the peak of malloc's live bytes, sampled after every aten op (forward and
     backward). Resident-set size is not used: it counts freed-but-kept heap pages."""
@@ -126,7 +103,7 @@ def peak_memory_mb(run, device: torch.device) -> float | None:
         run()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    live = _malloc_live_bytes_fn()
+    live = malloc_live_bytes_fn()
     if live is None:
         return None
     with _MallocPeak(live) as mode:

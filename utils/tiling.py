@@ -17,6 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from utils.allocator import malloc_free_heap_bytes
+
 # Fixed per-pixel cost of a whole-image run outside the network: the input photo and
 # result as numpy arrays, the float tensors, the blending accumulators (bytes).
 IMAGE_BYTES_PER_PIXEL = 96
@@ -111,12 +113,13 @@ def activation_bytes_per_pixel(model_args: dict[str, Any]) -> float:
 
 
 def _cpu_available_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux), else free physical pages via sysconf."""
+    """MemAvailable from /proc/meminfo (Linux) plus the free memory this process keeps in its
+    malloc heap (``utils.allocator``), else free physical pages via sysconf."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024 + malloc_free_heap_bytes()
     except OSError:
         pass
     try:
