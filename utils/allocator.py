@@ -26,15 +26,21 @@ class _MallInfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _mallinfo2():
-    """glibc's ``mallinfo2`` (glibc >= 2.33), or None where there is none."""
+def _libc_function(name: str):
+    """A function of the C library on Linux (glibc), or None where there is none."""
     if platform.system() != "Linux":
         return None
     try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    fn.restype = _MallInfo2
+
+
+def _mallinfo2():
+    """glibc's ``mallinfo2`` (glibc >= 2.33), or None where there is none."""
+    fn = _libc_function("mallinfo2")
+    if fn is not None:
+        fn.restype = _MallInfo2
     return fn
 
 
@@ -63,10 +69,7 @@ def retain_freed_memory() -> bool:
     """Tell glibc malloc to keep freed memory: no mmap for big blocks (``M_MMAP_MAX=0``) and
     never trim the heap (``M_TRIM_THRESHOLD=-1``), like ``MALLOC_MMAP_MAX_=0
     MALLOC_TRIM_THRESHOLD_=-1``. Returns False where this is not glibc (nothing changes)."""
-    if platform.system() != "Linux":
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
-    except (OSError, AttributeError):
-        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))

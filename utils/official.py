@@ -87,8 +87,8 @@ def copy_weights_to_official(ours: nn.Module, official: nn.Module) -> None:
     this project use ``heads[2]`` (4); its attention modules are switched to our head
     count so that both networks compute the same function.
     """
+    heads = ours.decoder3.blocks[0].attn.num_heads
     for block in official.decoder_level3:
-        heads = ours.decoder3.blocks[0].attn.num_heads
         block.attn.num_heads = heads
         block.attn.temperature = nn.Parameter(torch.ones(heads, 1, 1))
     theirs = official.state_dict()
