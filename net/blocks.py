@@ -3,20 +3,23 @@ pixel-(un)shuffle resampling) and the text modulation of TextPromptIR Sec. 3.2.
 
 Every block is called as ``block(x, text)``: the condition is passed explicitly.
 
-The compute modules have two paths that share the same parameters, switched by their
-``fast`` flag (``TextPromptIR.set_impl``):
+Two block classes share the same parameters and compute the same function; the network
+picks one at construction (``TextPromptIR(impl=...)``):
 
-* the *reference* path is the straightforward computation, written like the official
-  Restormer / TextPromptIR code (LayerNorm by hand over a transposed copy, explicit
-  ``softmax(q @ k^T) @ v`` attention, modulation as ``x * scale + shift``);
-* the *fast* path computes the same function (equal up to fp32 rounding; see
-  tests/test_fast_path.py) on channels-last data seen as pixel tokens ``(B, H*W, C)``:
-  LayerNorm is ``F.layer_norm`` over the contiguous channel axis; the text scale/shift is
-  folded into the weights of the 1x1 convolution that follows it; attention rescales each
-  head's small d x d Gram matrix instead of normalising q and k, and folds the attention
-  matrix into the output projection; the GDFN gate and value halves are computed apart so
-  both stay contiguous; residual additions ride in the matmul epilogue. BENCHMARKS.md
-  records what each step bought.
+* :class:`TransformerBlock`, the *reference*, is the straightforward computation written like
+  the official Restormer / TextPromptIR code (LayerNorm by hand over a transposed copy,
+  explicit ``softmax(q @ k^T) @ v`` attention, modulation as ``x * scale + shift``);
+* :class:`FastTransformerBlock` works on channels-last data seen as pixel tokens
+  ``(B, H*W, C)`` (equal up to fp32 rounding; tests/test_fast_path.py): LayerNorm is
+  ``F.layer_norm`` over the contiguous channel axis; the text scale/shift is folded into the
+  weights of the 1x1 convolution that follows it; attention rescales each head's small d x d
+  Gram matrix instead of normalising q and k, and folds the attention matrix into the output
+  projection; the GDFN gate and value halves are computed apart so both stay contiguous;
+  residual additions ride in the matmul epilogue. BENCHMARKS.md records what each step
+  bought on a CPU.
+
+The modules' ``forward`` is the reference computation; their ``*_tokens`` methods are the
+same computation on tokens, used by the fast block.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ __all__ = [
     "TextModulation",
     "eca_kernel_size",
     "TransformerBlock",
+    "FastTransformerBlock",
     "Downsample",
     "Upsample",
 ]
@@ -92,15 +96,8 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
         self.eps = eps
-        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast:
-            h, w = x.shape[-2:]
-            return _from_tokens(self.forward_tokens(_to_tokens(x)), h, w)
-        return self._forward_reference(x)
-
-    def _forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         t = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
         var = t.var(-1, keepdim=True, unbiased=False)
@@ -131,13 +128,9 @@ class MDTA(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
-        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        if self.fast:
-            qkv = _to_tokens(self.qkv_dwconv(self.qkv(x.contiguous(memory_format=torch.channels_last))))
-            return _from_tokens(self.attend_tokens(qkv, None), h, w)
         qkv = self.qkv_dwconv(self.qkv(x))
         q, k, v = qkv.chunk(3, dim=1)
         shape = (b, self.num_heads, c // self.num_heads, h * w)
@@ -173,6 +166,7 @@ class MDTA(nn.Module):
         mix = torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]  # (B, C, Cout)
         return _token_matmul(v, mix, _add(residual, self.project_out.bias))
 
+
 class GDFN(nn.Module):
     """Gated-Dconv Feed-forward Network (Restormer Sec. 3.2)."""
 
@@ -182,14 +176,8 @@ class GDFN(nn.Module):
         self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
         self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
-        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast:
-            h, w = x.shape[-2:]
-            w_t = self.project_in.weight.reshape(self.project_in.out_channels, -1).t()  # (C, 2*hidden)
-            out = self.forward_tokens(_to_tokens(x), w_t, self.project_in.bias, None, (h, w))
-            return _from_tokens(out, h, w)
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
 
@@ -255,8 +243,9 @@ class TextModulation(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Restormer block with the text modulation applied after each LayerNorm,
-    before MDTA and before GDFN. ``prompt_dim=None`` builds the plain Restormer block."""
+    """Restormer block with the text modulation applied after each LayerNorm, before MDTA and
+    before GDFN (Sec. 3.2), computed the reference way. ``prompt_dim=None`` builds the plain
+    Restormer block."""
 
     def __init__(
         self,
@@ -274,11 +263,8 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
         self.mod1 = TextModulation(dim, prompt_dim) if prompt_dim else None
         self.mod2 = TextModulation(dim, prompt_dim) if prompt_dim else None
-        self.fast = True
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
-        if self.fast:
-            return self._forward_fast(x, prompt)
         y = self.norm1(x)
         if self.mod1 is not None:
             y = self.mod1(y, prompt)
@@ -288,7 +274,12 @@ class TransformerBlock(nn.Module):
             y = self.mod2(y, prompt)
         return x + self.ffn(y)
 
-    def _forward_fast(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
+
+class FastTransformerBlock(TransformerBlock):
+    """The same block (same parameters, same function) computed on channels-last pixel tokens,
+    with the text modulation folded into the 1x1 convolutions that follow it (module docstring)."""
+
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
         h, w = x.shape[-2:]
         t = _to_tokens(x)  # (B, N, C)
         y = self.norm1.forward_tokens(t)
@@ -298,6 +289,7 @@ class TransformerBlock(nn.Module):
         y = self.norm2.forward_tokens(t)
         weight, bias = _fold_modulation(self.mod2, y, prompt, self.ffn.project_in)
         return _from_tokens(self.ffn.forward_tokens(y, weight, bias, residual=t, hw=(h, w)), h, w)
+
 
 def _fold_modulation(mod: TextModulation | None, y: torch.Tensor, prompt: torch.Tensor | None,
                      conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:

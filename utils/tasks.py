@@ -1,0 +1,20 @@
+"""The restoration tasks and the degradation types trained on (TextPromptIR Sec. 4.1: the
+three-task all-in-one setting, denoising at three noise levels)."""
+from __future__ import annotations
+
+from utils.errors import UserError
+
+TASKS = ("denoise", "derain", "dehaze")
+DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+
+
+def task_of(de_type: str) -> str:
+    """'denoise_25' -> 'denoise', 'derain' -> 'derain', 'dehaze' -> 'dehaze'."""
+    if de_type not in DEGRADATIONS:
+        raise UserError(f"unknown degradation type {de_type!r}; choose from {', '.join(DEGRADATIONS)}")
+    return de_type.split("_")[0]
+
+
+def sigma_of(de_type: str) -> int | None:
+    """The noise level of a denoise_* type (15, 25 or 50), else None."""
+    return int(de_type.split("_")[1]) if task_of(de_type) == "denoise" else None
