@@ -31,21 +31,23 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from net.model import ModelConfig, TextPromptIR, build_model
 from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
+from utils.device import autocast
 from utils.errors import UserError
 
-PAPER_NET = dict(dim=48, num_blocks=[4, 6, 6, 8], num_refinement_blocks=4, heads=[1, 2, 4, 8])
 RESULT_TAG = "BENCH_RESULT "
 
 
 def net_config(preset: str) -> dict[str, Any]:
-    """The network of a preset: the paper's (Sec. 4.1) or the demo's from options.py."""
-    if preset == "paper":
-        return dict(PAPER_NET)
+    """The network settings of a preset, but ``text_dim``: the paper's (``ModelConfig``'s
+    defaults, Sec. 4.1) or the demo's from options.py."""
     from options import PRESETS
 
-    keys = ("dim", "num_blocks", "num_refinement_blocks", "heads")
-    return {k: PRESETS[preset][k] for k in keys}
+    settings = ModelConfig().to_dict()
+    settings.update({k: v for k, v in PRESETS[preset].items() if k in settings})
+    del settings["text_dim"]
+    return settings
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -117,21 +119,23 @@ def _sync(device: torch.device) -> None:
 
 
 def _build(cfg: dict[str, Any], device: torch.device):
-    from net.model import TextPromptIR
-
     torch.manual_seed(0)
     if cfg["impl"] == "official":
         from utils.official import load_official_model
 
         model = load_official_model(cfg["official"]).to(device)
-    else:
-        model = TextPromptIR(text_dim=cfg["text_dim"], impl=cfg["impl"], **cfg["net"]).to(device)
-    net = torch.compile(model) if cfg["compile"] else model
-    return model, net
+        net = torch.compile(model) if cfg["compile"] else model
+        return model, net
+    model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
+    if cfg["compile"]:
+        from utils.train_step import compile_blocks
+
+        compile_blocks(model)
+    return model, model
 
 
 def _autocast(cfg: dict[str, Any], device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"] and device.type == "cuda")
+    return autocast(device, "bf16" if cfg["amp"] else "fp32")
 
 
 def run_inference(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -246,11 +250,11 @@ def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
 def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     """Largest output difference between the official network and ours (reference and
     fast) carrying the same random weights, on a (2, 3, 64, 96) batch in fp32."""
-    from net.model import TextPromptIR
     from utils.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
 
     torch.manual_seed(0)
-    ours = TextPromptIR(text_dim=OFFICIAL_TEXT_DIM, impl="reference", **cfg["net"])
+    config = ModelConfig(text_dim=OFFICIAL_TEXT_DIM, **cfg["net"])
+    ours = TextPromptIR(config, impl="reference")
     with torch.no_grad():  # move the norms, temperatures and biases off their initial values
         for name, p in ours.named_parameters():
             if name.endswith(("temperature", "norm1.weight", "norm2.weight")):
@@ -263,10 +267,12 @@ def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     official.eval()
     x, text = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
     out = {}
+    fast = TextPromptIR(config, impl="fast").eval()
+    fast.load_state_dict(ours.state_dict())
     with torch.no_grad():
         want = official(x, text)
-        for impl in ("reference", "fast"):
-            out[f"{impl}_max_abs_diff"] = (ours.set_impl(impl)(x, text) - want).abs().max().item()
+        for impl, net in (("reference", ours), ("fast", fast)):
+            out[f"{impl}_max_abs_diff"] = (net(x, text) - want).abs().max().item()
     return out
 
 

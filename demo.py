@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from net.text_encoder import TASKS, validate_instruction
+from net.text_encoder import validate_instruction
+from options import add_inference_options, non_negative_int, positive_float
 from utils.allocator import retain_freed_memory
+from utils.cli import ArgumentParser, cli_main
+from utils.device import autocast, describe, pick_device
 from utils.errors import UserError
+from utils.progress import write
+from utils.tasks import TASKS
 
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
@@ -29,7 +36,8 @@ COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
+        prog="demo.py",
         description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
     p.add_argument("--ckpt", default="ckpt/demo/last.pt",
                    help="restoration checkpoint written by train.py (default: %(default)s)")
@@ -45,17 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text_ckpt", default=None,
                    help="fine-tuned instruction-encoder folder (default: the one recorded in the checkpoint, "
                         "else ckpt/text_encoder)")
-    p.add_argument("--tile", type=int, default=None,
+    p.add_argument("--tile", type=non_negative_int, default=None,
                    help="restore in TILE×TILE tiles (a multiple of 8); 0 never tiles; default: tile only "
                         "when the whole image would not fit the memory budget")
-    p.add_argument("--tile_overlap", type=int, default=32,
+    p.add_argument("--tile_overlap", type=non_negative_int, default=32,
                    help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default: %(default)s)")
-    p.add_argument("--max_memory", type=float, default=None,
+    p.add_argument("--max_memory", type=positive_float, default=None,
                    help="memory budget in GiB for one forward, used to choose the tile size automatically "
                         "(default: half of the available RAM on CPU, 80%% of the free GPU memory on CUDA)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto (default) uses CUDA when present")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
+    add_inference_options(p)
     p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
                    help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
                         "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
@@ -85,12 +91,31 @@ def collect_inputs(spec: str) -> list[Path]:
     return files
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, None otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def writable_output(out_dir: Path) -> None:
+    """Create the output folder and prove a file can be written there, before restoring anything."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot write the results there ({e.strerror or e}); pass another --output") from None
+
+
 def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
                  compare: bool) -> dict[Path, Path]:
     """Output path of each input; refuses (UserError) an output folder that holds inputs.
 
-    Paths are resolved (symlinks, ``..``) before comparing, so no result can land on an
-    input file. Two inputs with the same name (from a glob over several folders) are both
+    Paths are resolved (symlinks, ``..``) and existing files compared by identity (hard
+    links), so no result can land on an input file. Two inputs with the same name (from a glob over several folders) are both
     restored only if their output names differ; later ones are dropped with a warning.
     """
     out_res = out_dir.resolve()
@@ -103,15 +128,15 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
                             "--output so that no input is overwritten")
     plan: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
+    in_files = {_file_id(p) for p in inputs}  # the same file under another name: a hard link
     for p in inputs:
         ext = p.suffix if out_format == "same" else FORMAT_EXTENSIONS[out_format]
         out = out_dir / f"{p.stem}{suffix}{ext}"
         names = [out] + ([out_dir / f"{p.stem}{suffix}_compare.png"] if compare else [])
         clash = next((taken[n.resolve()] for n in names if n.resolve() in taken), None)
-        if clash is not None or any(n.resolve() in in_res for n in names):
-            tqdm.write(f"warning: {p}: skipped, its output {out} would overwrite "
-                       f"{'the result of ' + str(clash) if clash else 'an input'}; restore it separately",
-                       file=sys.stderr)
+        if clash is not None or any(n.resolve() in in_res or _file_id(n) in in_files for n in names):
+            write(f"warning: {p}: skipped, its output {out} would overwrite "
+                  f"{'the result of ' + str(clash) if clash else 'an input'}; restore it separately", error=True)
             continue
         for n in names:
             taken[n.resolve()] = p
@@ -120,36 +145,15 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
 
 
 def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> torch.Tensor:
-    """Encode the instruction once with the fine-tuned encoder and tell the user what it
-    understood (task, confidence, warnings). Returns the (1, text_dim) prompt."""
-    from net.text_encoder import InstructionEncoder
+    """Encode the instruction once with the encoder the checkpoint was trained with and tell the
+    user what it understood. Returns the (1, text_dim) prompt."""
+    from utils.instruction_prompt import encoder_for_checkpoint, instruction_prompt
     from utils.instructions import DEFAULT_INSTRUCTIONS
 
-    text_dir = args.text_ckpt or (ckpt.get("text_encoder") or {}).get("dir") or "ckpt/text_encoder"
-    try:
-        encoder = InstructionEncoder.load(text_dir)
-    except UserError as e:
-        raise UserError(f"{e} (or pass --text_ckpt with the encoder folder used in training)") from None
-    if encoder.hidden_size != text_dim:
-        raise UserError(f"{text_dir}: this encoder gives {encoder.hidden_size}-d embeddings but {args.ckpt} "
-                        f"expects {text_dim}-d; pass the --text_ckpt used in training")
+    encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
     instruction = DEFAULT_INSTRUCTIONS[args.task] if args.task else args.instruction
-    it = encoder.interpret(instruction)
-    forced = f" (forced with --task {args.task})" if args.task else ""
-    print(f"instruction: \"{instruction}\"{forced}")
-    print(f"understood as: {it.task} (confidence {it.confidence:.2f}; "
-          + ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items()) + ")")
-    for w in it.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if args.task and it.task != args.task:
-        print(f"warning: the encoder reads the default {args.task} instruction as {it.task}; "
-              f"was {text_dir} trained for this checkpoint?", file=sys.stderr)
-    return it.embedding.float()[None]  # (1, text_dim)
-
-
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when asked; a disabled context otherwise."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    label = f"instruction (forced with --task {args.task}): " if args.task else "instruction: "
+    return instruction_prompt(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -158,11 +162,11 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device: torch.device, tile: int | None,
-            overlap: int, amp: bool, budget: int | None, progress: bool) -> tuple[np.ndarray, int | None]:
+            overlap: int, precision: str, budget: int | None, progress: bool) -> tuple[np.ndarray, int | None]:
     """Restore one HxWx3 float image; returns the result and the tile size used (None: whole).
 
     ``tile=None`` chooses from the memory budget; a run that still runs out of memory is
-    retried with tiles half as large (down to 64 px).
+    retried with tiles half as large (down to 64 px). A NaN/inf result is a UserError.
     """
     from utils.tiling import MIN_TILE, auto_tile_size, restore_tiled
 
@@ -170,12 +174,12 @@ def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device:
     h, w = img.shape[-2:]
     auto = tile is None
     if auto:
-        tile = auto_tile_size(h, w, model.model_args, device, budget)
+        tile = auto_tile_size(h, w, model.config, device, budget)
     elif tile == 0 or tile >= max(h, w):
         tile = None
     while True:
         try:
-            with torch.inference_mode(), autocast_for(device, amp):
+            with torch.inference_mode(), autocast(device, precision):
                 if tile is None:
                     out = model(img.to(device), text.to(device)).float().cpu()
                 else:
@@ -187,7 +191,10 @@ def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             tile = max(MIN_TILE, (min(tile or max(h, w), max(h, w)) // 2) // 8 * 8)
-            tqdm.write(f"note: out of memory, retrying with {tile}px tiles")
+            write(f"note: out of memory, retrying with {tile}px tiles")
+    if not torch.isfinite(out).all():
+        raise UserError("the network's output is NaN/inf, so the checkpoint's weights are broken; "
+                        "use another --ckpt")
     return out[0].permute(1, 2, 0).clamp(0, 1).numpy(), tile  # (H, W, 3)
 
 
@@ -199,76 +206,85 @@ def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
     save_photo(path, np.concatenate([before, gap, after], axis=1))
 
 
-def run(args: argparse.Namespace) -> int:
-    from utils.checkpoint import load_model
-    from utils.dist import pick_device
-    from utils.image_io import load_photo, save_photo
-
+def check_options(args: argparse.Namespace) -> None:
     if args.instruction is not None:
         validate_instruction(args.instruction)
-    if args.tile is not None and (args.tile < 0 or args.tile % 8):
+    if args.tile is not None and args.tile % 8:
         raise UserError(f"--tile {args.tile}: use 0 (never tile) or a positive multiple of 8, e.g. 512")
-    if args.tile_overlap < 0 or (args.tile and args.tile_overlap * 2 > args.tile):
+    if args.tile and args.tile_overlap * 2 > args.tile:
         raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
+
+
+def load_network(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
+    """The restoration net on its device and the (1, text_dim) prompt of the instruction."""
+    from utils.checkpoint import load_model
+    from utils.train_step import compile_blocks
+
+    device = pick_device(args.device)
+    model, ckpt = load_model(args.ckpt, device=device, impl=args.impl)
+    model.eval()
+    print(f"{args.ckpt}: {describe(model, device, args.precision)}")
+    if args.compile:
+        compile_blocks(model)
+    if model.config.text_cond == "none":
+        print(f"note: {args.ckpt} is a plain Restormer (no text conditioning); the instruction is ignored")
+        return model, torch.zeros(1, model.config.text_dim), device
+    return model, load_instruction(args, ckpt, model.config.text_dim), device
+
+
+def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.Tensor, device: torch.device,
+                 src: Path, dst: Path) -> str:
+    """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
+    from utils.image_io import load_photo, save_photo
+
+    photo = load_photo(src)
+    budget = int(args.max_memory * 2**30) if args.max_memory else None
+    result, used = restore(model, photo.rgb, text, device, args.tile, args.tile_overlap, args.precision,
+                           budget, progress=not args.no_progress)
+    save_photo(dst, result, photo.alpha, photo.bit_depth, photo.grayscale)
+    if args.compare:
+        save_compare(dst.with_name(f"{src.stem}{args.suffix}_compare.png"), photo.rgb, result)
+    h, w = result.shape[:2]
+    return f"{src} -> {dst} ({w}x{h}, {f'{used}px tiles' if used else 'whole'})"
+
+
+def failure_reason(src: Path, e: Exception) -> str:
+    """One line for an image that could not be restored."""
+    if isinstance(e, UserError):
+        return str(e) if str(src) in str(e) else f"{src}: {e}"
+    if _is_oom(e):
+        return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
+    return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def demo_main(argv: Sequence[str] | None) -> int:
+    from utils.progress import progress
+
+    args = build_parser().parse_args(argv)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
+    check_options(args)
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
     plan = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
-
-    device = pick_device(args.device)
-    if args.amp and device.type != "cuda":
-        print("note: --amp only applies on CUDA; running in float32", file=sys.stderr)
-    model, ckpt = load_model(args.ckpt, map_location="cpu")
-    model.to(device).eval()
-    text_dim = int(model.model_args["text_dim"])
-    if model.model_args.get("text_cond") == "none":
-        print(f"note: {args.ckpt} is a plain Restormer (no text conditioning); the instruction is ignored")
-        text = torch.zeros(1, text_dim)
-    else:
-        text = load_instruction(args, ckpt, text_dim)
-    budget = int(args.max_memory * 2**30) if args.max_memory else None
-
-    ok, failed = 0, 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(plan.items(), desc="images", unit="img", disable=args.no_progress)
-    for src, dst in bar:
+    writable_output(out_dir)
+    model, text, device = load_network(args)
+    ok, failed = 0, len(inputs) - len(plan)  # skipped: their output would overwrite something
+    bar = progress(len(plan), "images", enabled=not args.no_progress)
+    for src, dst in plan.items():
         try:
-            photo = load_photo(src)
-            result, used = restore(model, photo.rgb, text, device, args.tile, args.tile_overlap, args.amp,
-                                   budget, progress=not args.no_progress)
-            save_photo(dst, result, photo.alpha, photo.bit_depth, photo.grayscale)
-            if args.compare:
-                save_compare(dst.with_name(f"{src.stem}{args.suffix}_compare.png"), photo.rgb, result)
-            h, w = result.shape[:2]
-            how = f"{used}px tiles" if used else "whole"
-            tqdm.write(f"{src} -> {dst} ({w}x{h}, {how})")
+            write(restore_file(args, model, text, device, src, dst))
             ok += 1
-        except UserError as e:
-            tqdm.write(f"error: {e}", file=sys.stderr)
-            failed += 1
         except Exception as e:  # one bad image must not stop the batch: report it in one line
-            if _is_oom(e):
-                reason = "out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
-            else:
-                reason = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
-            tqdm.write(f"error: {src}: {reason}", file=sys.stderr)
+            write(f"error: {failure_reason(src, e)}", error=True)
             failed += 1
+        bar.update(1)
     bar.close()
-    failed += len(inputs) - len(plan)  # skipped because of a name clash
     print(f"summary: {ok} succeeded, {failed} failed; results in {out_dir}")
     return 0 if failed == 0 else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
-    try:
-        return run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(demo_main, argv)
 
 
 if __name__ == "__main__":

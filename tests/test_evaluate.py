@@ -15,8 +15,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tests.conftest import ROOT
 
-from net.model import TextPromptIR
+from net.model import ModelConfig, TextPromptIR
 from utils.checkpoint import save_checkpoint
+
+TINY = ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
 
 # test.py by path: a plain `import test` could find Python's own `test` package
 _spec = importlib.util.spec_from_file_location("test_script", ROOT / "test.py")
@@ -27,9 +29,9 @@ _spec.loader.exec_module(test_script)
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
     torch.manual_seed(0)
-    m = TextPromptIR(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
+    m = TextPromptIR(TINY)
     path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, dict(model=m.state_dict(), model_args=m.model_args,
+    save_checkpoint(path, dict(model=m.state_dict(), config=m.config.to_dict(),
                                text_encoder={"dir": str(text_ckpt), "id": "test"}))
     return path
 
@@ -55,7 +57,7 @@ def test_results_json_matches_direct_computation(tiny_layout, tiny_ckpt, text_ck
     from net.text_encoder import InstructionEncoder
     from utils.instructions import DEFAULT_INSTRUCTIONS
 
-    model = TextPromptIR(**torch.load(tiny_ckpt, weights_only=True)["model_args"]).eval()
+    model = TextPromptIR(ModelConfig.from_dict(torch.load(tiny_ckpt, weights_only=True)["config"])).eval()
     model.load_state_dict(torch.load(tiny_ckpt, weights_only=True)["model"])
     text = InstructionEncoder.load(str(text_ckpt)).embed([DEFAULT_INSTRUCTIONS["derain"]])
     psnrs, ssims, in_psnrs = [], [], []
@@ -101,7 +103,7 @@ def test_foreign_or_missing_checkpoint_is_a_clear_error(tiny_layout, tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    for path, expected in [(foreign, "not a TextPromptIR checkpoint"), (garbage, "not a readable PyTorch checkpoint"),
+    for path, expected in [(foreign, "not a checkpoint written by train.py"), (garbage, "not a checkpoint written by train.py"),
                            (tmp_path / "missing.pt", "checkpoint not found")]:
         r = run_test("--ckpt", str(path), "--test_root", str(tiny_layout / "test"), "--device", "cpu")
         assert r.returncode == 2, path
@@ -111,10 +113,10 @@ def test_foreign_or_missing_checkpoint_is_a_clear_error(tiny_layout, tmp_path):
 
 
 def test_checkpoint_of_another_config_is_a_clear_error(tiny_layout, tmp_path):
-    m = TextPromptIR(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
-    args = dict(m.model_args, dim=16)  # weights of one config, args of another
+    m = TextPromptIR(TINY)
+    settings = dict(m.config.to_dict(), dim=16)  # weights of one config, settings of another
     path = tmp_path / "mismatch.pt"
-    save_checkpoint(path, dict(model=m.state_dict(), model_args=args))
+    save_checkpoint(path, dict(model=m.state_dict(), config=settings))
     r = run_test("--ckpt", str(path), "--test_root", str(tiny_layout / "test"), "--device", "cpu")
     assert r.returncode == 2
     assert "weights do not fit" in r.stderr and "Traceback" not in r.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from net.text_encoder import TASKS
+from utils.tasks import TASKS
 from utils.errors import UserError
 from utils.instructions import (BANK_ROOT, DEFAULT_INSTRUCTIONS, bank_embeddings, load_bank, load_unrelated,
                                 read_instruction_tsv)
@@ -112,21 +112,37 @@ def test_bank_embeddings_rows_and_index(tmp_path):
     assert torch.equal(table, enc.embed(sentences))
 
 
-def test_bank_embeddings_cache_is_keyed_by_encoder_and_bank(tmp_path):
-    root, cache = make_bank(tmp_path / "bank"), tmp_path / "cache"
-    enc = StubEncoder("a")
-    t1, i1 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
-    t2, i2 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
-    assert enc.calls == 1 and torch.equal(t1, t2) and i1 == i2  # second call read the cache
-    assert len(list(cache.glob("bank_train_*.pt"))) == 1
+def test_training_prompts_are_stored_and_redone_only_when_needed(tmp_path, text_ckpt, monkeypatch):
+    import shutil
 
-    other = StubEncoder("b")  # different weights -> different key, recomputed
-    t3, _ = bank_embeddings(other, "train", root=root, cache_dir=cache)
-    assert other.calls == 1 and not torch.equal(t3, t1)
+    import utils.instructions as ins
 
-    make_bank(root, extra="drizzle\tderain\n")  # edited bank -> recomputed
-    t4, i4 = bank_embeddings(enc, "train", root=root, cache_dir=cache)
-    assert enc.calls == 2 and t4.shape[0] == 5 and i4["derain"] == [2, 3]
+    encoder_dir = tmp_path / "encoder"
+    shutil.copytree(text_ckpt, encoder_dir)
+    root = make_bank(tmp_path / "bank")
+    written = []
+    real_write = ins.write_prompts
+    monkeypatch.setattr(ins, "write_prompts", lambda *a, **k: written.append(1) or real_write(*a, **k))
+
+    first = ins.training_prompts(encoder_dir, root)
+    assert first["rows"] == {"denoise": [0, 1], "derain": [2], "dehaze": [3]}
+    assert first["table"].shape == (4, 384) and set(first["defaults"]) == {"denoise", "derain", "dehaze"}
+    again = ins.training_prompts(encoder_dir, root)
+    assert len(written) == 1 and torch.equal(again["table"], first["table"])  # read back, not recomputed
+
+    make_bank(root, extra="drizzle\tderain\n")  # an edited bank is embedded again
+    edited = ins.training_prompts(encoder_dir, root)
+    assert len(written) == 2 and edited["rows"]["derain"] == [2, 3]
+
+    only_prompts = tmp_path / "copied"  # e.g. what was copied to a training machine
+    only_prompts.mkdir()
+    shutil.copy(encoder_dir / ins.PROMPTS_FILE, only_prompts)
+    assert torch.equal(ins.training_prompts(only_prompts, root)["table"], edited["table"])
+    make_bank(root, extra="drizzle\tderain\nhaze\tdehaze\n")
+    with pytest.raises(UserError, match="another instruction bank"):
+        ins.training_prompts(only_prompts, root)
+    with pytest.raises(UserError, match="--stage text"):
+        ins.training_prompts(tmp_path / "empty", root)
 
 
 def test_bank_root_default_is_the_repo_folder():

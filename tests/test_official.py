@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from net.model import TextPromptIR
+from net.model import ModelConfig, TextPromptIR
 from utils.official import _official_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ OFFICIAL = os.environ.get("TEXTPROMPTIR_OFFICIAL")
     ("down1_2.body.0.weight", "down1_2.body.0.weight"),
 ])
 def test_parameter_names_map_to_the_official_ones(ours, theirs):
-    assert ours in TextPromptIR(text_dim=768).state_dict()
+    assert ours in TextPromptIR(ModelConfig(text_dim=768)).state_dict()
     assert _official_name(ours) == theirs
 
 
@@ -49,9 +49,9 @@ def test_bench_refuses_a_folder_without_the_official_code(tmp_path):
 def test_ours_and_the_official_network_compute_the_same_function():
     pytest.importorskip("einops")
     sys.path.insert(0, str(REPO))
-    from bench import official_parity, PAPER_NET
+    from bench import net_config, official_parity
 
     torch.set_num_threads(1)
-    diffs = official_parity({"net": PAPER_NET, "official": OFFICIAL})
+    diffs = official_parity({"net": net_config("paper"), "official": OFFICIAL})
     assert diffs["reference_max_abs_diff"] < 1e-5, diffs
     assert diffs["fast_max_abs_diff"] < 1e-5, diffs

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from net.model import TextPromptIR
+from net.model import ModelConfig, TextPromptIR
 from utils.tiling import (IMAGE_BYTES_PER_PIXEL, MIN_TILE, activation_bytes_per_pixel, auto_tile_size, memory_budget, restore_tiled,
                           tile_starts)
 
-DEMO_ARGS = dict(text_dim=384, dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8))
+DEMO_NET = ModelConfig(text_dim=384, dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8))
 
 
 class Identity(nn.Module):
@@ -78,7 +78,7 @@ def test_tiled_matches_untiled_demo_preset():
     """The issue's criterion: PSNR(tiled, untiled) >= 40 dB on a 300x200 image with the demo
     preset. The random-init net changes the image a lot, so agreement is not trivial."""
     torch.manual_seed(0)
-    net = TextPromptIR(**DEMO_ARGS).eval()
+    net = TextPromptIR(DEMO_NET).eval()
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 200), torch.linspace(0, 1, 300), indexing="ij")
     img = (torch.stack([yy, xx, (yy + xx) / 2])[None] + 0.1 * torch.randn(1, 3, 200, 300)).clamp(0, 1)
     text = torch.randn(1, 384)
@@ -94,19 +94,18 @@ def test_tiled_matches_untiled_demo_preset():
 
 
 def test_auto_tile_size_follows_the_budget():
-    args = TextPromptIR(**DEMO_ARGS).model_args
-    per_px = activation_bytes_per_pixel(args)
-    assert auto_tile_size(300, 200, args, "cpu", budget_bytes=1 << 30) is None  # fits: no tiling
+    per_px = activation_bytes_per_pixel(DEMO_NET)
+    assert auto_tile_size(300, 200, DEMO_NET, "cpu", budget_bytes=1 << 30) is None  # fits: no tiling
     budget = 12 << 30
-    tile = auto_tile_size(3000, 4000, args, "cpu", budget_bytes=budget)
+    tile = auto_tile_size(3000, 4000, DEMO_NET, "cpu", budget_bytes=budget)
     assert tile is not None and tile % 8 == 0 and MIN_TILE <= tile < 4000
     assert tile * tile * per_px <= budget  # one tile's forward fits
     assert (tile + 8) ** 2 * per_px + 3000 * 4000 * IMAGE_BYTES_PER_PIXEL > budget  # and it is the largest that does
-    assert auto_tile_size(3000, 4000, args, "cpu", budget_bytes=1) == MIN_TILE
+    assert auto_tile_size(3000, 4000, DEMO_NET, "cpu", budget_bytes=1) == MIN_TILE
 
 
 def test_activation_estimate_grows_with_width():
-    small = activation_bytes_per_pixel(dict(dim=8))
-    paper = activation_bytes_per_pixel(dict(dim=48, ffn_expansion_factor=2.66))
+    small = activation_bytes_per_pixel(ModelConfig(dim=8, heads=(1, 1, 1, 1)))
+    paper = activation_bytes_per_pixel(ModelConfig())
     assert 0 < small < paper
     assert memory_budget("cpu") > 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,11 +52,12 @@ def test_resume_across_epoch_boundary_and_checkpoint_contents(tiny_layout, text_
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
     ck = torch.load(tmp_path / "ckpt/epochs/last.pt", weights_only=True)
-    for key in ("model", "model_args", "optimizer", "scheduler", "scaler", "epoch", "step", "rng",
+    for key in ("format", "model", "config", "optimizer", "scheduler", "epoch", "step", "rng",
                 "options", "text_encoder"):
         assert key in ck
     assert ck["epoch"] == 1 and ck["step"] == 11 and ck["batches_done_in_epoch"] == 2
-    assert ck["text_encoder"]["dir"] == str(text_ckpt)
+    # the encoder is found from the checkpoint's own folder, whatever the working directory
+    assert (tmp_path / "ckpt/epochs" / ck["text_encoder"]["dir"]).resolve() == text_ckpt.resolve()
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in ck["model"])
     assert (tmp_path / "logs/epochs/options.yaml").is_file()
 
@@ -63,13 +65,52 @@ def test_resume_across_epoch_boundary_and_checkpoint_contents(tiny_layout, text_
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_layout, text_ckpt, tmp_path, capsys):
     args = base_args(tiny_layout, text_ckpt, tmp_path, "nan")
     assert train.main(args + ["--max_steps", "1"]) == 0
-    good = (tmp_path / "ckpt/nan/last.pt").read_bytes()
+    last = tmp_path / "ckpt/nan/last.pt"
+    good = last.read_bytes()
     capsys.readouterr()
     # an absurd learning rate blows the weights up after the first step
-    assert train.main(args + ["--lr", "1e30", "--warmup_epochs", "0"]) == 2
+    assert train.main(args + ["--lr", "1e30", "--warmup_epochs", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert "loss became" in err and "last good checkpoint" in err
-    assert (tmp_path / "ckpt/nan/last.pt").read_bytes() == good
+    assert "loss became nan" in err and f"{last} is still the one that was there before" in err
+    assert len(err.strip().splitlines()) == 1
+    assert last.read_bytes() == good
+
+
+def one_batch_derain(root: Path) -> Path:
+    """A derain-only training folder of exactly one batch of 2."""
+    from tests.conftest import smooth_image, write
+
+    rng = np.random.default_rng(0)
+    for i in (1, 2):
+        gt = smooth_image(rng, 40, 40)
+        write(root / "Derain/gt" / f"norain-{i}.png", gt)
+        write(root / "Derain/rainy" / f"rain-{i}.png", np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8))
+    return root
+
+
+def test_weights_broken_by_an_epochs_last_step_are_never_saved(tiny_layout, text_ckpt, tmp_path, capsys):
+    """One step per epoch: the step that breaks the weights is the last before the epoch's save."""
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "boom")
+    data = one_batch_derain(tmp_path / "data")
+    args[args.index("--data_root") + 1] = str(data)
+    args = args + ["--de_type", "derain", "--repeat", "derain=1", "--epochs", "3", "--save_every", "1",
+                   "--val_every", "0", "--lr", "1e6", "--warmup_epochs", "0"]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "NaN/inf" in err and "stopped without saving" in err
+    saved = sorted((tmp_path / "ckpt/boom").glob("*.pt"))
+    from utils.checkpoint import load_model
+    from utils.datasets import TrainDataset
+
+    batch = TrainDataset(data, ["derain"], patch_size=32, repeats={"derain": 1})[0]
+    for path in saved:  # whatever was written restores to finite images
+        model, _ = load_model(path)
+        with torch.no_grad():
+            assert torch.isfinite(model(batch["lq"][None], torch.randn(1, 384))).all(), path
+    if saved:
+        assert f"the last good checkpoint is {tmp_path / 'ckpt/boom/last.pt'}" in err
+    else:
+        assert "this run has no checkpoint yet" in err
 
 
 def test_resume_with_another_config_is_refused(tiny_layout, text_ckpt, tmp_path, capsys):
@@ -94,7 +135,7 @@ def test_plain_restormer_trains_without_text(tiny_layout, tmp_path):
     args = base_args(tiny_layout, tmp_path / "unused", tmp_path, "plain") + ["--text_cond", "none", "--max_steps", "2"]
     assert train.main(args) == 0
     ck = torch.load(tmp_path / "ckpt/plain/last.pt", weights_only=True)
-    assert ck["model_args"]["text_cond"] == "none"
+    assert ck["config"]["text_cond"] == "none"
 
 
 def free_port() -> int:
@@ -114,3 +155,128 @@ def test_two_process_cpu_ddp(tiny_layout, text_ckpt, tmp_path):
     ck = torch.load(tmp_path / "ckpt/ddp/last.pt", weights_only=True)
     assert ck["step"] == 3
     assert ck["options"]["batch_size"] == 2
+
+
+def test_a_new_run_never_replaces_an_existing_runs_checkpoint(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "mine")
+    assert train.main(args + ["--max_steps", "2"]) == 0
+    last = tmp_path / "ckpt/mine/last.pt"
+    before, options = last.read_bytes(), (tmp_path / "ckpt/mine/options.yaml").read_bytes()
+    capsys.readouterr()
+    assert train.main(args + ["--max_steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        f"error: {last}: a run named 'mine' already has a checkpoint (epoch 0, step 2); continue it with "
+        "--resume, start another with --name NEW, or replace it with --overwrite"]
+    assert last.read_bytes() == before and (tmp_path / "ckpt/mine/options.yaml").read_bytes() == options
+    assert train.main(args + ["--max_steps", "1", "--overwrite"]) == 0
+    assert torch.load(last, weights_only=True)["step"] == 1
+
+
+def test_resuming_at_max_steps_runs_no_step_and_changed_batch_size_warns(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "limit")
+    assert train.main(args + ["--max_steps", "3"]) == 0
+    last = tmp_path / "ckpt/limit/last.pt"
+    before = last.read_bytes()
+    capsys.readouterr()
+    assert train.main(args + ["--max_steps", "3", "--resume"]) == 0
+    assert "already at --max_steps 3: nothing to do" in capsys.readouterr().out
+    assert last.read_bytes() == before
+    bigger = [v if v != "2" or args[i - 1] != "--batch_size" else "3" for i, v in enumerate(args)]
+    assert train.main(bigger + ["--max_steps", "4", "--resume"]) == 0
+    assert "--batch_size 3 differs from the checkpoint's 2" in capsys.readouterr().err
+    assert torch.load(last, weights_only=True)["step"] == 4
+
+
+def test_half_written_checkpoints_are_cleared_at_start(tiny_layout, text_ckpt, tmp_path):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "tmp")
+    assert train.main(args + ["--max_steps", "1"]) == 0
+    orphan = tmp_path / "ckpt/tmp/last.pt.k1ll3d.tmp"  # what a kill during a save leaves
+    orphan.write_bytes(b"half")
+    assert train.main(args + ["--max_steps", "2", "--resume"]) == 0
+    assert not orphan.exists()
+
+
+def test_resume_messages_name_the_real_flags(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "flags")
+    assert train.main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--ckpt" not in err
+    assert train.main(args + ["--max_steps", "1"]) == 0
+    capsys.readouterr()
+    assert train.main(args + ["--resume", "--dim", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "--name" in err and "--run" not in err
+
+
+def test_bad_repeat_is_one_line(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "rep")
+    args = args[:args.index("--repeat")] + ["--repeat", "derain=abc"]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "error: argument --repeat: 'derain=abc': expected TASK=N with N >= 1 and TASK in denoise_15, "
+        "denoise_25, denoise_50, derain, dehaze (see `train.py --help`)"]
+
+
+def truncated_png(path: Path) -> None:
+    """A PNG whose header (and so its size) reads fine but whose pixels cannot be decoded."""
+    from tests.conftest import smooth_image, write
+
+    write(path, smooth_image(np.random.default_rng(1), 40, 48))
+    path.write_bytes(path.read_bytes()[:60])
+
+
+def test_an_unreadable_image_met_by_a_worker_is_one_line_and_the_steps_done_are_saved(tiny_layout, text_ckpt,
+                                                                                        tmp_path, capsys):
+    import shutil
+
+    from utils.datasets import TrainDataset
+    from utils.sampler import EpochSampler
+
+    data = tmp_path / "Train"
+    shutil.copytree(tiny_layout / "Train", data)
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "worker")
+    args[args.index("--data_root") + 1] = str(data)
+    args[args.index("--num_workers") + 1] = "1"
+    args += ["--cache_gb", "0"]  # decode in the worker
+    assert train.main(args + ["--max_steps", "9"]) == 0  # epoch 1, all images fine
+    # break the image of the 5th sample of epoch 2 (its 3rd batch): the data checks at start-up read
+    # only headers, so the worker meets it mid-epoch
+    dataset = TrainDataset(data, repeats={k: 1 for k in ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")},
+                           seed=0, check_sizes=False)
+    sampler = EpochSampler(len(dataset), seed=0)
+    sampler.set_epoch(1)
+    lq, gt = dataset.pair(list(sampler)[4][1])
+    broken = lq or gt
+    truncated_png(broken) if broken.suffix == ".png" else broken.write_bytes(broken.read_bytes()[:200])
+    capsys.readouterr()
+    assert train.main(args + ["--max_steps", "18", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "DataLoader worker" not in err
+    assert str(broken) in err and "continue with --resume" in err
+    assert torch.load(tmp_path / "ckpt/worker/last.pt", weights_only=True)["step"] == 11  # 2 steps of epoch 2 kept
+
+
+def test_ctrl_c_during_start_up_is_one_line(tiny_layout, text_ckpt, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "build_run", interrupted)
+    assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, "ctrl")) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted"]
+
+
+def test_dev_preset_trains_on_a_folder_of_clean_images(text_ckpt, tmp_path):
+    from tests.conftest import smooth_image, write
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write(tmp_path / "photos" / f"{i}.jpg", smooth_image(rng, 48, 40))
+    args = ["--preset", "dev", "--data_root", str(tmp_path / "photos"), "--text_ckpt", str(text_ckpt), *TINY_NET,
+            "--patch_size", "32", "--batch_size", "2", "--num_workers", "0", "--epochs", "1", "--warmup_epochs", "0",
+            "--max_steps", "2", "--val_every", "0", "--ckpt_dir", str(tmp_path / "ckpt"),
+            "--log_dir", str(tmp_path / "logs"), "--device", "cpu", "--no_progress"]
+    assert train.main(args) == 0
+    ck = torch.load(tmp_path / "ckpt/dev/last.pt", weights_only=True)
+    assert ck["step"] == 2 and ck["options"]["preset"] == "dev"

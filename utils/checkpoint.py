@@ -1,9 +1,10 @@
 """Checkpoints as plain dicts, written atomically and read with ``weights_only=True``.
 
-A restoration checkpoint holds ``model`` (the unwrapped state_dict), ``model_args`` (enough
-to rebuild the net), ``text_encoder`` (where the fine-tuned instruction encoder lives and
-which base model it came from) and, for resuming, optimizer / scheduler / scaler state,
-``epoch``, ``step``, RNG states and the resolved ``options``.
+A restoration checkpoint holds ``format``, ``model`` (the unwrapped state_dict), ``config``
+(``ModelConfig.to_dict()``, enough to rebuild the net), ``text_encoder`` (where the fine-tuned
+instruction encoder lives, relative to the checkpoint's folder, and the fingerprint of its
+weights) and, for resuming, optimizer / scheduler state, ``epoch``, ``step``, RNG states and
+the resolved ``options``. Checkpoints of format 1 (``model_args`` instead of ``config``) load.
 """
 from __future__ import annotations
 
@@ -16,24 +17,49 @@ from typing import Any
 
 import torch
 
-from net.model import TextPromptIR, build_model
+from net.model import ModelConfig, TextPromptIR, build_model
 from utils.errors import UserError
 
-FORMAT = "textpromptir/1"
+FORMAT = "textpromptir/2"
+READABLE_FORMATS = ("textpromptir/1", FORMAT)
+_TMP_SUFFIX = ".tmp"
+
+
+class NonFiniteWeights(UserError):
+    """The weights hold NaN or inf: such a checkpoint is never written."""
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state_dict that hold NaN or inf."""
+    return [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the half-written ``*.pt.<random>.tmp`` files an interrupted save left in ``folder``."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(f"*.pt.*{_TMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temp file in the same folder, then
-    ``os.replace``, so an interrupted save never destroys the previous checkpoint."""
+    """Write ``state`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``,
+    so an interrupted save never destroys the previous checkpoint. Refuses (NonFiniteWeights)
+    weights with NaN or inf, so that a checkpoint on disk is always usable."""
     path = Path(path)
+    bad = non_finite_tensors(state.get("model", {}))
+    if bad:
+        raise NonFiniteWeights(f"{path}: not written: the weights became NaN/inf ({bad[0]}"
+                               f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=_TMP_SUFFIX, dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save({**state, "format": FORMAT}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,45 +69,71 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by train.py; every problem is a one-line UserError."""
+    """Read a checkpoint written by train.py (format 1 or 2, returned as format 2); every
+    problem is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train one with `python train.py` "
-                        "(or `make demo`) or pass --ckpt with the right path")
+                        "(or `make demo`) or pass the right path")
+    not_ours = f"{path}: not a checkpoint written by train.py"
+    if path.stat().st_size == 0:
+        raise UserError(f"{not_ours} (the file is empty); pass a .pt file written by train.py")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({first[:120]}); "
-                        "pass a .pt file written by train.py") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
-        raise UserError(f"{path}: not a TextPromptIR checkpoint (no 'model'/'model_args' entries); "
-                        "pass a file written by this project's train.py")
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError):
+        raise UserError(f"{not_ours} (unreadable or not a PyTorch file); pass a .pt file written by "
+                        "train.py") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not ({"config", "model_args"} & set(ckpt)):
+        raise UserError(f"{not_ours} (no 'model'/'config' entries); pass a file written by this project's train.py")
+    fmt = ckpt.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise UserError(f"{path}: checkpoint format {fmt!r} is not one this version reads "
+                        f"({', '.join(READABLE_FORMATS)}); update this project or retrain")
+    if "config" not in ckpt:  # format 1 stored the same settings as "model_args"
+        ckpt["config"] = ckpt.pop("model_args")
+    ckpt["format"] = FORMAT
     return ckpt
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu",
-               impl: str = "fast") -> tuple[TextPromptIR, dict[str, Any]]:
-    """Rebuild the net from a checkpoint's ``model_args`` and load its weights."""
-    ckpt = load_checkpoint(path, map_location)
+def checkpoint_config(path: str | Path, ckpt: dict[str, Any]) -> ModelConfig:
+    """The network settings of a loaded checkpoint; a one-line UserError if they are not ours."""
     try:
-        model = build_model(ckpt["model_args"], impl=impl)
+        return ModelConfig.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
-        raise UserError(f"{path}: its model_args do not describe a TextPromptIR ({e}); "
+        raise UserError(f"{path}: its config does not describe a TextPromptIR ({e}); "
                         "was it written by another project?") from None
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the network its model_args describe "
-                        f"({str(e).splitlines()[0][:120]})") from None
+
+
+def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """A description of the first tensor where ``state`` does not fit ``model``, or None."""
+    own = model.state_dict()
+    for name, t in own.items():
+        if name not in state:
+            return f"{name} is missing from the checkpoint"
+        if tuple(state[name].shape) != tuple(t.shape):
+            return f"{name}: checkpoint {tuple(state[name].shape)} vs network {tuple(t.shape)}"
+    extra = [k for k in state if k not in own]
+    return f"{extra[0]} is in the checkpoint but not in the network" if extra else None
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu",
+               impl: str = "auto") -> tuple[TextPromptIR, dict[str, Any]]:
+    """Rebuild the net from a checkpoint's config on ``device`` and load its weights."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    model = build_model(checkpoint_config(path, ckpt), impl=impl, device=device)
+    mismatch = first_mismatch(model, ckpt["model"])
+    if mismatch:
+        raise UserError(f"{path}: weights do not fit the network its config describes ({mismatch}); "
+                        "the file is damaged or was edited: use another checkpoint")
+    model.load_state_dict(ckpt["model"])
     return model, ckpt
 
 
-def check_same_config(path: str | Path, ckpt: dict[str, Any], model_args: dict[str, Any]) -> None:
+def check_same_config(path: str | Path, ckpt: dict[str, Any], config: ModelConfig) -> None:
     """Refuse to resume a run whose network differs from the checkpoint's."""
-    theirs = ckpt.get("model_args", {})
-    diff = sorted(k for k in set(theirs) | set(model_args) if theirs.get(k) != model_args.get(k))
+    theirs, ours = checkpoint_config(path, ckpt).to_dict(), config.to_dict()
+    diff = [k for k in ours if theirs[k] != ours[k]]
     if diff:
-        shown = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {model_args.get(k)!r}" for k in diff)
+        shown = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs now {ours[k]!r}" for k in diff)
         raise UserError(f"{path}: checkpoint was trained with another network config ({shown}); "
-                        "use the same --preset/model options or start a new --run")
+                        "use the same --preset/model options, or start a new run with another --name")

@@ -21,6 +21,7 @@ import bisect
 import re
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,9 @@ from torch.utils.data import Dataset
 from utils.degradations import add_gaussian_noise, test_noise_seed
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
+from utils.metrics import crop_to_multiple
+from utils.tasks import DEGRADATIONS, TASKS, sigma_of, task_of
 
-DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
-TASKS = ("denoise", "derain", "dehaze")
 TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
 
 # How often each training image is visited per epoch, as in the official TextPromptIR code
@@ -66,18 +67,6 @@ Pair = tuple[Path | None, Path]  # (degraded input or None for denoise, clean ta
 
 
 # --- names ------------------------------------------------------------------------------------------
-
-
-def task_of(de_type: str) -> str:
-    """'denoise_25' -> 'denoise', 'derain' -> 'derain', 'dehaze' -> 'dehaze'."""
-    if de_type not in DEGRADATIONS:
-        raise UserError(f"unknown degradation type {de_type!r}; choose from {', '.join(DEGRADATIONS)}")
-    return de_type.split("_")[0]
-
-
-def sigma_of(de_type: str) -> int | None:
-    """The noise level of a denoise_* type (15, 25 or 50), else None."""
-    return int(de_type.split("_")[1]) if task_of(de_type) == "denoise" else None
 
 
 def _natural_key(text: str) -> list:
@@ -248,6 +237,21 @@ def _size_mismatch(lq: Path, gt: Path, lq_hw, gt_hw) -> UserError:
     )
 
 
+def check_pair_sizes(pairs: Sequence[Pair], sizes: dict[Path, tuple[int, int]] | None = None) -> dict[Path, tuple[int, int]]:
+    """Read every image's (height, width) from its header (about 0.3 ms a file; EXIF rotation
+    applied) and raise a UserError naming both files for the first pair whose sizes differ.
+    Returns the sizes of the targets (``sizes`` is filled in and reused: OTS targets are shared)."""
+    sizes = {} if sizes is None else sizes
+    for lq, gt in pairs:
+        if gt not in sizes:
+            sizes[gt] = image_size(gt)
+        if lq is not None:
+            lq_hw = image_size(lq)
+            if lq_hw != sizes[gt]:
+                raise _size_mismatch(lq, gt, lq_hw, sizes[gt])
+    return sizes
+
+
 @dataclass
 class _Segment:
     de_type: str
@@ -316,35 +320,52 @@ class TrainDataset(Dataset):
         self._starts = [s.start for s in self.segments]
         self._length = start
         self.num_small = 0
+        self._decoded: dict[Path, np.ndarray] = {}  # filled by preload()
         if check_sizes:
             self._check_sizes(by_task)
 
     def _check_sizes(self, by_task: dict[str, list[Pair]]) -> None:
-        """Header-only size checks (about 0.3 ms per file): pairs must match; images below the patch
-        size are counted and reported in ONE warning (they are reflect-padded)."""
-        small: list[tuple[Path, tuple[int, int]]] = []
-        total = 0
-        gt_sizes: dict[Path, tuple[int, int]] = {}  # OTS: ~35 hazy images share one original
+        """Pairs must match in size; images below the patch size are reported in ONE warning (they
+        are reflect-padded)."""
+        sizes: dict[Path, tuple[int, int]] = {}
         for pairs in by_task.values():
-            for lq, gt in pairs:
-                if gt not in gt_sizes:
-                    gt_sizes[gt] = image_size(gt)
-                gt_hw = gt_sizes[gt]
-                if lq is not None:
-                    lq_hw = image_size(lq)
-                    if sorted(lq_hw) != sorted(gt_hw):
-                        raise _size_mismatch(lq, gt, lq_hw, gt_hw)
-                total += 1
-                if min(gt_hw) < self.patch_size:
-                    small.append((gt, gt_hw))
+            check_pair_sizes(pairs, sizes)
+        self.target_sizes = sizes
+        small = [(path, hw) for path, hw in sizes.items() if min(hw) < self.patch_size]
         self.num_small = len(small)
         if small:
             path, (h, w) = min(small, key=lambda s: min(s[1]))
             warnings.warn(
-                f"{len(small)} of {total} training images are smaller than the {self.patch_size}x"
+                f"{len(small)} of {len(sizes)} training images are smaller than the {self.patch_size}x"
                 f"{self.patch_size} patch and will be reflect-padded (smallest: {path}, {h}x{w})",
                 stacklevel=3,
             )
+
+    def preload(self, budget_bytes: int, threads: int = 4) -> tuple[int, int]:
+        """Decode images once into memory, up to ``budget_bytes``, most visited first (a derain pair
+        is drawn 200 times an epoch, an OTS image once). DataLoader workers forked afterwards share
+        these arrays instead of decoding every sample. Returns (images kept, bytes)."""
+        visits: dict[Path, int] = {}
+        for seg in self.segments:
+            for lq, gt in seg.pairs:
+                for path in (lq, gt):
+                    if path is not None:
+                        visits[path] = visits.get(path, 0) + seg.repeat
+        sizes = getattr(self, "target_sizes", {})
+        chosen, total = [], 0
+        for path in sorted(visits, key=lambda p: -visits[p]):
+            h, w = sizes.get(path) or image_size(path)
+            if total + h * w * 3 > budget_bytes:
+                break
+            chosen.append(path)
+            total += h * w * 3
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # OpenCV decodes without the GIL
+            self._decoded.update(zip(chosen, pool.map(read_image, chosen)))
+        return len(chosen), sum(a.nbytes for a in self._decoded.values())
+
+    def _read(self, path: Path) -> np.ndarray:
+        cached = self._decoded.get(path)
+        return cached if cached is not None else read_image(path)
 
     def __len__(self) -> int:
         return self._length
@@ -359,6 +380,14 @@ class TrainDataset(Dataset):
             f"{s.de_type}: {len(s.pairs)} images x{s.repeat} = {s.length} samples" for s in self.segments
         )
 
+    def _segment(self, index: int) -> _Segment:
+        return self.segments[bisect.bisect_right(self._starts, index) - 1]
+
+    def pair(self, index: int) -> Pair:
+        """The (input or None, target) files of sample ``index``."""
+        seg = self._segment(index)
+        return seg.pairs[(index - seg.start) % len(seg.pairs)]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = key if isinstance(key, (tuple, list)) else (0, key)
         index = int(index)
@@ -366,12 +395,12 @@ class TrainDataset(Dataset):
             index += self._length
         if not 0 <= index < self._length:
             raise IndexError(f"index {index} out of range for {self._length} samples")
-        seg = self.segments[bisect.bisect_right(self._starts, index) - 1]
-        lq_path, gt_path = seg.pairs[(index - seg.start) % len(seg.pairs)]
+        seg = self._segment(index)
+        lq_path, gt_path = self.pair(index)
         rng = np.random.default_rng([self.seed, int(epoch), index])
 
-        gt = read_image(gt_path)
-        lq = read_image(lq_path) if lq_path is not None else None
+        gt = self._read(gt_path)
+        lq = self._read(lq_path) if lq_path is not None else None
         if lq is not None and lq.shape != gt.shape:
             raise _size_mismatch(lq_path, gt_path, lq.shape, gt.shape)
         p = self.patch_size
@@ -391,14 +420,6 @@ class TrainDataset(Dataset):
 
 
 # --- test sets --------------------------------------------------------------------------------------
-
-
-def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
-    """Centre-crop an HxW[xC] image so both sides are multiples of ``base`` (the paper's test protocol,
-    as the official ``crop_img``)."""
-    h, w = img.shape[:2]
-    top, left = (h % base) // 2, (w % base) // 2
-    return img[top:top + h - h % base, left:left + w - w % base]
 
 
 class TestSet(Dataset):
@@ -465,89 +486,107 @@ def _find_dir(parent: Path, name: str) -> Path | None:
     return None
 
 
-def _io_pairs(set_dir: Path, gt_stem_of) -> list[Pair]:
+def _io_pairs(set_dir: Path, gt_stem_of, notes: list[str]) -> list[Pair]:
+    """The (input, target) pairs of a test set's input/ and target/ folders; a target that no
+    input pairs with is not scored, and said so in ``notes``."""
     in_dir, gt_dir = _find_dir(set_dir, "input"), _find_dir(set_dir, "target")
     if in_dir is None or gt_dir is None:
         raise UserError(f"{set_dir}: expected input/ and target/ folders with the same image names")
     inputs = _list_images(in_dir)
     if not inputs:
         raise UserError(f"{in_dir}: no images found; put the degraded test images there")
-    return _pair_by_name(inputs, in_dir, gt_dir, gt_stem_of, "same name, or target/ID.png for input/ID_A_B.jpg")
-
-
-def _check_pair_sizes(pairs: list[Pair]) -> None:
-    for lq, gt in pairs:
-        if lq is not None:
-            lq_hw, gt_hw = image_size(lq), image_size(gt)
-            if sorted(lq_hw) != sorted(gt_hw):
-                raise _size_mismatch(lq, gt, lq_hw, gt_hw)
+    pairs = _pair_by_name(inputs, in_dir, gt_dir, gt_stem_of, "same name, or target/ID.png for input/ID_A_B.jpg")
+    unused = sorted(set(_list_images(gt_dir)) - {gt for _, gt in pairs}, key=lambda p: _natural_key(p.name))
+    if unused:
+        notes.append(f"warning: {len(unused)} target(s) in {gt_dir} have no input and are not scored: "
+                     f"{_first_names(unused, gt_dir)}")
+    return pairs
 
 
 _PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",)}
+DEMO_MANIFEST = "demo_manifest.json"  # written by utils.demo_data at the root of the demo set
+DEMO_SET_NAME = "demo"
+
+
+def is_demo_root(root: Path | str) -> bool:
+    """True for the test folder of the bundled demo set (its sets are not the paper's)."""
+    root = Path(root)
+    return (root / DEMO_MANIFEST).is_file() or (root.parent / DEMO_MANIFEST).is_file()
+
+
+def _denoise_sets(task_dir: Path | None, extra_dirs: Sequence[Path | str]) -> list[tuple[str, Path, list[Pair]]]:
+    """Each subfolder of ``task_dir`` (and each extra folder) is one set of clean images; images
+    directly in ``task_dir`` form one more."""
+    sets = []
+    for folder in (_subdirs(task_dir) if task_dir else []) + [Path(d) for d in extra_dirs]:
+        images = _list_images(folder)
+        if not images:
+            raise UserError(f"{folder}: no images found; put clean test images there or remove the folder")
+        sets.append((folder.name, folder, [(None, p) for p in images]))
+    direct = _list_images(task_dir, recursive=False) if task_dir and task_dir.is_dir() else []
+    if direct:
+        sets.append((task_dir.name, task_dir, [(None, p) for p in direct]))
+    return sets
+
+
+def _paired_sets(task: str, task_dir: Path | None, direct_name: str, notes: list[str]) -> list[tuple[str, Path, list[Pair]]]:
+    """``task_dir/{input,target}`` is one set named ``direct_name``; else each subfolder is one."""
+    if task_dir is None:
+        return []
+    gt_stem_of = _ots_gt_stem if task == "dehaze" else _rain_gt_stem
+    if _find_dir(task_dir, "input") is not None:
+        return [(direct_name, task_dir, _io_pairs(task_dir, gt_stem_of, notes))]
+    return [(folder.name, folder, _io_pairs(folder, gt_stem_of, notes)) for folder in _subdirs(task_dir)]
 
 
 def find_test_sets(
-    root: Path | str = "test",
+    root: Path | str | None = "test",
     mode: str = "all",
     crop16: bool = True,
     sigmas: Sequence[int] = (15, 25, 50),
-    paper_sets: bool = True,
+    report_missing: bool = True,
     denoise_dirs: Sequence[Path | str] = (),
 ) -> tuple[list[TestSet], list[str]]:
     """The benchmark sets found under ``root`` for ``mode`` ("all", "denoise", "derain", "dehaze"),
-    and one line per expected set that is missing (e.g. "skipped CBSD68: test/denoise/CBSD68 not
-    found"). Layout: see ``EXPECTED_TEST_LAYOUT``; set names match case-insensitively.
+    and notes to print: one line per expected set that is missing (e.g. "skipped CBSD68:
+    test/denoise/CBSD68 not found", with ``report_missing``) and warnings. Layout: see
+    ``EXPECTED_TEST_LAYOUT``; set names match case-insensitively.
 
-    ``paper_sets``: report the paper's sets (CBSD68, Urban100, Rain100L, SOTS) when missing, and
-    name sets laid out directly in ``derain/`` or ``dehaze/`` "Rain100L"/"SOTS"; when False (e.g. the
-    demo set) only a task with no set at all is reported, and such sets are named "derain"/"dehaze".
-    ``denoise_dirs``: extra clean-image folders used as denoising sets (named after the folder).
+    Sets are named by their data: a set laid out directly in ``derain/`` or ``dehaze/`` is
+    Rain100L or SOTS, except in the bundled demo set (``is_demo_root``), whose sets are all
+    named "demo" and which is checked only for tasks with no set at all.
+    ``denoise_dirs``: extra clean-image folders used as denoising sets (named after the folder);
+    with ``root=None`` they are the only sets.
     """
     if mode not in ("all", *TASKS):
         raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}")
-    root = Path(root)
-    tasks = TASKS if mode == "all" else (mode,)
+    root = Path(root) if root is not None else None
+    demo = root is not None and is_demo_root(root)
+    report_missing = report_missing and root is not None
     found: list[TestSet] = []
-    missing: list[str] = []
-    for task in tasks:
-        task_dir = _find_dir(root, task) or root / task
-        sets: list[tuple[str, Path, list[Pair]]] = []  # (name, folder, pairs)
+    notes: list[str] = []
+    for task in TASKS if mode == "all" else (mode,):
+        task_dir = (_find_dir(root, task) or root / task) if root is not None else None
         if task == "denoise":
-            folders = _subdirs(task_dir)
-            folders += [Path(d) for d in denoise_dirs]
-            for folder in folders:
-                images = _list_images(folder)
-                if not images:
-                    raise UserError(f"{folder}: no images found; put clean test images there or remove the folder")
-                sets.append((folder.name, folder, [(None, p) for p in images]))
-            if task_dir.is_dir() and _list_images(task_dir, recursive=False):
-                sets.append((task_dir.name, task_dir, [(None, p) for p in _list_images(task_dir, recursive=False)]))
+            sets = _denoise_sets(task_dir, denoise_dirs)
         else:
-            gt_stem_of = _ots_gt_stem if task == "dehaze" else _rain_gt_stem
-            direct_name = _PAPER_SETS[task][0] if paper_sets else task
-            if _find_dir(task_dir, "input") is not None:
-                sets.append((direct_name, task_dir, _io_pairs(task_dir, gt_stem_of)))
-            elif task_dir.is_dir():
-                for folder in _subdirs(task_dir):
-                    sets.append((folder.name, folder, _io_pairs(folder, gt_stem_of)))
+            sets = _paired_sets(task, task_dir, DEMO_SET_NAME if demo else _PAPER_SETS[task][0], notes)
         order = [n.lower() for n in _PAPER_SETS[task]]
         sets.sort(key=lambda s: (order.index(s[0].lower()) if s[0].lower() in order else len(order),
                                  _natural_key(s[0])))  # the paper's sets first
         names = {s[0].lower() for s in sets}
-        if paper_sets:
+        if report_missing and not demo:
             for name in _PAPER_SETS[task]:
                 if name.lower() not in names:
                     where = task_dir / name if task != "dehaze" else task_dir / "{input,target}"
-                    missing.append(f"skipped {name}: {where} not found")
-        elif not sets:
-            missing.append(f"skipped {task}: no test sets in {task_dir}")
+                    notes.append(f"skipped {name}: {where} not found")
+        elif report_missing and not sets:
+            notes.append(f"skipped {task}: no test sets in {task_dir}")
         for name, folder, pairs in sets:
-            _check_pair_sizes(pairs)
-            if task == "denoise":
-                found += [TestSet(task, name, pairs, sigma=int(s), crop16=crop16, folder=folder) for s in sigmas]
-            else:
-                found.append(TestSet(task, name, pairs, crop16=crop16, folder=folder))
-    return found, missing
+            check_pair_sizes(pairs)
+            sigma_list = [int(s) for s in sigmas] if task == "denoise" else [None]
+            found += [TestSet(task, name, pairs, sigma=sigma, crop16=crop16, folder=folder) for sigma in sigma_list]
+    return found, notes
 
 
 # --- real data at hand (optional) -------------------------------------------------------------------
@@ -555,8 +594,9 @@ def find_test_sets(
 
 @dataclass
 class DevData:
-    """Real images that happen to be next to the repository (``../shared/datasets``) for a quick dev
-    run: BSD400 (the paper's denoising training images) and Kodak24/McMaster as denoising tests."""
+    """Real images that happen to be next to the repository (``../shared/datasets``, on the
+    project's own machines) for a quick dev run: BSD400 (the paper's denoising training images)
+    and Kodak24/McMaster as denoising tests."""
 
     denoise_train: Path
     denoise_test: list[Path] = field(default_factory=list)
@@ -569,48 +609,11 @@ def shared_datasets_root() -> Path | None:
 
 
 def dev_data(root: Path | str | None = None) -> DevData | None:
-    """The dev-preset data under ``root`` (default ``shared_datasets_root()``), or None if BSD400 is
-    not there. Use as ``TrainDataset(..., de_types=denoise types, task_dirs={"denoise":
-    d.denoise_train})`` and ``find_test_sets(mode="denoise", paper_sets=False,
-    denoise_dirs=d.denoise_test)``."""
+    """The real images next to the repository (default ``shared_datasets_root()``), or None if
+    BSD400 is not there: ``train.py --preset dev`` trains on ``denoise_train`` and validates on
+    ``denoise_test`` when no --data_root / --val_root is given."""
     base = Path(root) if root is not None else shared_datasets_root()
     if base is None or not (base / "BSD400").is_dir():
         return None
     tests = [base / n for n in ("Kodak24", "McMaster") if (base / n).is_dir()]
     return DevData(base / "BSD400", tests)
-
-
-def _link(link: Path, target: Path) -> None:
-    """Make ``link`` a symlink to ``target`` (idempotent; tolerant of another process racing us)."""
-    if link.is_symlink() and link.resolve() == target.resolve():
-        return
-    if link.is_symlink():
-        link.unlink()
-    link.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        link.symlink_to(target.resolve(), target_is_directory=True)
-    except FileExistsError:
-        if not (link.is_symlink() and link.resolve() == target.resolve()):
-            raise UserError(f"{link}: exists and is not a link to {target}; remove it") from None
-    except OSError as exc:
-        raise UserError(
-            f"{link}: cannot create a folder link ({exc.strerror}); lay the data out yourself: "
-            f"Denoise/ for training, test/denoise/<set>/ for validation"
-        ) from None
-
-
-def shared_dev_roots(view_dir: Path | str | None = None) -> tuple[Path, Path] | None:
-    """(train root, test root) in the paper's layouts for the real images of ``dev_data()``, or None.
-
-    Nothing is copied: ``view_dir`` (default ``<repo>/output/dev_data``, git-ignored) gets folder links
-    ``Train/Denoise -> BSD400`` and ``test/denoise/{Kodak24,McMaster}``, so the dev preset runs through
-    the same ``TrainDataset`` / ``find_test_sets`` code as the benchmarks.
-    """
-    dev = dev_data()
-    if dev is None:
-        return None
-    view = Path(view_dir) if view_dir is not None else Path(__file__).resolve().parents[1] / "output" / "dev_data"
-    _link(view / "Train" / "Denoise", dev.denoise_train)
-    for folder in dev.denoise_test:
-        _link(view / "test" / "denoise" / folder.name, folder)
-    return view / "Train", view / "test"

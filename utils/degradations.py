@@ -188,16 +188,11 @@ def depth_proxy(img: np.ndarray) -> np.ndarray:
 
 def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the protocol of
-    CALIBRATION.md: RGB in [0, 1], centre-cropped to a multiple of 16, scikit-image metrics."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # only for calibration
-    h, w = clean.shape[:2]
-    top, left = (h % 16) // 2, (w % 16) // 2
-    crop = (slice(top, top + h - h % 16), slice(left, left + w - w % 16))
-    x = degraded[crop].astype(np.float64) / 255.0
-    y = clean[crop].astype(np.float64) / 255.0
-    psnr = peak_signal_noise_ratio(y, x, data_range=1.0)
-    ssim = structural_similarity(y, x, data_range=1.0, channel_axis=2)
-    return float(psnr), float(ssim)
+    CALIBRATION.md: centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
+    from utils.metrics import crop_to_multiple, psnr_ssim
+
+    x, y = (crop_to_multiple(im).astype(np.float64) / 255.0 for im in (degraded, clean))
+    return psnr_ssim(x, y)
 
 
 def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:

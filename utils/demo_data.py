@@ -46,9 +46,10 @@ from utils.degradations import (
     synth_rain,
     test_noise_seed,
 )
+from utils.datasets import DEMO_MANIFEST
 from utils.errors import UserError
 
-MANIFEST = "demo_manifest.json"
+MANIFEST = DEMO_MANIFEST
 VERSION = 1  # bump when the output of a given seed changes
 
 TEST_PHOTOS = ("coffee", "motorcycle_left", "motorcycle_right")

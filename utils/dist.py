@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from utils.device import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -22,16 +24,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            from utils.errors import UserError
-            raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def setup(device_choice: str = "auto") -> DistInfo:
@@ -54,6 +46,15 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
         x /= dist.get_world_size()
     return x
+
+
+def all_true(flag: bool) -> bool:
+    """True only if ``flag`` is True on every process."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor(float(flag), device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+    return flag
 
 
 def barrier() -> None:

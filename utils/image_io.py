@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+_EXIF_ORIENTATION = 0x0112
 
 
 def _cannot_read(path: Path | str) -> UserError:
@@ -26,11 +27,14 @@ def _cannot_read(path: Path | str) -> UserError:
 
 def _read_bytes(path: Path | str) -> np.ndarray:
     try:
-        return np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths, unlike cv2.imread
+        data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths, unlike cv2.imread
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file; check the path") from None
     except (IsADirectoryError, PermissionError, OSError) as exc:
         raise UserError(f"{path}: cannot open ({exc.strerror or exc}); check the path and its permissions") from None
+    if data.size == 0:
+        raise UserError(f"{path}: empty file (0 bytes); remove it or replace it with the image")
+    return data
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -40,7 +44,7 @@ def read_image(path: Path | str) -> np.ndarray:
     Raises UserError (one line naming the file) when the file is missing, unreadable or not an image.
     """
     data = _read_bytes(path)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise _cannot_read(path)
     if img.dtype == np.uint16:
@@ -67,16 +71,20 @@ def write_image(path: Path | str, rgb: np.ndarray) -> None:
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
-    """(height, width) from the file header only (cheap; no decode). EXIF rotation is not applied, so
-    compare sizes as a set or use it to check minimum sides."""
+    """(height, width) as ``read_image`` returns the image (EXIF orientation applied), read from the
+    file header only (cheap; no decode)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
-        return h, w
+            try:
+                rotated = int(im.getexif().get(_EXIF_ORIENTATION, 1)) in (5, 6, 7, 8)
+            except Exception:  # malformed EXIF: OpenCV ignores it too
+                rotated = False
+        return (w, h) if rotated else (h, w)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file; check the path") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        img = read_image(path)  # formats Pillow cannot parse but OpenCV can
+        img = read_image(path)  # formats Pillow cannot parse but OpenCV can; raises if corrupt
         return img.shape[0], img.shape[1]
 
 
@@ -96,8 +104,6 @@ class Photo:
     bit_depth: int
     grayscale: bool
 
-
-_EXIF_ORIENTATION = 0x0112
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:

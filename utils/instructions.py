@@ -6,7 +6,7 @@ encoder and conditions restoration training; ``val.tsv`` holds different phrasin
 never sees; ``unrelated.txt`` holds off-topic requests the task head learns to be unsure about.
 
 For restoration the fine-tuned encoder is frozen, so every bank sentence is embedded once and
-cached on disk; a Dataset only hands out row indices into that table.
+stored beside the encoder (``prompts.pt``); a Dataset only hands out row indices into that table.
 """
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
-from net.text_encoder import TASKS, InstructionEncoder
+from net.text_encoder import InstructionEncoder, has_encoder_weights
 from utils.errors import UserError
+from utils.tasks import TASKS
 
 BANK_ROOT = Path(__file__).resolve().parents[1] / "data" / "instructions"
 HEADER = ("instruction", "task")
+PROMPTS_FILE = "prompts.pt"  # in the encoder folder: what restoration training needs from it
 
 # One fixed instruction per task, taken from val.tsv (never used for training), used to
 # condition the network in the benchmark tables of test.py.
@@ -32,6 +34,12 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 }
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at newlines only: ``str.splitlines`` would also split inside a sentence at
+    characters such as U+2028 (line separator) or U+0085."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     """Read ``instruction<TAB>task`` rows (header line required, blank lines skipped).
 
@@ -40,7 +48,7 @@ def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     """
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
+        lines = _lines(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise UserError(f"{p}: no such file; give a TSV with header 'instruction<TAB>task'") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -66,7 +74,8 @@ def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     return rows
 
 
-def _split_path(split: str, root: str | Path) -> Path:
+def bank_file(split: str, root: str | Path = BANK_ROOT) -> Path:
+    """``<root>/<split>.tsv``; UserError for a split name that is not a plain word."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
         raise UserError(f"bad bank split name {split!r}: use e.g. 'train' or 'val'")
     return Path(root) / f"{split}.tsv"
@@ -74,7 +83,7 @@ def _split_path(split: str, root: str | Path) -> Path:
 
 def load_bank(split: str = "train", root: str | Path = BANK_ROOT) -> dict[str, list[str]]:
     """``{task: [sentences in file order]}`` for every task of ``<root>/<split>.tsv``."""
-    path = _split_path(split, root)
+    path = bank_file(split, root)
     bank: dict[str, list[str]] = {t: [] for t in TASKS}
     for text, task in read_instruction_tsv(path):
         bank[task].append(text)
@@ -88,48 +97,73 @@ def load_unrelated(root: str | Path = BANK_ROOT) -> list[str]:
     """Off-topic sentences of ``<root>/unrelated.txt`` (one a line; blanks and #-comments skipped)."""
     path = Path(root) / "unrelated.txt"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file; put one off-topic sentence per line there") from None
     return [" ".join(l.split()) for l in lines if l.strip() and not l.lstrip().startswith("#")]
 
 
-def bank_embeddings(encoder: InstructionEncoder, split: str = "train", root: str | Path = BANK_ROOT,
-                    cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict[str, list[int]]]:
-    """Embeddings of every bank sentence and, per task, their row indices.
-
-    Returns ``table (N, hidden) float32`` (rows grouped by task in TASKS order, file order within
-    a task) and ``{task: [row, ...]}``.  With ``cache_dir`` the result is stored as
-    ``bank_<split>_<key>.pt``, ``key`` hashing the encoder weights (:meth:`fingerprint`), its
-    pooling and the bank sentences, so an edited bank or another encoder is recomputed.
-    """
+def bank_embeddings(encoder: InstructionEncoder, split: str = "train",
+                    root: str | Path = BANK_ROOT) -> tuple[torch.Tensor, dict[str, list[int]]]:
+    """Embeddings of every bank sentence and, per task, their row indices: ``table (N, hidden)
+    float32`` (rows grouped by task in TASKS order, file order within a task) and
+    ``{task: [row, ...]}``."""
     bank = load_bank(split, root)
-    sentences = [s for t in TASKS for s in bank[t]]
     index: dict[str, list[int]] = {}
     row = 0
     for t in TASKS:
         index[t] = list(range(row, row + len(bank[t])))
         row += len(bank[t])
+    return encoder.embed([s for t in TASKS for s in bank[t]]), index
 
-    cache_file = None
-    key = ""
-    if cache_dir is not None:
-        payload = json.dumps({"encoder": encoder.fingerprint(), "split": split,
-                              "bank": [[t, bank[t]] for t in TASKS]}, ensure_ascii=False)
-        key = hashlib.sha256(payload.encode("utf-8")).hexdigest()
-        cache_file = Path(cache_dir) / f"bank_{split}_{key[:16]}.pt"
-        if cache_file.is_file():
-            try:
-                cached = torch.load(cache_file, map_location="cpu", weights_only=True)
-                if cached.get("key") == key and cached["table"].shape == (len(sentences), encoder.hidden_size):
-                    return cached["table"], {t: list(v) for t, v in cached["index"].items()}
-            except (OSError, RuntimeError, KeyError, AttributeError, EOFError):
-                pass  # unreadable cache: recompute and overwrite it below
 
-    table = encoder.embed(sentences)  # (N, hidden)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        torch.save({"key": key, "table": table, "index": index, "sentences": sentences}, tmp)
-        tmp.replace(cache_file)
-    return table, index
+def bank_digest(split: str = "train", root: str | Path = BANK_ROOT) -> str:
+    """SHA-256 of a bank's sentences and tasks (not of its file's formatting)."""
+    bank = load_bank(split, root)
+    return hashlib.sha256(json.dumps([[t, bank[t]] for t in TASKS], ensure_ascii=False).encode()).hexdigest()
+
+
+def write_prompts(encoder: InstructionEncoder, folder: str | Path, root: str | Path = BANK_ROOT) -> dict:
+    """Store in ``folder/prompts.pt`` everything restoration training takes from the frozen encoder:
+    the train bank's embeddings and rows per task, each task's default instruction embedding,
+    and the encoder's fingerprint."""
+    table, rows = bank_embeddings(encoder, "train", root)
+    defaults = encoder.embed([DEFAULT_INSTRUCTIONS[t] for t in TASKS])
+    prompts = {"table": table, "rows": rows, "defaults": dict(zip(TASKS, defaults)),
+               "fingerprint": encoder.fingerprint(), "bank_sha256": bank_digest("train", root),
+               "hidden_size": encoder.hidden_size, "encoder_id": encoder.encoder_id}
+    path = Path(folder) / PROMPTS_FILE
+    tmp = path.with_suffix(".tmp")
+    torch.save(prompts, tmp)
+    tmp.replace(path)
+    return prompts
+
+
+def read_prompts(folder: str | Path) -> dict | None:
+    """``folder/prompts.pt`` as written by :func:`write_prompts`, or None if absent or unreadable."""
+    try:
+        prompts = torch.load(Path(folder) / PROMPTS_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError):
+        return None
+    return prompts if isinstance(prompts, dict) and {"table", "rows", "fingerprint"} <= set(prompts) else None
+
+
+def training_prompts(folder: str | Path, root: str | Path = BANK_ROOT) -> dict:
+    """The prompts of :func:`write_prompts` for the encoder in ``folder`` and the bank in ``root``:
+    read from ``prompts.pt`` when it matches both, else computed and stored. A folder holding only
+    ``prompts.pt`` (no encoder weights, e.g. copied to a training machine) is used as it is,
+    provided the bank has not changed."""
+    folder = Path(folder)
+    stored = read_prompts(folder)
+    digest = bank_digest("train", root)
+    if not has_encoder_weights(folder):
+        if stored is None:
+            InstructionEncoder.load(folder)  # raises the one-line "run --stage text" error
+        if stored["bank_sha256"] != digest:
+            raise UserError(f"{folder / PROMPTS_FILE}: made for another instruction bank than {root}, and the "
+                            "encoder's weights are not here to redo it; copy the whole encoder folder")
+        return stored
+    encoder = InstructionEncoder.load(folder)
+    if stored and stored["bank_sha256"] == digest and stored["fingerprint"] == encoder.fingerprint():
+        return stored
+    return write_prompts(encoder, folder, root)

@@ -1,11 +1,19 @@
-"""PSNR / SSIM as the paper reports them (Sec. 4.1): scikit-image on RGB in [0, 1],
-optionally on the Y channel."""
+"""The paper's test protocol (Sec. 4.1): centre-crop to a multiple of 16, then scikit-image
+PSNR / SSIM on RGB in [0, 1] (optionally on the Y channel)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
+    """Centre-crop an HxW[xC] image so both sides are multiples of ``base`` (the official
+    ``crop_img``)."""
+    h, w = img.shape[:2]
+    top, left = (h % base) // 2, (w % base) // 2
+    return img[top:top + h - h % base, left:left + w - w % base]
 
 
 def to_numpy_image(x: torch.Tensor) -> np.ndarray:

@@ -9,6 +9,8 @@ two CPU cores; deterministic for a given seed.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import time
@@ -18,10 +20,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from net.text_encoder import TASKS, InstructionEncoder
+from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
 from utils.errors import UserError
+from utils.instruction_prompt import DEPENDENTS_FILE, dependents
 from utils.instruction_report import confusion_matrix, format_confusion
-from utils.instructions import BANK_ROOT, load_bank, load_unrelated
+from utils.instructions import BANK_ROOT, PROMPTS_FILE, load_bank, load_unrelated
+from utils.tasks import TASKS
 
 DEFAULT_EPOCHS = 12
 DEFAULT_LR = 6e-5        # encoder; the freshly initialised head uses HEAD_LR_SCALE * lr
@@ -100,7 +104,7 @@ def _freeze_lower(encoder: InstructionEncoder, n_layers: int) -> None:
             layer.requires_grad_(False)
 
 
-def evaluate(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tuple[float, list[list[int]]]:
+def bank_accuracy(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tuple[float, list[list[int]]]:
     """Accuracy and confusion matrix (rows true, cols predicted, TASKS order) on a bank."""
     texts = [s for t in TASKS for s in bank[t]]
     true = [t for t in TASKS for _ in bank[t]]
@@ -108,17 +112,49 @@ def evaluate(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tuple[f
     return sum(a == b for a, b in zip(true, pred)) / len(true), confusion_matrix(true, pred, TASKS)
 
 
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str:
+    """A hash of everything the fine-tuned encoder depends on: the base model (its files when it
+    is a local folder), the instruction bank and the training settings. Training is seeded, so
+    the same key gives the same encoder."""
+    source = Path(base) if base else Path(default_encoder_path())
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
+    bank = sorted(p for p in Path(bank_root).iterdir() if p.is_file()) if Path(bank_root).is_dir() else []
+    payload = {"base": str(base or "packaged"), "settings": settings,
+               "base_files": {p.relative_to(source).as_posix(): _file_digest(p) for p in files},
+               "bank": {p.name: _file_digest(p) for p in bank}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _reusable(out: Path, key: str) -> dict | None:
+    """The stored results of the encoder in ``out`` if it was trained with the same key."""
+    try:
+        meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta.get("training") if (meta.get("training") or {}).get("key") == key else None
+
+
 def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = DEFAULT_EPOCHS,
                           lr: float = DEFAULT_LR, batch_size: int = 32, pooling: str = "mean", seed: int = 0,
                           bank_root: str | Path = BANK_ROOT, log: Callable[[str], None] = print,
-                          eval_every: int = 2, max_steps: int | None = None) -> dict:
+                          eval_every: int = 2, max_steps: int | None = None, overwrite: bool = False) -> dict:
     """Fine-tune encoder + head on the train bank, report on the val bank, save to ``out_dir``.
 
     ``base``: a local BERT folder or hub id (None = the packaged MiniLM).  ``max_steps`` caps
-    the optimiser steps (for smoke tests).  Returns ``val_accuracy``, ``confusion`` (list of
-    rows, TASKS order), ``train_loss`` (mean per epoch), ``val_history``,
-    ``unrelated_max_prob`` (largest top probability over unrelated.txt), ``seconds`` and
-    ``out_dir``.
+    the optimiser steps (for smoke tests).  An encoder already in ``out_dir`` that was trained
+    from the same base, bank and settings is reused as it is (``reused`` is then True). One
+    trained otherwise is replaced only when no restoration checkpoint depends on it, or with
+    ``overwrite``. Returns ``val_accuracy``, ``confusion`` (list of rows, TASKS order),
+    ``train_loss`` (mean per epoch), ``val_history``, ``unrelated_max_prob`` (largest top
+    probability over unrelated.txt), ``seconds``, ``out_dir`` and ``reused``.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise UserError(f"text fine-tuning needs epochs >= 1, batch size >= 1 and lr > 0 "
@@ -127,6 +163,19 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     if base is not None and Path(base).exists() and Path(base).resolve() == out.resolve():
         raise UserError(f"{out}: the output folder is the base encoder itself; write the fine-tuned "
                         "encoder to another folder (--text_ckpt)")
+    settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, pooling=pooling, seed=seed, max_steps=max_steps,
+                    frozen=FROZEN_LAYERS, head_lr=HEAD_LR_SCALE, smoothing=LABEL_SMOOTHING, unrelated=UNRELATED_WEIGHT)
+    key = training_key(base, settings, bank_root)
+    stored = _reusable(out, key)
+    if stored is not None:
+        log(f"text stage: the instruction encoder in {out} was trained from the same base, bank and settings; "
+            f"reusing it (val accuracy {stored['val_accuracy']:.3f})")
+        return {**stored, "out_dir": str(out_dir), "reused": True}
+    users = dependents(out)
+    if users and not overwrite:
+        raise UserError(f"{out}: {users[0]}{f' and {len(users) - 1} more' if len(users) > 1 else ''} "
+                        "were trained with this instruction encoder and would stop working if it were "
+                        "re-trained; write the new one elsewhere with --text_ckpt DIR, or pass --overwrite")
     start = time.time()
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -184,21 +233,22 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
             train_loss.append(sum(losses) / len(losses))
         last = epoch == epochs or step >= total_steps
         if last or epoch % eval_every == 0:
-            acc, _ = evaluate(encoder, val_bank)
+            acc, _ = bank_accuracy(encoder, val_bank)
             val_history.append({"epoch": epoch, "accuracy": acc})
             log(f"epoch {epoch}/{epochs}: train loss {train_loss[-1]:.4f}, val accuracy {acc:.3f} "
                 f"({time.time() - start:.0f}s)")
         if last:
             break
 
-    acc, confusion = evaluate(encoder, val_bank)
+    acc, confusion = bank_accuracy(encoder, val_bank)
     unrelated_max = float(encoder.classify(unrelated).max(1).values.max()) if unrelated else float("nan")
     log("validation confusion matrix:\n" + format_confusion(confusion, TASKS))
     log(f"unrelated sentences: largest top probability {unrelated_max:.2f} (below 0.5 means 'unsure')")
-    encoder.save(out)
-    for stale in out.glob("bank_*.pt"):  # cached bank embeddings of the previous weights
-        stale.unlink()
     seconds = time.time() - start
+    result = {"val_accuracy": acc, "confusion": confusion, "train_loss": train_loss, "val_history": val_history,
+              "unrelated_max_prob": unrelated_max, "seconds": seconds}
+    encoder.save(out, training={"key": key, **result})
+    for stale in [*out.glob("bank_*.pt"), out / PROMPTS_FILE, out / DEPENDENTS_FILE]:  # of the previous weights
+        stale.unlink(missing_ok=True)
     log(f"saved the instruction encoder to {out_dir} (val accuracy {acc:.3f}, {seconds:.0f}s)")
-    return {"val_accuracy": acc, "confusion": confusion, "train_loss": train_loss, "val_history": val_history,
-            "unrelated_max_prob": unrelated_max, "seconds": seconds, "out_dir": str(out_dir)}
+    return {**result, "out_dir": str(out_dir), "reused": False}

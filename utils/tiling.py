@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from tqdm import tqdm
 
+from net.model import ModelConfig, pad_to_multiple
 from utils.allocator import malloc_free_heap_bytes
+from utils.progress import progress as progress_bar
 
 # Fixed per-pixel cost of a whole-image run outside the network: the input photo and
 # result as numpy arrays, the float tensors, the blending accumulators (bytes).
@@ -69,18 +68,16 @@ def restore_tiled(model: nn.Module, img: torch.Tensor, text: torch.Tensor, tile:
         raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
     dev = next(model.parameters()).device
     h0, w0 = img.shape[-2:]
-    # Reflect-pad to a multiple of 8 as TextPromptIR.forward does for a whole image, so
-    # that the border tiles see the same context as an untiled run.
-    ph, pw = (-h0) % 8, (-w0) % 8
-    if ph or pw:
-        img = F.pad(img, (0, pw, 0, ph), mode="reflect" if ph < h0 and pw < w0 else "replicate")
+    # pad as TextPromptIR.forward does for a whole image, so that the border tiles see the
+    # same context as an untiled run
+    img = pad_to_multiple(img)
     h, w = img.shape[-2:]
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     out = torch.zeros(1, 3, h, w, dtype=torch.float32, device=img.device)
     norm = torch.zeros(1, 1, h, w, dtype=torch.float32, device=img.device)
     text = text.to(dev)
-    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress)
+    bar = progress_bar(len(ys) * len(xs), "tiles", enabled=progress, leave=False)
     for i, y in enumerate(ys):
         wy = _ramp(th, overlap, rise=i > 0, fall=i < len(ys) - 1)
         for j, x in enumerate(xs):
@@ -95,7 +92,7 @@ def restore_tiled(model: nn.Module, img: torch.Tensor, text: torch.Tensor, tile:
     return out.div_(norm)[..., :h0, :w0]
 
 
-def activation_bytes_per_pixel(model_args: dict[str, Any]) -> float:
+def activation_bytes_per_pixel(config: ModelConfig) -> float:
     """Estimated peak activation memory of one fp32 forward, in bytes per input pixel.
 
     The peak is reached in the full-resolution decoder/refinement blocks (2·dim
@@ -107,12 +104,10 @@ def activation_bytes_per_pixel(model_args: dict[str, Any]) -> float:
     1.68 estimated, dim 16 → 2.15 vs 2.96, dim 32 → 4.91 vs 5.52, dim 48 (paper) →
     7.24 vs 8.08.
     """
-    dim = int(model_args.get("dim", 48))
-    e = float(model_args.get("ffn_expansion_factor", 2.66))
-    return 4.0 * (dim * (8 * e + 20) + 100)
+    return 4.0 * (config.dim * (8 * config.ffn_expansion_factor + 20) + 100)
 
 
-def _cpu_available_bytes() -> int:
+def available_memory_bytes() -> int:
     """MemAvailable from /proc/meminfo (Linux) plus the free memory this process keeps in its
     malloc heap (``utils.allocator``), else free physical pages via sysconf."""
     try:
@@ -135,10 +130,10 @@ def memory_budget(device: torch.device | str) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_BUDGET_FRACTION)
-    return int(_cpu_available_bytes() * CPU_BUDGET_FRACTION)
+    return int(available_memory_bytes() * CPU_BUDGET_FRACTION)
 
 
-def auto_tile_size(h: int, w: int, model_args: dict[str, Any], device: torch.device | str,
+def auto_tile_size(h: int, w: int, config: ModelConfig, device: torch.device | str,
                    budget_bytes: int | None = None) -> int | None:
     """Tile side to use for an ``h``×``w`` image, or ``None`` when the whole image fits.
 
@@ -149,7 +144,7 @@ def auto_tile_size(h: int, w: int, model_args: dict[str, Any], device: torch.dev
     large tiles keep the global statistics of the attention close to the untiled run.
     """
     budget = memory_budget(device) if budget_bytes is None else int(budget_bytes)
-    per_px = activation_bytes_per_pixel(model_args)
+    per_px = activation_bytes_per_pixel(config)
     on_cpu = torch.device(device).type == "cpu"
     fixed = h * w * IMAGE_BYTES_PER_PIXEL if on_cpu else 0  # image buffers live in RAM
     if h * w * per_px + fixed <= budget:

@@ -1,0 +1,33 @@
+"""How every command-line script reports problems: one line on stderr and an exit status,
+never a traceback, for anything the user can fix."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from utils.errors import UserError, user_message
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (bad choices, bad values, type errors) are a UserError: one line
+    naming the option, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a script's ``main(argv)``: a UserError prints ``error: <message>`` and returns 2, Ctrl-C
+    prints ``interrupted`` and returns 130."""
+    try:
+        return main(argv)
+    except UserError as e:
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

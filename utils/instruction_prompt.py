@@ -1,0 +1,128 @@
+"""The restoration prompt of a user's instruction (TextPromptIR Sec. 3.1): find the instruction
+encoder a checkpoint was trained with, make sure it is that very encoder, encode the
+instruction once and tell the user what it understood.
+
+A restoration checkpoint records its encoder as ``text_encoder = {"dir", "fingerprint", ...}``:
+``dir`` relative to the checkpoint's own folder (older checkpoints: relative to the working
+directory) and ``fingerprint`` the hash of the encoder's weights. A re-trained or replaced
+encoder has another fingerprint and is refused, since its embeddings would steer the network
+wrongly.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from net.text_encoder import InstructionEncoder
+from utils.errors import UserError
+
+DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
+DEPENDENTS_FILE = "restoration_checkpoints.txt"  # in the encoder folder: checkpoints trained with it
+ECHO_CHARS = 100  # instructions longer than this are shortened when echoed
+
+
+def shorten(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis and the full length."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def encoder_record(prompts: dict[str, Any], encoder_dir: str | Path, run_dir: str | Path) -> dict[str, Any]:
+    """What a restoration checkpoint in ``run_dir`` stores about its instruction encoder, from the
+    encoder's prompts (``utils.instructions.training_prompts``): its folder relative to the
+    checkpoint's, and the identity of its weights and instruction bank."""
+    return {"dir": os.path.relpath(Path(encoder_dir).resolve(), Path(run_dir).resolve()),
+            "fingerprint": prompts["fingerprint"], "bank_sha256": prompts["bank_sha256"],
+            "id": prompts["encoder_id"], "hidden_size": prompts["hidden_size"]}
+
+
+def register_dependent(encoder_dir: str | Path, ckpt_path: str | Path) -> None:
+    """Note in the encoder folder that ``ckpt_path`` is trained with this encoder, so that the text
+    stage does not replace the encoder under it."""
+    listing = Path(encoder_dir) / DEPENDENTS_FILE
+    path = str(Path(ckpt_path).resolve())
+    if path not in dependents(encoder_dir, existing_only=False):
+        with open(listing, "a", encoding="utf-8") as f:
+            f.write(path + "\n")
+
+
+def dependents(encoder_dir: str | Path, existing_only: bool = True) -> list[Path]:
+    """The restoration checkpoints registered as trained with the encoder in ``encoder_dir``."""
+    listing = Path(encoder_dir) / DEPENDENTS_FILE
+    if not listing.is_file():
+        return []
+    paths = [Path(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [p for p in paths if p.is_file()] if existing_only else paths
+
+
+def stored_encoder_dir(ckpt_path: str | Path, ckpt: dict[str, Any]) -> Path:
+    """The encoder folder a checkpoint names: relative to the checkpoint's folder, else (older
+    checkpoints) to the working directory; ``ckpt/text_encoder`` when it names none."""
+    stored = (ckpt.get("text_encoder") or {}).get("dir")
+    if not stored:
+        return Path(DEFAULT_TEXT_CKPT)
+    beside = Path(ckpt_path).parent / stored
+    return beside if beside.is_dir() or Path(stored).is_absolute() else Path(stored)
+
+
+def checkpoint_encoder_dir(ckpt_path: str | Path, ckpt: dict[str, Any], override: str | Path | None) -> Path:
+    return Path(override) if override else stored_encoder_dir(ckpt_path, ckpt)
+
+
+def stored_default_prompts(ckpt_path: str | Path, ckpt: dict[str, Any],
+                           override: str | Path | None = None) -> dict[str, torch.Tensor] | None:
+    """Each task's default-instruction embedding from the encoder folder's ``prompts.pt``, when the
+    folder holds no encoder weights (a training machine's copy) and the prompts are of the encoder
+    the checkpoint was trained with; None when the encoder itself should be used."""
+    from net.text_encoder import has_encoder_weights
+    from utils.instructions import read_prompts
+
+    folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
+    if has_encoder_weights(folder):
+        return None
+    prompts = read_prompts(folder)
+    expected = (ckpt.get("text_encoder") or {}).get("fingerprint")
+    if prompts is None or "defaults" not in prompts or (expected and prompts["fingerprint"] != expected):
+        return None
+    print(f"{folder}: no encoder weights, using the stored embeddings of the default instructions")
+    return prompts["defaults"]
+
+
+def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim: int,
+                           override: str | Path | None = None) -> InstructionEncoder:
+    """Load the instruction encoder of a restoration checkpoint (or ``override``) and check that
+    it is the one the checkpoint was trained with: same width and, where recorded, same weights."""
+    folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
+    try:
+        encoder = InstructionEncoder.load(folder)
+    except UserError as e:
+        raise UserError(f"{e} (or pass --text_ckpt with the encoder folder used in training)") from None
+    if encoder.hidden_size != text_dim:
+        raise UserError(f"{folder}: this encoder gives {encoder.hidden_size}-d embeddings but {ckpt_path} "
+                        f"expects {text_dim}-d; pass --text_ckpt with the encoder used in training")
+    expected = (ckpt.get("text_encoder") or {}).get("fingerprint")
+    if expected and encoder.fingerprint() != expected:
+        raise UserError(f"{folder}: this is not the instruction encoder {ckpt_path} was trained with "
+                        "(it was re-trained or replaced since); pass --text_ckpt with that encoder, "
+                        "or train the restoration net again with this one")
+    return encoder
+
+
+def instruction_prompt(encoder: InstructionEncoder, instruction: str, label: str = "",
+                       expected_task: str | None = None) -> torch.Tensor:
+    """Encode one instruction, print what the encoder understood (task, confidence, warnings)
+    and return its (text_dim,) float32 embedding. ``expected_task`` warns when the encoder reads
+    a task's own default instruction as another task."""
+    it = encoder.interpret(instruction)
+    probs = ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items())
+    print(f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {it.task} "
+          f"(confidence {it.confidence:.2f}; {probs})")
+    for w in it.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if expected_task and it.task != expected_task:
+        print(f"warning: the encoder reads the {expected_task} instruction as {it.task}; "
+              "was it trained for this checkpoint?", file=sys.stderr)
+    return it.embedding.float()
