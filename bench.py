@@ -1,18 +1,19 @@
-"""Speed and memory of TextPromptIR: inference latency and peak memory per image size,
-training throughput (images/s) at batch 6 x 128^2, fast vs reference implementation, and
-optionally the official implementation from a clone of its repository (``--official``).
+"""Speed, memory and correctness of TextPromptIR on this machine's CPU or GPU.
 
-    python bench.py                                   # paper network, CPU, both implementations
-    python bench.py --sizes 256 --train_batch 6       # the numbers in BENCHMARKS.md
-    python bench.py --device cuda --amp --compile     # on a GPU
-    python bench.py --preset demo --data_root data/demo/Train   # tiny net + real data pipeline
-    python bench.py --official ../TextPromptIR        # also the official code, same machine
+    python bench.py                                          # paper network, CPU, fast and reference paths
+    python bench.py --device cuda --amp --impl auto          # the GPU path, bf16
+    python bench.py --device cuda --amp --impl auto --no_infer --train_batch 6,max --compile --cuda_graph
+    python bench.py --check [--device cuda]                  # GPU path vs reference, compiled vs eager
+    python bench.py --profile --device cuda --amp            # kernels per training step, GPU-busy share
+    python bench.py --data_only --data_root data/Train --num_workers 0,1,2,4   # crops/s per DataLoader worker
+    python bench.py --official ../TextPromptIR               # also the official code, same machine
 
-The paper network is built with ``--text_dim 384``, the width of the default MiniLM
-instruction encoder (the paper's BERT-base gives 768; only the first linear layer of the
-text MLP changes). Every measurement runs in a fresh Python process, so peak memory is
-that measurement's own; CPU peak memory is malloc's live bytes (sampled after every op)
-above the level before the run, CUDA peak memory the caching allocator's. Results go to ``--out`` (JSON) and are printed as a markdown table.
+The paper network is built with ``--text_dim 384``, the width of the default MiniLM instruction
+encoder (the paper's BERT-base gives 768; only the first linear layer of the text MLP changes).
+Every measurement runs in a fresh Python process, so peak memory is that measurement's own;
+CPU peak memory is malloc's live bytes (sampled after every op) above the level before the run,
+CUDA peak memory the caching allocator's. Results go to ``--out`` (JSON, rewritten after every
+measurement) and are printed as markdown tables.
 """
 from __future__ import annotations
 
@@ -24,21 +25,28 @@ import statistics
 import subprocess
 import sys
 import time
+from argparse import Namespace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from net.model import ModelConfig, TextPromptIR, build_model
+from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
+from options import non_negative_int, positive_int
 from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
+from utils.cli import ArgumentParser, cli_main
 from utils.device import autocast
 from utils.errors import UserError
+from utils.tables import cell, header, row
 
 RESULT_TAG = "BENCH_RESULT "
+MAX_BATCHES = (64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
+CURVE_STEPS = 50  # training-curve check: compiled / graphed against eager, same seed
+LIMITS = {"path_rel": 1e-4, "compile_rel": 1e-3, "curve_abs": 1e-3}
 
 
+# ------------------------------------------------------------------ measurement helpers
 def net_config(preset: str) -> dict[str, Any]:
     """The network settings of a preset, but ``text_dim``: the paper's (``ModelConfig``'s
     defaults, Sec. 4.1) or the demo's from options.py."""
@@ -69,6 +77,20 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
+def parse_batches(text: str, device: str) -> list[int | str]:
+    """``"6,max"`` -> ``[6, "max"]``; ``max`` is the largest of MAX_BATCHES that fits (CUDA only)."""
+    out: list[int | str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "max" and device == "cuda":
+            out.append(item)
+        elif item.isdigit() and int(item) > 0:
+            out.append(int(item))
+        else:
+            raise UserError(f"--train_batch {text!r}: give batch sizes like 6 or 6,max (max on CUDA only)")
+    return out
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -95,7 +117,7 @@ class _MallocPeak(TorchDispatchMode):
         return out
 
 
-def peak_memory_mb(run, device: torch.device) -> float | None:
+def peak_memory_mb(run: Callable[[], Any], device: torch.device) -> float | None:
     """Peak memory of one call of ``run()`` above what was allocated before it: the CUDA
     caching allocator's peak, or on CPU malloc's live bytes (None where unavailable)."""
     if device.type == "cuda":
@@ -118,55 +140,120 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _build(cfg: dict[str, Any], device: torch.device):
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
+
+
+def _build(cfg: dict[str, Any], device: torch.device, compile_blocks_too: bool | None = None) -> torch.nn.Module:
+    """Our network (``cfg["impl"]``) or the official one on ``device``; compiled per block when asked."""
     torch.manual_seed(0)
+    compile_it = cfg["compile"] if compile_blocks_too is None else compile_blocks_too
     if cfg["impl"] == "official":
         from utils.official import load_official_model
 
         model = load_official_model(cfg["official"]).to(device)
-        net = torch.compile(model) if cfg["compile"] else model
-        return model, net
+        return torch.compile(model) if compile_it else model
     model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
-    if cfg["compile"]:
+    if compile_it:
         from utils.train_step import compile_blocks
 
         compile_blocks(model)
-    return model, model
+    return model
 
 
-def _autocast(cfg: dict[str, Any], device: torch.device):
-    return autocast(device, "bf16" if cfg["amp"] else "fp32")
+def _precision(cfg: dict[str, Any]) -> str:
+    return "bf16" if cfg["amp"] else "fp32"
 
 
+# ------------------------------------------------------------------ measurements (one per process)
 def run_inference(cfg: dict[str, Any]) -> dict[str, Any]:
     """Median latency of ``repeats`` forwards of one (1, 3, H, W) image after warm-up."""
     device = torch.device(cfg["device"])
-    model, net = _build(cfg, device)
-    model.eval()
+    model = _build(cfg, device).eval()
     h, w = cfg["size"]
     x = torch.rand(1, 3, h, w, device=device)
     text = torch.randn(1, cfg["text_dim"], device=device)
     times = []
-    with torch.inference_mode(), _autocast(cfg, device):
+    with torch.inference_mode(), autocast(device, _precision(cfg)):
+        t0 = time.perf_counter()
         for _ in range(cfg["warmup"]):
-            net(x, text)
+            model(x, text)
         _sync(device)
+        first_s = time.perf_counter() - t0
         for _ in range(cfg["repeats"]):
             t0 = time.perf_counter()
-            net(x, text)
+            model(x, text)
             _sync(device)
             times.append(time.perf_counter() - t0)
-        peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: net(x, text), device)
-    return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=peak)
+        peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: model(x, text), device)
+    return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=peak,
+                warmup_s=first_s)
 
 
-def _data_loader(cfg: dict[str, Any], device: torch.device):
-    """The training DataLoader over a real folder (as train.py builds it), or None."""
-    if not cfg.get("data_root"):
-        return None
+def _train_setup(cfg: dict[str, Any], device: torch.device, batch: int):
+    """Network, a training step (eager, compiled and/or CUDA-graphed as ``cfg`` asks) and one
+    random batch; the step is train.py's (``utils.train_step``)."""
+    from utils.train_step import TrainStep, graphed_or_plain, make_optimizer
+
+    model = _build(cfg, device).train()
+    graphed = cfg["cuda_graph"] and device.type == "cuda"
+    optimizer = make_optimizer(model, 2e-4, 0.01, device, graphed)  # train.py's
+    step = TrainStep(model, optimizer, device, _precision(cfg))
+    p = cfg["train_size"]
+    lq, gt = torch.rand(batch, 3, p, p, device=device), torch.rand(batch, 3, p, p, device=device)
+    text = torch.randn(batch, cfg["text_dim"], device=device)
+    step_fn = graphed_or_plain(step, lq, gt, text) if graphed else step
+    return step_fn, (lq, gt, text)
+
+
+def _largest_batch(cfg: dict[str, Any], device: torch.device) -> int:
+    """The largest of MAX_BATCHES whose training step runs without running out of memory."""
+    for batch in MAX_BATCHES:
+        try:
+            step_fn, inputs = _train_setup(cfg, device, batch)
+            step_fn(*inputs)
+            _sync(device)
+            return batch
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if not _is_oom(e):
+                raise
+        finally:
+            step_fn = inputs = None
+            torch.cuda.empty_cache()
+    raise RuntimeError(f"no batch of {MAX_BATCHES} fits")
+
+
+def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Training steps (forward, L1 loss, backward, AdamW) at ``batch`` x ``train_size``^2 on random
+    data: median step time, images/s, peak memory; the first warm-up step's time (compile)."""
+    device = torch.device(cfg["device"])
+    batch = _largest_batch(cfg, device) if cfg["batch"] == "max" else int(cfg["batch"])
+    step_fn, inputs = _train_setup(cfg, device, batch)
+    t0 = time.perf_counter()
+    for _ in range(cfg["warmup"]):
+        step_fn(*inputs)
+    _sync(device)
+    warmup_s = time.perf_counter() - t0
+    times = []
+    for _ in range(cfg["train_steps"]):
+        t0 = time.perf_counter()
+        step_fn(*inputs)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: step_fn(*inputs), device)
+    graphed = type(step_fn).__name__ == "CudaGraphStep"
+    return dict(batch=batch, step_s=med, images_per_s=batch / med, times_s=times, peak_mb=peak,
+                warmup_s=warmup_s, cuda_graph=graphed)
+
+
+def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Training crops per second delivered by the DataLoader alone (decode or cache, crop,
+    augment, noise, collate) with ``workers`` worker processes, as train.py builds it."""
     from torch.utils.data import DataLoader, RandomSampler
 
-    from utils.datasets import DEGRADATIONS, TrainDataset, find_train_pairs
+    from utils.datasets import TrainDataset, find_train_pairs
+    from utils.tasks import DEGRADATIONS
 
     de_types = []
     for de_type in cfg["de_type"] or DEGRADATIONS:
@@ -178,56 +265,23 @@ def _data_loader(cfg: dict[str, Any], device: torch.device):
     if not de_types:
         raise UserError(f"{cfg['data_root']}: no Denoise/, Derain/ or Dehaze/ training images found; "
                         "point --data_root at a data/Train layout (see data/Train/README.md)")
-    dataset = TrainDataset(cfg["data_root"], de_types, patch_size=cfg["train_size"], check_sizes=False)
-    workers = cfg["num_workers"]
-    return DataLoader(dataset, batch_size=cfg["train_batch"], drop_last=True,
-                      sampler=RandomSampler(dataset, replacement=True, num_samples=10**9),
-                      num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=device.type == "cuda")
-
-
-def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Training steps (forward, L1 loss, backward, AdamW step) at ``train_batch`` x
-    ``train_size``^2; with ``data_root`` each step also draws its batch from the real
-    data pipeline (decode, crop, augment, collate, copy to the device)."""
-    device = torch.device(cfg["device"])
-    model, net = _build(cfg, device)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)  # train.py's
-    b, p, d = cfg["train_batch"], cfg["train_size"], cfg["text_dim"]
-    table = torch.randn(64, d, device=device)  # stands in for the cached instruction embeddings
-    loader = _data_loader(cfg, device)
-    batches = iter(loader) if loader is not None else None
-    lq, gt = torch.rand(b, 3, p, p, device=device), torch.rand(b, 3, p, p, device=device)
-    idx = torch.randint(0, 64, (b,))
-
-    def step() -> None:
-        nonlocal lq, gt, idx
-        if batches is not None:
-            batch = next(batches)
-            lq = batch["lq"].to(device, non_blocking=True)
-            gt = batch["gt"].to(device, non_blocking=True)
-            idx = batch["instruction_idx"].clamp_min(0) % 64
-        with _autocast(cfg, device):
-            out = net(lq, table[idx.to(device)])
-        loss = F.l1_loss(out.float(), gt)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(cfg["warmup"]):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(cfg["train_steps"]):
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(step, device)
-    return dict(step_s=med, images_per_s=b / med, times_s=times, peak_mb=peak,
-                data_pipeline=loader is not None)
+    dataset = TrainDataset(cfg["data_root"], de_types, patch_size=cfg["train_size"])
+    cached = dataset.preload(int(cfg["cache_gb"] * 2**30))[0] if cfg["cache_gb"] else 0
+    workers = cfg["workers"]
+    loader = DataLoader(dataset, batch_size=cfg["data_batch"], drop_last=True, num_workers=workers,
+                        sampler=RandomSampler(dataset, replacement=True, num_samples=10**9),
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    batches = iter(loader)
+    for _ in range(max(1, workers) * 2):  # workers started, first prefetches done
+        next(batches)
+    t0 = time.perf_counter()
+    n = cfg["data_batches"]
+    for _ in range(n):
+        next(batches)
+    seconds = time.perf_counter() - t0
+    crops_per_s = n * cfg["data_batch"] / seconds
+    return dict(workers=workers, crops_per_s=crops_per_s, crops_per_s_per_worker=crops_per_s / max(workers, 1),
+                cached_images=cached, de_types=de_types)
 
 
 def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
@@ -238,8 +292,7 @@ def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
     out = {}
     for impl in cfg["impls"]:
         run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}
-        model, _ = _build(run_cfg, torch.device("cpu"))
-        model.eval()
+        model = _build(run_cfg, torch.device("cpu")).eval()
         counter = FlopCounterMode(display=False)
         with torch.inference_mode(), counter:
             model(torch.rand(1, 3, size, size), torch.randn(1, run_cfg["text_dim"]))
@@ -266,9 +319,9 @@ def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     ours.eval()
     official.eval()
     x, text = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
-    out = {}
     fast = TextPromptIR(config, impl="fast").eval()
     fast.load_state_dict(ours.state_dict())
+    out = {}
     with torch.no_grad():
         want = official(x, text)
         for impl, net in (("reference", ours), ("fast", fast)):
@@ -276,14 +329,132 @@ def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _randomized(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights moved off their initial values (norms, temperatures, biases), seeded."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("temperature"):
+                p.copy_(0.2 + 3 * torch.rand(p.shape, generator=g))
+            elif p.dim() == 1:
+                p.add_(0.5 * torch.randn(p.shape, generator=g).to(p.device))
+    return model
+
+
+def _output_and_grads(model: torch.nn.Module, x: torch.Tensor, text: torch.Tensor):
+    model.zero_grad(set_to_none=True)
+    out = model(x, text)
+    out.square().mean().backward()
+    return out.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def _curve(cfg: dict[str, Any], device: torch.device, compile_it: bool, graph: bool) -> list[float]:
+    """Losses of CURVE_STEPS fp32 training steps from the same seed and data."""
+    run_cfg = {**cfg, "impl": resolve_impl("auto", device), "amp": False, "cuda_graph": graph, "compile": compile_it}
+    step_fn, (lq, gt, text) = _train_setup(run_cfg, device, 2)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    losses = []
+    for _ in range(CURVE_STEPS):
+        batch = [torch.rand(t.shape, generator=g).to(device) for t in (lq, gt)]
+        losses.append(step_fn(batch[0], batch[1], text).clone())  # a graph's loss is overwritten by the next replay
+    return [float(v) for v in losses]
+
+
+def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Correctness on the device, fp32 with TF32 off: the device's path (``auto``) against the
+    reference (outputs, gradients), the block-compiled network against eager, and the training
+    curve with compile (and a CUDA graph on CUDA) against eager after CURVE_STEPS steps."""
+    device = torch.device(cfg["device"])
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    config = ModelConfig(text_dim=cfg["text_dim"], **cfg["net"])
+    torch.manual_seed(0)
+    reference = _randomized(TextPromptIR(config, impl="reference", device=device))
+    path = "fast" if resolve_impl("auto", device) == "reference" else resolve_impl("auto", device)
+    res: dict[str, Any] = {"device": str(device), "auto_impl": resolve_impl("auto", device)}
+    x, text = torch.rand(2, 3, 64, 96, device=device), torch.randn(2, cfg["text_dim"], device=device)
+    out_r, g_r = _output_and_grads(reference, x, text)
+    other = TextPromptIR(config, impl=path, device=device)
+    other.load_state_dict(reference.state_dict())
+    out_o, g_o = _output_and_grads(other, x, text)
+    res[f"{path}_vs_reference"] = {"out_rel": _rel(out_o, out_r), "grad_rel": _rel(g_o, g_r)}
+    from utils.train_step import compile_blocks
+
+    compiled = TextPromptIR(config, impl=res["auto_impl"], device=device)
+    compiled.load_state_dict(reference.state_dict())
+    compile_blocks(compiled)
+    t0 = time.perf_counter()
+    out_c, g_c = _output_and_grads(compiled, x, text)
+    res["compile_s"] = time.perf_counter() - t0
+    res["compiled_vs_reference"] = {"out_rel": _rel(out_c, out_r), "grad_rel": _rel(g_c, g_r)}
+    eager = _curve(cfg, device, compile_it=False, graph=False)
+    variants = {"compiled": (True, False)} | ({"cuda_graph": (False, True), "compiled_cuda_graph": (True, True)}
+                                              if device.type == "cuda" else {})
+    res["curve"] = {"steps": CURVE_STEPS, "eager_last": eager[-1]}
+    for name, (compile_it, graph) in variants.items():
+        losses = _curve(cfg, device, compile_it, graph)
+        res["curve"][name] = max(abs(a - b) for a, b in zip(losses, eager))
+    res["ok"] = (res[f"{path}_vs_reference"]["out_rel"] <= LIMITS["path_rel"]
+                 and res[f"{path}_vs_reference"]["grad_rel"] <= LIMITS["path_rel"]
+                 and res["compiled_vs_reference"]["out_rel"] <= LIMITS["compile_rel"]
+                 and res["compiled_vs_reference"]["grad_rel"] <= LIMITS["compile_rel"]
+                 and all(v <= LIMITS["curve_abs"] for k, v in res["curve"].items() if k not in ("steps", "eager_last")))
+    res["limits"] = LIMITS
+    return res
+
+
+def run_profile(cfg: dict[str, Any]) -> dict[str, Any]:
+    """torch.profiler over a few training steps: kernels (CUDA) or operators (CPU) per step,
+    and on CUDA the share of the wall time the GPU is busy running kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(cfg["device"])
+    batch = int(cfg["batch"])
+    step_fn, inputs = _train_setup(cfg, device, batch)
+    for _ in range(cfg["warmup"]):
+        step_fn(*inputs)
+    _sync(device)
+    steps = cfg["profile_steps"]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step_fn(*inputs)
+        _sync(device)
+        wall_us = (time.perf_counter() - t0) * 1e6
+    events = prof.events()
+    if device.type == "cuda":
+        kernels = [e for e in events if e.device_type.name == "CUDA"]
+        spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
+        busy, end = 0.0, float("-inf")
+        for start, stop in spans:  # union of kernel intervals
+            if stop > end:
+                busy += stop - max(start, end)
+                end = stop
+        top = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=12)
+        launches = sum(1 for e in events if e.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch"))
+        return dict(batch=batch, kernels_per_step=len(kernels) / steps, launches_per_step=launches / steps,
+                    gpu_busy_share=busy / wall_us, step_ms=wall_us / steps / 1e3, top=top)
+    ops = [e for e in events if e.name.startswith("aten::")]
+    return dict(batch=batch, ops_per_step=len(ops) / steps, step_ms=wall_us / steps / 1e3,
+                top=prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+WORKERS = {"infer": run_inference, "train": run_train, "flops": flops_per_image, "parity": official_parity,
+           "data": run_data, "check": run_check, "profile": run_profile}
+
+
 def _worker(cfg: dict[str, Any]) -> None:
     if cfg["allocator"] == "retain":
         retain_freed_memory()
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    run = {"infer": run_inference, "train": run_train, "flops": flops_per_image,
-           "parity": official_parity}[cfg["kind"]]
-    print(RESULT_TAG + json.dumps(run(cfg)), flush=True)
+    print(RESULT_TAG + json.dumps(WORKERS[cfg["kind"]](cfg)), flush=True)
 
 
 def _spawn(cfg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
@@ -301,14 +472,16 @@ def _spawn(cfg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
     return {"error": tail}
 
 
-def bench_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Benchmark TextPromptIR: inference latency / peak memory "
-                                            "and training images/s, fast vs reference.")
+# ------------------------------------------------------------------ command line
+def bench_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="bench.py", description="Benchmark TextPromptIR: inference latency / peak memory, "
+                                                    "training images/s, data pipeline, correctness, profile.")
     p.add_argument("--preset", choices=("paper", "demo"), default="paper",
-                   help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the tiny demo net")
-    p.add_argument("--text_dim", type=int, default=384,
+                   help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
+    p.add_argument("--text_dim", type=positive_int, default=384,
                    help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
-    p.add_argument("--impl", choices=("fast", "reference", "both"), default="both")
+    p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
+                   help="both: fast and reference; auto: the one the network picks for --device")
     p.add_argument("--official", default=None, metavar="DIR",
                    help="also measure the official implementation from a clone of "
                         "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
@@ -316,39 +489,113 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sizes", default="128,256,512,1024x768",
                    help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
-    p.add_argument("--train_batch", type=int, default=6)
-    p.add_argument("--train_size", type=int, default=128)
-    p.add_argument("--train_steps", type=int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
+    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤64 that fits, CUDA)")
+    p.add_argument("--train_size", type=positive_int, default=128)
+    p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
     p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
     p.add_argument("--no_train", action="store_true", help="skip the training measurements")
-    p.add_argument("--data_root", default=None,
-                   help="also time training with batches from this data/Train-layout folder")
-    p.add_argument("--de_type", nargs="*", default=None, help="degradations to load (default: all found)")
-    p.add_argument("--num_workers", type=int, default=2, help="DataLoader workers for --data_root")
+    p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (warm-up compiles)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
+    p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
+    p.add_argument("--check", action="store_true", help="only the correctness check on --device")
+    p.add_argument("--profile", action="store_true", help="only profile training steps at the first --train_batch")
+    p.add_argument("--profile_steps", type=positive_int, default=5)
+    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
+    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
+    p.add_argument("--de_type", nargs="*", default=None, help="degradations to load (default: all found)")
+    p.add_argument("--num_workers", default="0,1,2", help="DataLoader worker counts for --data_only")
+    p.add_argument("--cache_gb", type=float, default=4.0, help="decoded-image cache for --data_only (0: off)")
+    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
                    help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
                         "memory (utils/allocator.py; Linux/glibc); as_shipped: each implementation as its "
                         "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
                         "the official default")
-    p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
 
 
-def _fmt(v: float | None, spec: str) -> str:
-    return "n/a" if v is None else format(v, spec)
+def base_config(args: Namespace) -> dict[str, Any]:
+    """What every measurement of this run shares (and which implementations it compares)."""
+    on_cuda = args.device == "cuda"
+    impls = {"both": ["fast", "reference"], "auto": [resolve_impl("auto", args.device)]}.get(args.impl, [args.impl])
+    impl_cfg: dict[str, dict[str, Any]] = {}
+    allocator = "retain" if args.allocator == "as_shipped" else args.allocator
+    if args.official:
+        from utils.official import OFFICIAL_TEXT_DIM, check_official_repo
+
+        if args.preset != "paper":
+            raise UserError("--official: the official code builds the paper network only; drop --preset")
+        check_official_repo(args.official)
+        impls.append("official")
+        impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM,
+                                    allocator="default" if args.allocator == "as_shipped" else allocator)
+    return dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset), amp=args.amp,
+                compile=args.compile, cuda_graph=args.cuda_graph, threads=args.threads, allocator=allocator,
+                warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
+                repeats=args.repeats or (20 if on_cuda else 3), train_size=args.train_size,
+                train_steps=args.train_steps or (20 if on_cuda else 3), profile_steps=args.profile_steps,
+                data_root=args.data_root, de_type=args.de_type, cache_gb=args.cache_gb, data_batch=6,
+                data_batches=args.data_batches, official=args.official and str(Path(args.official).resolve()),
+                impls=impls, impl_cfg=impl_cfg)
 
 
-def markdown_table(result: dict[str, Any]) -> str:
-    """The results as markdown: one table for inference, one for training."""
+def check_args(args: Namespace) -> None:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; run with --device cpu")
+    if args.amp and args.device != "cuda":
+        raise UserError("--amp is bf16 autocast on CUDA; drop it for --device cpu")
+    if args.data_only and not (args.data_root and Path(args.data_root).is_dir()):
+        raise UserError(f"--data_root {args.data_root}: no such folder; --data_only needs a data/Train-layout folder")
+
+
+def measure(args: Namespace, base: dict[str, Any], result: dict[str, Any], report: Callable[[str, dict], None]) -> None:
+    """Run the measurements the options ask for, one fresh process each, reporting as they finish."""
+    if args.check:
+        result["check"] = _spawn({**base, "kind": "check"}, args.timeout)
+        report("check", result["check"])
+        return
+    if args.profile:
+        result["profile"] = _spawn({**base, "kind": "profile", "impl": base["impls"][0],
+                                    "batch": parse_batches(args.train_batch, args.device)[0]}, args.timeout)
+        report("profile", result["profile"])
+        return
+    if args.data_only:
+        for workers in (int(w) for w in args.num_workers.split(",")):
+            r = _spawn({**base, "kind": "data", "workers": workers}, args.timeout)
+            result["data"].append(r)
+            report("data", r)
+        return
+    if not args.no_infer:
+        for size in parse_sizes(args.sizes):
+            for impl in base["impls"]:
+                r = _spawn({**base, **base["impl_cfg"].get(impl, {}), "kind": "infer", "impl": impl,
+                            "size": list(size)}, args.timeout)
+                result["inference"].append({**r, "impl": impl, "size": list(size)})
+                report("inference", result["inference"][-1])
+    if not args.no_train:
+        for batch in parse_batches(args.train_batch, args.device):
+            for impl in base["impls"]:
+                r = _spawn({**base, **base["impl_cfg"].get(impl, {}), "kind": "train", "impl": impl, "batch": batch},
+                           args.timeout)
+                result["train"].append({"batch": batch, **r, "impl": impl, "size": args.train_size})
+                report("train", result["train"][-1])
+    if not args.no_flops:
+        result["flops"] = _spawn({**base, "kind": "flops", "device": "cpu"}, args.timeout)
+    if args.official:
+        result["official_parity"] = _spawn({**base, "kind": "parity", "device": "cpu"}, args.timeout)
+        report("official parity", result["official_parity"])
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    """The results as markdown: inference, training, data pipeline."""
     impls = result["impls"]
     baselines = [i for i in impls if i != "fast"] if "fast" in impls else []
 
@@ -357,41 +604,49 @@ def markdown_table(result: dict[str, Any]) -> str:
 
     lines = ["malloc: " + ", ".join(f"{k} {v}" for k, v in result.get("allocators", {}).items()), ""]
     if result["inference"]:
-        head = "| size (HxW) | " + " | ".join(f"{i} ms | {i} peak MB" for i in impls)
-        head += "".join(f" | fast / {b}" for b in baselines)
-        lines += [head + " |", "|" + "---|" * (1 + 2 * len(impls) + len(baselines))]
+        names = ["size (HxW)", *(n for i in impls for n in (f"{i} ms", f"{i} peak MB")), *(f"fast / {b}" for b in baselines)]
+        lines += header(names)
         for size in result["sizes"]:
-            row = [f"{size[0]}x{size[1]}"]
-            lat = {}
+            cells, latency = [f"{size[0]}x{size[1]}"], {}
             for impl in impls:
                 r = next(x for x in result["inference"] if x["impl"] == impl and x["size"] == size)
-                lat[impl] = r.get("latency_ms")
-                row += [_fmt(r.get("latency_ms"), ".0f") if "error" not in r else f"error: {r['error']}",
-                        _fmt(r.get("peak_mb"), ".0f")]
-            row += [ratio(lat["fast"], lat[b]) for b in baselines]
-            lines.append("| " + " | ".join(row) + " |")
+                latency[impl] = r.get("latency_ms")
+                cells += [cell(r.get("latency_ms"), ".1f") if "error" not in r else f"error: {r['error']}",
+                          cell(r.get("peak_mb"), ".0f", "n/a")]
+            lines.append(row(cells + [ratio(latency["fast"], latency[b]) for b in baselines]))
         lines.append("")
     if result["train"]:
-        lines += ["| training | images/s | step s | peak MB |", "|---|---|---|---|"]
+        lines += header(["training", "images/s", "step s", "peak MB", "first steps s"])
         for r in result["train"]:
-            label = f"{r['impl']}, {r['batch']}x{r['size']}^2" + (", data pipeline" if r.get("data_pipeline") else "")
+            label = f"{r['impl']}, {r['batch']}x{r['size']}^2" + (", CUDA graph" if r.get("cuda_graph") else "")
             if "error" in r:
-                lines.append(f"| {label} | error: {r['error']} | | |")
+                lines.append(row([label, f"error: {r['error']}", "", "", ""]))
             else:
-                lines.append(f"| {label} | {r['images_per_s']:.2f} | {r['step_s']:.2f} | {_fmt(r['peak_mb'], '.0f')} |")
-        steps = {(r["impl"], r.get("data_pipeline")): r.get("step_s") for r in result["train"]}
-        for b in baselines:
-            if steps.get(("fast", False)) and steps.get((b, False)):
-                lines.append(f"\nfast / {b} training step: {ratio(steps[('fast', False)], steps[(b, False)])}")
+                lines.append(row([label, f"{r['images_per_s']:.2f}", f"{r['step_s']:.3f}", cell(r["peak_mb"], ".0f", "n/a"),
+                                  cell(r.get("warmup_s"), ".1f")]))
+        lines.append("")
+    if result.get("data"):
+        lines += header(["DataLoader workers", "crops/s", "crops/s per worker", "images in memory"])
+        for r in result["data"]:
+            if "error" in r:
+                lines.append(row(["?", f"error: {r['error']}", "", ""]))
+            else:
+                lines.append(row([str(r["workers"]), f"{r['crops_per_s']:.1f}", f"{r['crops_per_s_per_worker']:.1f}",
+                                  str(r["cached_images"])]))
         lines.append("")
     if result.get("flops") and "error" not in result["flops"]:
-        lines.append("forward GFLOPs per 128x128 image: "
-                     + ", ".join(f"{v:.1f} ({k})" for k, v in result["flops"].items()))
+        lines.append("forward GFLOPs per 128x128 image: " + ", ".join(f"{v:.1f} ({k})" for k, v in result["flops"].items()))
     if result.get("official_parity"):
         p = result["official_parity"]
         lines.append("largest |ours - official| with the same weights (fp32, 2x3x64x96): "
                      + ", ".join(f"{v:.1e} ({k.split('_')[0]})" for k, v in p.items() if k != "error")
                      + (f"error: {p['error']}" if "error" in p else ""))
+    for key in ("check", "profile"):
+        if result.get(key):
+            shown = {k: v for k, v in result[key].items() if k != "top"}
+            lines.append(f"{key}: {json.dumps(shown, indent=1)}")
+            if result[key].get("top"):
+                lines.append(result[key]["top"])
     return "\n".join(lines)
 
 
@@ -408,87 +663,40 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
+def bench_main(argv: Sequence[str] | None) -> int:
     args = bench_parser().parse_args(argv)
     if args._worker is not None:
         _worker(json.loads(args._worker))
         return 0
-    try:
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is visible; run with --device cpu")
-        if args.amp and args.device != "cuda":
-            raise UserError("--amp is bf16 autocast on CUDA; drop it for --device cpu")
-        if args.data_root and not Path(args.data_root).is_dir():
-            raise UserError(f"--data_root {args.data_root}: no such folder; give a data/Train-layout folder")
-        sizes = parse_sizes(args.sizes)
-        on_cuda = args.device == "cuda"
-        impls = ["fast", "reference"] if args.impl == "both" else [args.impl]
-        impl_cfg: dict[str, dict[str, Any]] = {}
-        allocator = "retain" if args.allocator == "as_shipped" else args.allocator
-        if args.official:
-            from utils.official import OFFICIAL_TEXT_DIM, check_official_repo
+    check_args(args)
+    base = base_config(args)
+    shown = argv if argv is not None else sys.argv[1:]
+    result: dict[str, Any] = dict(
+        command="python " + " ".join(["bench.py", *shown]), machine=machine_info(args.device, args.threads),
+        preset=args.preset, config=base, impls=base["impls"], sizes=[list(size) for size in parse_sizes(args.sizes)],
+        inference=[], train=[], data=[],
+        allocators={impl: base["impl_cfg"].get(impl, {}).get("allocator", base["allocator"]) for impl in base["impls"]})
+    out = Path(args.out or f"output/bench/{args.device}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
 
-            if args.preset != "paper":
-                raise UserError("--official: the official code builds the paper network only; drop --preset")
-            check_official_repo(args.official)
-            impls.append("official")
-            impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM,
-                                        allocator="default" if args.allocator == "as_shipped" else allocator)
-        base = dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset),
-                    amp=args.amp, compile=args.compile, threads=args.threads, allocator=allocator,
-                    warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
-                    repeats=args.repeats or (20 if on_cuda else 3),
-                    train_batch=args.train_batch, train_size=args.train_size,
-                    train_steps=args.train_steps or (20 if on_cuda else 3),
-                    data_root=args.data_root, de_type=args.de_type, num_workers=args.num_workers,
-                    official=args.official and str(Path(args.official).resolve()),
-                    impls=impls, impl_cfg=impl_cfg)
-        result: dict[str, Any] = dict(
-            command="python " + " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-            machine=machine_info(args.device, args.threads), preset=args.preset, config=base,
-            impls=impls, sizes=[list(s) for s in sizes], inference=[], train=[],
-            allocators={impl: impl_cfg.get(impl, {}).get("allocator", allocator) for impl in impls})
+    def report(kind: str, r: dict[str, Any]) -> None:
+        what = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in r.items() if not isinstance(v, (list, dict)) and k != "top")
+        print(f"  {kind}: {what}", flush=True)
+        out.write_text(json.dumps(result, indent=1))  # after every measurement: partial runs keep theirs
 
-        out = Path(args.out or f"output/bench/{args.device}.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-
-        def report(kind: str, r: dict[str, Any]) -> None:
-            what = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in r.items() if not isinstance(v, list))
-            print(f"  {kind}: {what}", flush=True)
-            out.write_text(json.dumps(result, indent=1))  # after every measurement: partial runs keep theirs
-
-        if not args.no_infer:
-            for size in sizes:
-                for impl in impls:
-                    r = _spawn({**base, **impl_cfg.get(impl, {}), "kind": "infer", "impl": impl,
-                                "size": list(size)}, args.timeout)
-                    r.update(impl=impl, size=list(size))
-                    result["inference"].append(r)
-                    report("inference", r)
-        if not args.no_train:
-            runs = [(impl, False) for impl in impls] + ([("fast", True)] if args.data_root else [])
-            for impl, data in runs:
-                cfg = {**base, **impl_cfg.get(impl, {}), "kind": "train", "impl": impl,
-                       "data_root": args.data_root if data else None}
-                r = _spawn(cfg, args.timeout)
-                r.update(impl=impl, batch=args.train_batch, size=args.train_size, data_pipeline=data)
-                result["train"].append(r)
-                report("train", r)
-        if not args.no_flops:
-            result["flops"] = _spawn({**base, "kind": "flops", "device": "cpu", "threads": args.threads},
-                                     args.timeout)
-        if args.official:
-            result["official_parity"] = _spawn({**base, "kind": "parity", "device": "cpu"}, args.timeout)
-            report("official parity", result["official_parity"])
-        out.write_text(json.dumps(result, indent=1))
-        print()
-        print(markdown_table(result))
-        print(f"\nwrote {out}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    measure(args, base, result, report)
+    out.write_text(json.dumps(result, indent=1))
+    print()
+    print(markdown_tables(result))
+    print(f"\nwrote {out}")
+    if args.check and not result["check"].get("ok"):
+        return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(bench_main, argv)
 
 
 if __name__ == "__main__":

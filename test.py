@@ -47,12 +47,12 @@ def paper_psnr(summary: dict) -> float | None:
 def markdown_tables(summaries: list[dict]) -> str:
     """Per-set table (ours vs degraded input vs paper) and the paper's Table 1 row format."""
     lines = header(["Set", "Task", "Images", "Input PSNR / SSIM", "Ours PSNR / SSIM", "Gain (dB)", "Paper PSNR"], 2)
-    for s in summaries:
-        lines.append(row([s["label"], s["task"], str(s["n"]),
-                          f"{cell(s['input_psnr'])} / {cell(s['input_ssim'], '.3f')}",
-                          f"{cell(s['psnr'])} / {cell(s['ssim'], '.3f')}",
-                          f"{s['psnr'] - s['input_psnr']:+.2f}", cell(paper_psnr(s))]))
-    by_key = {(s["task"], s["name"].lower(), s["sigma"]): s for s in summaries}
+    for summary in summaries:
+        lines.append(row([summary["label"], summary["task"], str(summary["n"]),
+                          f"{cell(summary['input_psnr'])} / {cell(summary['input_ssim'], '.3f')}",
+                          f"{cell(summary['psnr'])} / {cell(summary['ssim'], '.3f')}",
+                          f"{summary['psnr'] - summary['input_psnr']:+.2f}", cell(paper_psnr(summary))]))
+    by_key = {(summary["task"], summary["name"].lower(), summary["sigma"]): summary for summary in summaries}
     if any(k[:3] in by_key for k in PAPER_COLUMNS):
         ours = [by_key.get(k[:3], {}).get("psnr") for k in PAPER_COLUMNS]
         average = sum(ours) / len(ours) if all(v is not None for v in ours) else None
@@ -79,7 +79,7 @@ def write_results(out_dir: Path, summaries: list[dict], rows: list[dict], args: 
     """results.json (per set), results.csv (per image) and results.md (the tables); returns the tables."""
     meta = dict(ckpt=str(args.ckpt), test_root=str(args.test_root), y_channel=args.y_channel,
                 crop16=not args.no_crop16, instruction=args.instruction)
-    sets = [{**s, "paper_psnr": paper_psnr(s)} for s in summaries]
+    sets = [{**summary, "paper_psnr": paper_psnr(summary)} for summary in summaries]
     (out_dir / "results.json").write_text(json.dumps(dict(meta=meta, sets=sets), indent=2))
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["set", "name", "psnr", "ssim", "input_psnr", "input_ssim"])
@@ -129,7 +129,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
         compile_blocks(model)
     texts = {}
     if model.config.text_cond != "none":
-        texts = task_prompts(args, ckpt, {s.task for s in sets}, model.config.text_dim)
+        texts = task_prompts(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)
     summaries, rows = [], []
     for test_set in sets:
         save_dir = out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "") if args.save_images else None
@@ -140,10 +140,10 @@ def evaluate_benchmarks(args: Namespace) -> int:
         except UserError as e:
             kept = f" (the {len(summaries)} sets scored before are in {out_dir}/results.*)" if summaries else ""
             raise UserError(user_message(e) + kept) from None
-        s = score.summary()
-        print(f"{s['label']}: PSNR {s['psnr']:.2f} dB / SSIM {s['ssim']:.4f} "
-              f"(input {s['input_psnr']:.2f} / {s['input_ssim']:.4f}, {s['n']} images)")
-        summaries.append(s)
+        summary = score.summary()
+        print(f"{summary['label']}: PSNR {summary['psnr']:.2f} dB / SSIM {summary['ssim']:.4f} "
+              f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images)")
+        summaries.append(summary)
         rows += score.rows()
         tables = write_results(out_dir, summaries, rows, args)
     print()

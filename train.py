@@ -31,8 +31,7 @@ from net.model import TextPromptIR, count_parameters
 from options import model_config, train_options
 from utils import dist
 from utils.allocator import retain_freed_memory
-from utils.checkpoint import (check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps,
-                              save_checkpoint)
+from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
 from utils.cli import EXIT_INTERRUPTED, cli_main
 from utils.device import allow_tf32, autocast, describe
 from utils.errors import UserError, user_message

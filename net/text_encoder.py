@@ -166,9 +166,9 @@ class InstructionEncoder(nn.Module):
         embs, logits = [], []
         try:
             for i in range(0, len(texts), batch_size):
-                e, l = self(**self.tokenize(texts[i:i + batch_size]))
-                embs.append(e.float().cpu())
-                logits.append(l.float().cpu())
+                emb, logit = self(**self.tokenize(texts[i:i + batch_size]))
+                embs.append(emb.float().cpu())
+                logits.append(logit.float().cpu())
         finally:
             self.train(was_training)
         if not embs:

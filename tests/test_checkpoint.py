@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from net.model import ModelConfig, TextPromptIR
-from utils.checkpoint import (FORMAT, NonFiniteWeights, load_checkpoint, load_model, remove_stale_temps,
-                              save_checkpoint)
+from utils.checkpoint import FORMAT, NonFiniteWeights, load_checkpoint, load_model, remove_stale_temps, save_checkpoint
 from utils.errors import UserError
 
 TINY = ModelConfig(text_dim=16, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))

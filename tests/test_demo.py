@@ -201,3 +201,93 @@ def test_out_of_memory_retries_with_smaller_tiles():
     with pytest.raises(torch.OutOfMemoryError):  # an explicit --tile is the user's choice: no retry
         demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, "fp32", budget=None,
                      progress=False)
+
+
+def exploding_ckpt(tmp_path: Path, text_ckpt: Path) -> Path:
+    """Finite weights (so the checkpoint can be written) that make every output inf/NaN."""
+    net = TextPromptIR(ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
+                                   heads=(1, 1, 1, 1)))
+    with torch.no_grad():
+        net.output.weight.fill_(3e38)
+    path = tmp_path / "bad.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "config": net.config.to_dict(),
+                           "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
+    return path
+
+
+def test_nan_output_fails_the_image_instead_of_writing_black(tmp_path, text_ckpt):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((24, 32, 3), 128, np.uint8)).save(src / "a.png")
+    res = run_demo("--ckpt", exploding_ckpt(tmp_path, text_ckpt), "--input", src / "a.png", "--task", "derain",
+                   "--output", tmp_path / "out")
+    assert res.returncode == 1 and "summary: 0 succeeded, 1 failed" in res.stdout
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "a.png" in errors[0] and "NaN/inf" in errors[0]
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_hard_link_to_an_input_is_not_overwritten(tmp_path, tiny_ckpt):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(src / "a.png")
+    os.link(src / "a.png", out / "a.png")  # the same file under the output name
+    before = (src / "a.png").read_bytes()
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src / "a.png", "--task", "denoise", "--output", out)
+    assert res.returncode == 1 and "would overwrite an input" in res.stderr
+    assert (src / "a.png").read_bytes() == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_found_before_any_work(tmp_path, tiny_ckpt):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    (tmp_path / "file").write_text("a file, not a folder")
+    # a missing checkpoint too: the output folder is checked first, before anything is loaded
+    res = run_demo("--ckpt", tmp_path / "missing.pt", "--input", src, "--task", "denoise",
+                   "--output", tmp_path / "file" / "out")
+    assert_one_line_error(res, str(tmp_path / "file" / "out"), "cannot write the results there")
+
+
+@pytest.mark.parametrize("flag", [["--max_memory", "-1"], ["--max_memory", "0"], ["--tile", "-8"]])
+def test_impossible_numbers_are_refused_in_one_line(tmp_path, tiny_ckpt, flag):
+    res = run_demo("--ckpt", tiny_ckpt, "--input", tmp_path, "--task", "denoise", *flag)
+    assert_one_line_error(res, flag[0])
+
+
+def test_a_very_long_instruction_is_echoed_short(tmp_path, tiny_ckpt):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--output", tmp_path / "out",
+                   "--instruction", "please remove the rain " * 435)  # 10,005 characters
+    assert res.returncode == 0, res.stderr
+    echo = next(line for line in res.stdout.splitlines() if "understood as" in line)
+    assert len(echo) < 300 and "(10004 characters)" in echo  # whitespace-normalised: no trailing space
+
+
+def test_a_retrained_encoder_is_refused_and_paths_resolve_from_the_checkpoint(tmp_path, text_ckpt):
+    import shutil
+
+    from net.text_encoder import InstructionEncoder
+    from utils.instruction_prompt import encoder_record
+
+    run_dir = tmp_path / "runs" / "r"
+    encoder_dir = tmp_path / "runs" / "text_encoder"
+    shutil.copytree(text_ckpt, encoder_dir)
+    net = TextPromptIR(ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
+                                   heads=(1, 1, 1, 1)))
+    encoder = InstructionEncoder.load(encoder_dir)
+    record = encoder_record({"fingerprint": encoder.fingerprint(), "bank_sha256": "x", "encoder_id": "e",
+                             "hidden_size": 384}, encoder_dir, run_dir)
+    assert record["dir"] == "../text_encoder"
+    ckpt = run_dir / "last.pt"
+    save_checkpoint(ckpt, {"model": net.state_dict(), "config": net.config.to_dict(), "text_encoder": record})
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    res = run_demo("--ckpt", ckpt, "--input", src, "--output", tmp_path / "out", "--task", "derain")
+    assert res.returncode == 0, res.stderr  # found beside the checkpoint, not in the working directory
+    with torch.no_grad():  # re-train the encoder in place
+        encoder.head.weight.add_(1.0)
+    encoder.save(encoder_dir)
+    res = run_demo("--ckpt", ckpt, "--input", src, "--output", tmp_path / "out2", "--task", "derain")
+    assert_one_line_error(res, "is not the instruction encoder", "--text_ckpt")

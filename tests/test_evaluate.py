@@ -13,9 +13,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from tests.conftest import ROOT
-
 from net.model import ModelConfig, TextPromptIR
+from tests.conftest import ROOT
 from utils.checkpoint import save_checkpoint
 
 TINY = ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
@@ -120,3 +119,105 @@ def test_checkpoint_of_another_config_is_a_clear_error(tiny_layout, tmp_path):
     r = run_test("--ckpt", str(path), "--test_root", str(tiny_layout / "test"), "--device", "cpu")
     assert r.returncode == 2
     assert "weights do not fit" in r.stderr and "Traceback" not in r.stderr
+
+
+def copy_layout(tiny_layout: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "test"
+    shutil.copytree(tiny_layout / "test", root)
+    return root
+
+
+def error_lines(r: subprocess.CompletedProcess) -> list[str]:
+    """stderr without the untrained test encoder's low-confidence warnings; no traceback allowed."""
+    assert "Traceback" not in r.stderr
+    return [line for line in r.stderr.strip().splitlines() if not line.startswith("warning:")]
+
+
+def truncated(path: Path) -> None:
+    """Keep the header (so the size reads fine) but not the pixels."""
+    path.write_bytes(path.read_bytes()[:60])
+
+
+def test_results_are_written_after_every_set_and_kept_when_a_later_set_fails(tiny_layout, tiny_ckpt, tmp_path):
+    root = copy_layout(tiny_layout, tmp_path)
+    bad = root / "dehaze/input/0002_0.8_0.2.png"  # SOTS is scored last
+    cv2.imwrite(str(bad), np.zeros((32, 32, 3), np.uint8))
+    (root / "dehaze/input/0002_0.8_0.2.jpg").unlink()
+    truncated(bad)
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(root), "--output_dir", str(tmp_path / "out"),
+                 "--device", "cpu", "--no_progress", "--num_workers", "2")
+    assert r.returncode == 2
+    lines = error_lines(r)
+    assert len(lines) == 1 and str(bad) in lines[0] and "worker" not in lines[0]
+    assert "the 4 sets scored before are in" in lines[0]
+    res = json.loads((tmp_path / "out/textpromptir/results.json").read_text())
+    assert [s["label"] for s in res["sets"]] == ["CBSD68 σ=15", "CBSD68 σ=25", "CBSD68 σ=50", "Rain100L"]
+
+
+def test_an_unwritable_output_folder_is_found_before_evaluating(tiny_layout, tiny_ckpt, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"), "--device", "cpu",
+                 "--output_dir", str(tmp_path / "file" / "out"))
+    assert r.returncode == 2 and len(error_lines(r)) == 1
+    assert "cannot write the results there" in r.stderr and "PSNR" not in r.stdout
+
+
+def test_nan_output_is_one_line(tiny_layout, text_ckpt, tmp_path):
+    m = TextPromptIR(TINY)
+    with torch.no_grad():
+        m.output.weight.fill_(3e38)  # finite weights, inf/NaN images
+    path = tmp_path / "bad.pt"
+    save_checkpoint(path, dict(model=m.state_dict(), config=m.config.to_dict(), text_encoder={"dir": str(text_ckpt)}))
+    r = run_test("--ckpt", str(path), "--test_root", str(tiny_layout / "test"), "--mode", "derain",
+                 "--output_dir", str(tmp_path / "out"), "--device", "cpu", "--no_progress")
+    assert r.returncode == 2 and len(error_lines(r)) == 1 and "NaN/inf" in r.stderr
+
+
+def test_a_corrupt_denoising_image_read_by_a_worker_is_one_line(tiny_layout, tiny_ckpt, tmp_path):
+    root = copy_layout(tiny_layout, tmp_path)
+    bad = root / "denoise/CBSD68/1.png"
+    truncated(bad)
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(root), "--mode", "denoise", "--device", "cpu",
+                 "--output_dir", str(tmp_path / "out"), "--no_progress", "--num_workers", "2")
+    assert r.returncode == 2
+    assert error_lines(r) == [f"error: {bad}: cannot read this image (corrupt or not an image); remove or replace it"]
+
+
+def test_a_pair_with_height_and_width_swapped_is_one_line(tiny_layout, tiny_ckpt, tmp_path):
+    root = copy_layout(tiny_layout, tmp_path)
+    target = root / "derain/Rain100L/target/0.png"
+    cv2.imwrite(str(target), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(root / "derain/Rain100L/input/0.png"), np.zeros((64, 48, 3), np.uint8))
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(root), "--mode", "derain", "--device", "cpu",
+                 "--output_dir", str(tmp_path / "out"), "--num_workers", "2")
+    assert r.returncode == 2 and len(error_lines(r)) == 1
+    assert "64x48" in r.stderr and "48x64" in r.stderr and "must have the same size" in r.stderr
+
+
+def test_ctrl_c_is_one_line(tiny_layout, tiny_ckpt, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(test_script, "evaluate_benchmarks", interrupted)
+    assert test_script.main(["--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted"]
+
+
+def test_a_target_without_input_is_reported(tiny_layout, tmp_path):
+    from utils.datasets import find_test_sets
+
+    root = copy_layout(tiny_layout, tmp_path)
+    (root / "derain/Rain100L/input/1.png").unlink()
+    sets, notes = find_test_sets(root, "derain")
+    assert len(sets[0]) == 1
+    assert notes == [f"warning: 1 target(s) in {root / 'derain/Rain100L/target'} have no input and are not scored: 1.png"]
+
+
+def test_sets_are_named_by_their_data_not_by_the_preset(tiny_layout, tiny_ckpt, tmp_path):
+    r = run_test("--preset", "demo", "--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"),
+                 "--mode", "dehaze", "--output_dir", str(tmp_path), "--device", "cpu", "--no_progress")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "demo/results.md").read_text()
+    assert "| SOTS | dehaze |" in md and "| ours | — | " not in md  # the paper table has our SOTS number

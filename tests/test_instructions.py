@@ -1,4 +1,4 @@
-"""The instruction bank, its TSV reader and the cached bank embeddings (issue 3)."""
+"""The instruction bank, its TSV reader and the prompts stored for restoration training."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils.tasks import TASKS
 from utils.errors import UserError
-from utils.instructions import (BANK_ROOT, DEFAULT_INSTRUCTIONS, bank_embeddings, load_bank, load_unrelated,
-                                read_instruction_tsv)
+from utils.instructions import (
+    BANK_ROOT,
+    DEFAULT_INSTRUCTIONS,
+    bank_embeddings,
+    load_bank,
+    load_unrelated,
+    read_instruction_tsv,
+)
+from utils.tasks import TASKS
 
 
 def norm(s: str) -> str:
@@ -143,6 +149,13 @@ def test_training_prompts_are_stored_and_redone_only_when_needed(tmp_path, text_
         ins.training_prompts(only_prompts, root)
     with pytest.raises(UserError, match="--stage text"):
         ins.training_prompts(tmp_path / "empty", root)
+
+
+def test_a_line_separator_inside_an_instruction_does_not_split_its_line(tmp_path):
+    path = tmp_path / "mine.tsv"
+    write(path, "instruction\ttask\nremove the rain\u2028streaks please\tderain\r\nclear\u0085the fog\tdehaze\n")
+    # one row each (the separators count as spaces inside the sentence)
+    assert read_instruction_tsv(path) == [("remove the rain streaks please", "derain"), ("clear the fog", "dehaze")]
 
 
 def test_bank_root_default_is_the_repo_folder():

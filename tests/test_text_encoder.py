@@ -1,5 +1,5 @@
 """Instruction encoder: offline loading, pooling, save/load, interpretation warnings,
-a short fine-tune, and the instruction report (issue 3)."""
+a short fine-tune, and the instruction report."""
 from __future__ import annotations
 
 import os
@@ -214,6 +214,30 @@ def test_finetune_smoke_on_a_tiny_bank(tmp_path):
     assert 0 < res["unrelated_max_prob"] <= 1
     assert {"labels.json", "head.safetensors", "config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
     assert any("confusion" in line for line in logs)
+    assert res["reused"] is False
+
+    # the same base, bank and settings again: the encoder is reused as it is, not re-trained
+    weights = (tmp_path / "out" / "model.safetensors").read_bytes()
+    again = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank,
+                                  log=logs.append, max_steps=1)
+    assert again["reused"] is True and again["val_accuracy"] == res["val_accuracy"]
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == weights
+
+    # other settings, while a restoration checkpoint depends on it: refused unless --overwrite
+    from utils.instruction_prompt import register_dependent
+
+    ckpt = tmp_path / "runs" / "last.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"stands for a checkpoint")
+    register_dependent(tmp_path / "out", ckpt)
+    with pytest.raises(UserError, match="would stop working if it were re-trained") as err:
+        finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank, log=logs.append,
+                              max_steps=1, seed=1)
+    assert str(ckpt.resolve()) in str(err.value) and "--overwrite" in str(err.value)
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == weights
+    new = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank, log=logs.append,
+                                max_steps=1, seed=1, overwrite=True)
+    assert new["reused"] is False
 
 
 def test_report_on_fixture_has_exact_last_line(encoder, head_state):

@@ -9,8 +9,15 @@ import torch
 import torch.nn as nn
 
 from net.model import ModelConfig, TextPromptIR
-from utils.tiling import (IMAGE_BYTES_PER_PIXEL, MIN_TILE, activation_bytes_per_pixel, auto_tile_size, memory_budget, restore_tiled,
-                          tile_starts)
+from utils.tiling import (
+    IMAGE_BYTES_PER_PIXEL,
+    MIN_TILE,
+    activation_bytes_per_pixel,
+    auto_tile_size,
+    memory_budget,
+    restore_tiled,
+    tile_starts,
+)
 
 DEMO_NET = ModelConfig(text_dim=384, dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8))
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
+from utils.datasets import DEMO_MANIFEST
 from utils.degradations import (
     OTS_A,
     OTS_BETA,
@@ -46,7 +47,6 @@ from utils.degradations import (
     synth_rain,
     test_noise_seed,
 )
-from utils.datasets import DEMO_MANIFEST
 from utils.errors import UserError
 
 MANIFEST = DEMO_MANIFEST

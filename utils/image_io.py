@@ -18,6 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# A file OpenCV cannot decode is reported by us in one line; its own warnings would add more
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 _EXIF_ORIENTATION = 0x0112
 
 

@@ -142,6 +142,88 @@ def _reusable(out: Path, key: str) -> dict | None:
     return meta.get("training") if (meta.get("training") or {}).get("key") == key else None
 
 
+def _training_items(train_bank: dict[str, list[str]], unrelated: list[str]) -> list[tuple[str, torch.Tensor, float]]:
+    """(sentence, target distribution, weight): one-hot for the bank, uniform for unrelated text."""
+    n_tasks = len(TASKS)
+    items: list[tuple[str, torch.Tensor, float]] = []
+    for k, task in enumerate(TASKS):
+        onehot = F.one_hot(torch.tensor(k), n_tasks).float()
+        items += [(sentence, onehot, 1.0) for sentence in train_bank[task]]
+    uniform = torch.full((n_tasks,), 1.0 / n_tasks)
+    return items + [(sentence, uniform, UNRELATED_WEIGHT) for sentence in unrelated]
+
+
+def _optimizer(encoder: InstructionEncoder, lr: float, total_steps: int):
+    """AdamW over the unfrozen layers (the head at HEAD_LR_SCALE x lr), linear warm-up then decay."""
+    head_params = list(encoder.head.parameters())
+    _freeze_lower(encoder, FROZEN_LAYERS)
+    body_params = [p for p in encoder.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": body_params, "lr": lr},
+                                   {"params": head_params, "lr": lr * HEAD_LR_SCALE}], weight_decay=0.01)
+    warmup = max(1, int(WARMUP_FRACTION * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+    return optimizer, scheduler
+
+
+def _train(encoder: InstructionEncoder, items: list, val_bank: dict[str, list[str]], epochs: int, batch_size: int,
+           lr: float, seed: int, max_steps: int | None, eval_every: int, log: Callable[[str], None]) -> dict:
+    """The fine-tuning loop; returns ``train_loss`` (mean per epoch) and ``val_history``."""
+    start = time.time()
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(items) / batch_size)
+    total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    optimizer, scheduler = _optimizer(encoder, lr, total_steps)
+    train_loss: list[float] = []
+    val_history: list[dict] = []
+    step = 0
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(items), generator=g).tolist()
+        losses = []
+        for i in range(0, len(order), batch_size):
+            if step >= total_steps:
+                break
+            batch = [items[j] for j in order[i:i + batch_size]]
+            loss = text_loss(encoder, [augment(text, rng) for text, _, _ in batch],
+                             torch.stack([target for _, target, _ in batch]),
+                             torch.tensor([weight for _, _, weight in batch]), LABEL_SMOOTHING)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            step += 1
+        if losses:
+            train_loss.append(sum(losses) / len(losses))
+        last = epoch == epochs or step >= total_steps
+        if last or epoch % eval_every == 0:
+            acc, _ = bank_accuracy(encoder, val_bank)
+            val_history.append({"epoch": epoch, "accuracy": acc})
+            log(f"epoch {epoch}/{epochs}: train loss {train_loss[-1]:.4f}, val accuracy {acc:.3f} "
+                f"({time.time() - start:.0f}s)")
+        if last:
+            break
+    return {"train_loss": train_loss, "val_history": val_history}
+
+
+def _reuse_or_refuse(out: Path, key: str, overwrite: bool, log: Callable[[str], None]) -> dict | None:
+    """The stored results when ``out`` holds an encoder trained with ``key``; a UserError when its
+    encoder is another one that restoration checkpoints depend on (unless ``overwrite``)."""
+    stored = _reusable(out, key)
+    if stored is not None:
+        log(f"text stage: the instruction encoder in {out} was trained from the same base, bank and settings; "
+            f"reusing it (val accuracy {stored['val_accuracy']:.3f})")
+        return stored
+    users = dependents(out)
+    if users and not overwrite:
+        raise UserError(f"{out}: {users[0]}{f' and {len(users) - 1} more' if len(users) > 1 else ''} "
+                        "were trained with this instruction encoder and would stop working if it were "
+                        "re-trained; write the new one elsewhere with --text_ckpt DIR, or pass --overwrite")
+    return None
+
+
 def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = DEFAULT_EPOCHS,
                           lr: float = DEFAULT_LR, batch_size: int = 32, pooling: str = "mean", seed: int = 0,
                           bank_root: str | Path = BANK_ROOT, log: Callable[[str], None] = print,
@@ -166,87 +248,26 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, pooling=pooling, seed=seed, max_steps=max_steps,
                     frozen=FROZEN_LAYERS, head_lr=HEAD_LR_SCALE, smoothing=LABEL_SMOOTHING, unrelated=UNRELATED_WEIGHT)
     key = training_key(base, settings, bank_root)
-    stored = _reusable(out, key)
+    stored = _reuse_or_refuse(out, key, overwrite, log)
     if stored is not None:
-        log(f"text stage: the instruction encoder in {out} was trained from the same base, bank and settings; "
-            f"reusing it (val accuracy {stored['val_accuracy']:.3f})")
         return {**stored, "out_dir": str(out_dir), "reused": True}
-    users = dependents(out)
-    if users and not overwrite:
-        raise UserError(f"{out}: {users[0]}{f' and {len(users) - 1} more' if len(users) > 1 else ''} "
-                        "were trained with this instruction encoder and would stop working if it were "
-                        "re-trained; write the new one elsewhere with --text_ckpt DIR, or pass --overwrite")
     start = time.time()
     torch.manual_seed(seed)
-    rng = random.Random(seed)
-    train_bank = load_bank("train", bank_root)
-    val_bank = load_bank("val", bank_root)
+    train_bank, val_bank = load_bank("train", bank_root), load_bank("val", bank_root)
     unrelated = load_unrelated(bank_root)
-    encoder = InstructionEncoder(base, pooling=pooling)
-    encoder.train()
-
-    n_tasks = len(TASKS)
-    items: list[tuple[str, torch.Tensor, float]] = []
-    for k, task in enumerate(TASKS):
-        onehot = F.one_hot(torch.tensor(k), n_tasks).float()
-        items += [(s, onehot, 1.0) for s in train_bank[task]]
-    uniform = torch.full((n_tasks,), 1.0 / n_tasks)
-    items += [(s, uniform, UNRELATED_WEIGHT) for s in unrelated]
-
-    steps_per_epoch = math.ceil(len(items) / batch_size)
-    total_steps = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
-    warmup = max(1, int(WARMUP_FRACTION * total_steps))
-    head_params = list(encoder.head.parameters())
-    _freeze_lower(encoder, FROZEN_LAYERS)
-    body_params = [p for p in encoder.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": body_params, "lr": lr},
-                                   {"params": head_params, "lr": lr * HEAD_LR_SCALE}], weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+    encoder = InstructionEncoder(base, pooling=pooling).train()
+    items = _training_items(train_bank, unrelated)
     log(f"text stage: fine-tuning {encoder.encoder_id} ({pooling} pooling) on "
         f"{sum(len(v) for v in train_bank.values())} instructions + {len(unrelated)} unrelated, "
-        f"{epochs} epochs x {steps_per_epoch} steps, lr {lr:g}")
-
-    g = torch.Generator().manual_seed(seed)
-    train_loss: list[float] = []
-    val_history: list[dict] = []
-    step = 0
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(items), generator=g).tolist()
-        losses = []
-        for i in range(0, len(order), batch_size):
-            if step >= total_steps:
-                break
-            batch = [items[j] for j in order[i:i + batch_size]]
-            texts = [augment(s, rng) for s, _, _ in batch]
-            targets = torch.stack([t for _, t, _ in batch])
-            weights = torch.tensor([w for _, _, w in batch])
-            loss = text_loss(encoder, texts, targets, weights, LABEL_SMOOTHING)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            step += 1
-        if losses:
-            train_loss.append(sum(losses) / len(losses))
-        last = epoch == epochs or step >= total_steps
-        if last or epoch % eval_every == 0:
-            acc, _ = bank_accuracy(encoder, val_bank)
-            val_history.append({"epoch": epoch, "accuracy": acc})
-            log(f"epoch {epoch}/{epochs}: train loss {train_loss[-1]:.4f}, val accuracy {acc:.3f} "
-                f"({time.time() - start:.0f}s)")
-        if last:
-            break
-
+        f"{epochs} epochs x {math.ceil(len(items) / batch_size)} steps, lr {lr:g}")
+    history = _train(encoder, items, val_bank, epochs, batch_size, lr, seed, max_steps, eval_every, log)
     acc, confusion = bank_accuracy(encoder, val_bank)
     unrelated_max = float(encoder.classify(unrelated).max(1).values.max()) if unrelated else float("nan")
     log("validation confusion matrix:\n" + format_confusion(confusion, TASKS))
     log(f"unrelated sentences: largest top probability {unrelated_max:.2f} (below 0.5 means 'unsure')")
     seconds = time.time() - start
-    result = {"val_accuracy": acc, "confusion": confusion, "train_loss": train_loss, "val_history": val_history,
-              "unrelated_max_prob": unrelated_max, "seconds": seconds}
+    result = {"val_accuracy": acc, "confusion": confusion, **history, "unrelated_max_prob": unrelated_max,
+              "seconds": seconds}
     encoder.save(out, training={"key": key, **result})
     for stale in [*out.glob("bank_*.pt"), out / PROMPTS_FILE, out / DEPENDENTS_FILE]:  # of the previous weights
         stale.unlink(missing_ok=True)
