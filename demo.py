@@ -14,7 +14,6 @@ import argparse
 import glob
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +23,8 @@ import torch
 from net.text_encoder import validate_instruction
 from options import add_inference_options, non_negative_int, positive_float
 from utils.allocator import retain_freed_memory
-from utils.cli import ArgumentParser, cli_main
-from utils.device import autocast, describe, pick_device
+from utils.cli import ArgumentParser, cli_main, writable_folder
+from utils.device import autocast
 from utils.errors import UserError
 from utils.progress import write
 from utils.tasks import TASKS
@@ -98,16 +97,6 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def writable_output(out_dir: Path) -> None:
-    """Create the output folder and prove a file can be written there, before restoring anything."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as e:
-        raise UserError(f"{out_dir}: cannot write the results there ({e.strerror or e}); pass another --output") from None
 
 
 def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
@@ -217,15 +206,9 @@ def check_options(args: argparse.Namespace) -> None:
 
 def load_network(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
     """The restoration net on its device and the (1, text_dim) prompt of the instruction."""
-    from utils.checkpoint import load_model
-    from utils.train_step import compile_blocks
+    from utils.checkpoint import load_for_inference
 
-    device = pick_device(args.device)
-    model, ckpt = load_model(args.ckpt, device=device, impl=args.impl)
-    model.eval()
-    print(f"{args.ckpt}: {describe(model, device, args.precision)}")
-    if args.compile:
-        compile_blocks(model)
+    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile)
     if model.config.text_cond == "none":
         print(f"note: {args.ckpt} is a plain Restormer (no text conditioning); the instruction is ignored")
         return model, torch.zeros(1, model.config.text_dim), device
@@ -266,7 +249,7 @@ def demo_main(argv: Sequence[str] | None) -> int:
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
     plan = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
-    writable_output(out_dir)
+    writable_folder(out_dir, "--output")
     model, text, device = load_network(args)
     ok, failed = 0, len(inputs) - len(plan)  # skipped: their output would overwrite something
     bar = progress(len(plan), "images", enabled=not args.no_progress)

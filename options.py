@@ -101,14 +101,7 @@ def model_config(args: argparse.Namespace, text_dim: int) -> ModelConfig:
     return ModelConfig(text_dim=text_dim, **fields)
 
 
-def train_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="train.py",
-        description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
-                    "--stage restore trains the restoration net, --stage all does both.",
-        parents=[_preset_parser()])
-    p.add_argument("--stage", choices=("text", "restore", "all"), default="restore")
-
+def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data_root", default="data/Train",
                    help="training root holding Denoise/, Derain/, Dehaze/ (see data/Train/README.md); "
@@ -128,8 +121,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--val_every", type=non_negative_int, default=5)
     g.add_argument("--val_max_images", type=positive_int, default=8, help="images per validation set")
 
-    add_model_options(p)
 
+def _add_text_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text")
     g.add_argument("--text_encoder", default=None,
                    help="base BERT to fine-tune: a local folder or hub id (default: the packaged "
@@ -142,6 +135,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--text_lr", type=positive_float, default=None)
     g.add_argument("--text_batch_size", type=positive_int, default=32)
 
+
+def _add_optim_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optim")
     g.add_argument("--lr", type=positive_float, default=2e-4)
     g.add_argument("--weight_decay", type=float, default=0.01)
@@ -150,6 +145,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=positive_int, default=6, help="per GPU / process")
     g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm, 0 = off")
 
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--name", default="textpromptir",
                    help="run name: ckpt/<name>/ and logs/<name>/ (not --run: torchrun would take that)")
@@ -171,12 +168,25 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--cuda_graph", action="store_true",
                    help="capture the whole training step as one CUDA graph (one GPU, fixed batch shape); "
                         "falls back to the normal step where that is not possible")
-
     g = p.add_argument_group("log")
     g.add_argument("--log_dir", default="logs")
     g.add_argument("--log_every", type=positive_int, default=20,
                    help="steps between loss checks and TensorBoard scalars (the only GPU syncs of the loop)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="train.py",
+        description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
+                    "--stage restore trains the restoration net, --stage all does both.",
+        parents=[_preset_parser()])
+    p.add_argument("--stage", choices=("text", "restore", "all"), default="restore")
+    _add_data_options(p)
+    add_model_options(p)
+    _add_text_options(p)
+    _add_optim_options(p)
+    _add_run_options(p)
     return p
 
 

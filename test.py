@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import tempfile
 from argparse import Namespace
 from pathlib import Path
 from typing import Sequence
@@ -21,8 +20,7 @@ import torch
 
 from options import test_options
 from utils.allocator import retain_freed_memory
-from utils.cli import cli_main
-from utils.device import describe, pick_device
+from utils.cli import cli_main, writable_folder
 from utils.errors import UserError, user_message
 from utils.tables import cell, header, row
 
@@ -63,18 +61,6 @@ def markdown_tables(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def writable_folder(folder: Path) -> Path:
-    """Create ``folder`` and prove a file can be written there, before any work is done."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise UserError(f"{folder}: cannot write the results there ({e.strerror or e}); "
-                        "pass another --output_dir") from None
-    return folder
-
-
 def write_results(out_dir: Path, summaries: list[dict], rows: list[dict], args: Namespace) -> str:
     """results.json (per set), results.csv (per image) and results.md (the tables); returns the tables."""
     meta = dict(ckpt=str(args.ckpt), test_root=str(args.test_root), y_channel=args.y_channel,
@@ -106,27 +92,21 @@ def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) ->
 
 
 def evaluate_benchmarks(args: Namespace) -> int:
-    from utils.checkpoint import load_model
+    from utils.checkpoint import load_for_inference
     from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
     from utils.evaluation import evaluate_set
-    from utils.train_step import compile_blocks
 
     if args.instruction is not None:
         from net.text_encoder import validate_instruction
 
         validate_instruction(args.instruction)
-    out_dir = writable_folder(Path(args.output_dir) / args.name)
+    out_dir = writable_folder(Path(args.output_dir) / args.name, "--output_dir")
     sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16)
     for line in notes:
         print(line)
     if not sets:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
-    device = pick_device(args.device)
-    model, ckpt = load_model(args.ckpt, device=device, impl=args.impl)
-    model.eval()
-    print(f"{args.ckpt}: {describe(model, device, args.precision)}")
-    if args.compile:
-        compile_blocks(model)
+    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile)
     texts = {}
     if model.config.text_cond != "none":
         texts = task_prompts(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)

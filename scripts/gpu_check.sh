@@ -60,6 +60,7 @@ else                           # a dry run: every command once, on the demo net
     NET="--preset demo"; AMP=""; BATCHES="2"; STEPS=1; SIZES="32,48x40"
     REAL_STEPS=3; REAL_NET="--preset demo"; REAL_PATCH=32; WORKERS=1
 fi
+CAP_SCALE=${GPU_CHECK_CAP_SCALE:-$([ "$DEVICE" = cpu ] && echo 10 || echo 1)}  # a CPU compiles ~10x slower
 [ -d "$DATA/Train/Denoise" ] && [ -f "$DATA/text_encoder/prompts.pt" ] || {
     echo "error: $DATA not found: run \`bash scripts/gpu_check.sh --prepare\` here and carry $DATA" >&2; exit 2; }
 
@@ -73,7 +74,7 @@ SUMMARY=""
 
 # run_section NAME CAP_SECONDS COMMAND...: at most CAP seconds and never past the budget
 run_section() {
-    local name=$1 cap=$2
+    local name=$1 cap=$(($2 * CAP_SCALE))
     shift 2
     local left=$((BUDGET - ($(date +%s) - START)))
     local limit=$((cap < left ? cap : left))

@@ -129,6 +129,22 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     return model, ckpt
 
 
+def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str = "auto", precision: str = "bf16",
+                       compile_blocks_too: bool = False) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
+    """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
+    device), with one line saying which implementation and precision it runs in."""
+    from utils.device import describe, pick_device
+    from utils.train_step import compile_blocks
+
+    device = pick_device(device_choice)
+    model, ckpt = load_model(path, device=device, impl=impl)
+    model.eval()
+    print(f"{path}: {describe(model, device, precision)}")
+    if compile_blocks_too:
+        compile_blocks(model)
+    return model, ckpt, device
+
+
 def check_same_config(path: str | Path, ckpt: dict[str, Any], config: ModelConfig) -> None:
     """Refuse to resume a run whose network differs from the checkpoint's."""
     theirs, ours = checkpoint_config(path, ckpt).to_dict(), config.to_dict()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from utils.errors import UserError, user_message
@@ -18,6 +20,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def writable_folder(folder: Path, option: str) -> Path:
+    """Create ``folder`` and prove a file can be written there, before any work is done; a
+    UserError naming ``option`` (the flag that chose it) otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write the results there ({e.strerror or e}); pass another {option}") from None
+    return folder
 
 
 def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
