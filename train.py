@@ -368,6 +368,11 @@ def report(run: Run, window: Window, bar) -> None:
         write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
               f"(now {run.args.num_workers}) or --cache_gb", error=True)
     run.log.update(loss=loss, images_per_s=images_per_s, data_wait_share=wait_share)
+    if run.log.pop("first_window", True):  # compile, graph capture, worker start-up: not steady state
+        return
+    for key, value in (("steady_images", window.steps * run.args.batch_size * run.info.world_size),
+                       ("steady_seconds", seconds), ("steady_wait", window.wait_s)):
+        run.log[key] = run.log.get(key, 0) + value
 
 
 def one_step(run: Run, batch: dict, window: Window) -> None:
@@ -473,8 +478,17 @@ def train_restoration(args: Namespace, info: dist.DistInfo) -> int:
             run.writer.close()
     if info.is_main:
         how = f"stopped at --max_steps {args.max_steps}" if stopped else "done"
-        print(f"{how}: {last} (step {run.pos.step})")
+        print(f"{how}: {last} (step {run.pos.step}){throughput(run)}")
     return 0
+
+
+def throughput(run: Run) -> str:
+    """Images/s and data-wait share after the first log window (compile and start-up excluded)."""
+    seconds = run.log.get("steady_seconds", 0)
+    if not seconds:
+        return ""
+    return (f"; {run.log['steady_images'] / seconds:.1f} images/s after the first {run.args.log_every} steps, "
+            f"waiting for data {run.log['steady_wait'] / seconds:.0%} of the time")
 
 
 def train_main(argv: Sequence[str] | None) -> int:

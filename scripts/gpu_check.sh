@@ -55,10 +55,10 @@ if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cud
 fi
 if [ "$DEVICE" = cuda ]; then  # the real sizes
     NET="--preset paper"; AMP="--amp"; BATCHES="6,max"; STEPS=20; SIZES="256,512,1024x768"
-    REAL_STEPS=300; REAL_NET=""; REAL_PATCH=128; WORKERS=8
+    REAL_STEPS=300; REAL_NET=""; REAL_PATCH=128; WORKERS=8; LOG_EVERY=50
 else                           # a dry run: every command once, on the demo net
     NET="--preset demo"; AMP=""; BATCHES="2"; STEPS=1; SIZES="32,48x40"
-    REAL_STEPS=3; REAL_NET="--preset demo"; REAL_PATCH=32; WORKERS=1
+    REAL_STEPS=3; REAL_NET="--preset demo"; REAL_PATCH=32; WORKERS=1; LOG_EVERY=1
 fi
 CAP_SCALE=${GPU_CHECK_CAP_SCALE:-$([ "$DEVICE" = cpu ] && echo 10 || echo 1)}  # a CPU compiles ~10x slower
 [ -d "$DATA/Train/Denoise" ] && [ -f "$DATA/text_encoder/prompts.pt" ] || {
@@ -125,7 +125,7 @@ real_run() {
     [ "$DEVICE" = cpu ] && precision=(--precision fp32)
     { "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 train.py $REAL_NET --data_root "$WORK/train" \
         --text_ckpt "$DATA/text_encoder" --device "$DEVICE" --max_steps $REAL_STEPS --patch_size $REAL_PATCH \
-        --num_workers $WORKERS --compile --cuda_graph --log_every 50 --val_every 0 --save_every 0 \
+        --num_workers $WORKERS --compile --cuda_graph --log_every $LOG_EVERY --val_every 0 --save_every 0 \
         --name gpu_real --ckpt_dir "$WORK/ckpt" --log_dir "$WORK/logs" "${precision[@]}" 2>&1 \
       && "$PY" test.py --ckpt "$WORK/ckpt/gpu_real/last.pt" --test_root "$WORK/test" --mode denoise \
         --device "$DEVICE" --name kodak --output_dir "$WORK/out" --no_progress 2>&1 \
@@ -135,7 +135,7 @@ real_run() {
 }
 
 export -f bench training real_run
-export PY DEVICE NET AMP BATCHES STEPS SIZES REAL_STEPS REAL_NET REAL_PATCH WORKERS RESULTS WORK DATA
+export PY DEVICE NET AMP BATCHES STEPS SIZES REAL_STEPS REAL_NET REAL_PATCH WORKERS LOG_EVERY RESULTS WORK DATA
 
 echo "=== machine ==="
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || true

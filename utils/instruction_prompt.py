@@ -64,7 +64,7 @@ def stored_encoder_dir(ckpt_path: str | Path, ckpt: dict[str, Any]) -> Path:
     stored = (ckpt.get("text_encoder") or {}).get("dir")
     if not stored:
         return Path(DEFAULT_TEXT_CKPT)
-    beside = Path(ckpt_path).parent / stored
+    beside = Path(os.path.normpath(Path(ckpt_path).parent / stored))
     return beside if beside.is_dir() or Path(stored).is_absolute() else Path(stored)
 
 
