@@ -36,7 +36,7 @@ from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
 from options import non_negative_int, positive_int
 from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
 from utils.cli import ArgumentParser, cli_main
-from utils.device import autocast
+from utils.device import autocast, cpu_has_bf16
 from utils.errors import UserError
 from utils.tables import cell, header, row
 
@@ -498,7 +498,7 @@ def bench_parser() -> ArgumentParser:
     p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
     p.add_argument("--no_train", action="store_true", help="skip the training measurements")
     p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (a GPU, or a CPU with native bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
     p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
     p.add_argument("--check", action="store_true", help="only the correctness check on --device")
@@ -550,8 +550,8 @@ def base_config(args: Namespace) -> dict[str, Any]:
 def check_args(args: Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible; run with --device cpu")
-    if args.amp and args.device != "cuda":
-        raise UserError("--amp is bf16 autocast on CUDA; drop it for --device cpu")
+    if args.amp and args.device != "cuda" and not cpu_has_bf16():
+        raise UserError("--amp is bf16 autocast, which this CPU does not compute natively; drop it")
     if args.data_only and not (args.data_root and Path(args.data_root).is_dir()):
         raise UserError(f"--data_root {args.data_root}: no such folder; --data_only needs a data/Train-layout folder")
 

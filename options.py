@@ -17,8 +17,10 @@ from typing import Any, Sequence
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
 from utils.cli import ArgumentParser
+from utils.datasets import SYNTHESIZERS
 from utils.device import PRECISION_CHOICES
 from utils.tasks import DEGRADATIONS, TASKS
+from utils.train_step import LOSS_CHOICES
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -111,6 +113,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
                    help="per-degradation repeat factors overriding the paper's, e.g. derain=120")
     g.add_argument("--list_dir", default=None, help="optional folder of list files restricting the images")
+    g.add_argument("--synthesize", nargs="*", choices=tuple(SYNTHESIZERS), default=[],
+                   help="tasks whose inputs are synthesised on the fly from the clean targets, as the noise "
+                        "is: derain draws a new Rain100L-like rain layer for every sample")
     g.add_argument("--patch_size", type=positive_int, default=128)
     g.add_argument("--num_workers", type=non_negative_int, default=4)
     g.add_argument("--cache_gb", type=float, default=None,
@@ -144,6 +149,9 @@ def _add_optim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup_epochs", type=non_negative_int, default=15)
     g.add_argument("--batch_size", type=positive_int, default=6, help="per GPU / process")
     g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm, 0 = off")
+    g.add_argument("--loss", choices=LOSS_CHOICES, default="l1",
+                   help="l1: the paper's; psnr: minus each sample's PSNR, so light degradations weigh as much "
+                        "as heavy ones")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -161,8 +169,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--precision", choices=PRECISION_CHOICES, default="bf16",
-                   help="autocast dtype on CUDA (CPU always trains in fp32)")
+    g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="auto: bf16 autocast on a GPU, fp32 on a CPU; bf16: also on a CPU that computes bf16 "
+                        "natively (AVX512-BF16/AMX); fp32: fp32 everywhere")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile each transformer block (identical blocks share one compiled graph)")
     g.add_argument("--cuda_graph", action="store_true",
@@ -198,8 +207,9 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     """Device, precision and implementation, shared by test.py and demo.py."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default) uses CUDA when present")
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default="bf16",
-                   help="bf16 autocast on CUDA (default), or fp32; a CPU always computes in fp32")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="auto (default): bf16 autocast on a GPU, fp32 on a CPU; bf16: also on a CPU with native "
+                        "bf16; fp32: fp32 everywhere")
     p.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
                    help="auto: the faster computation for the device (same function)")
     p.add_argument("--compile", action="store_true",

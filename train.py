@@ -146,7 +146,8 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
 
     root, task_dirs, _ = data_paths(args)
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
-                           instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs)
+                           instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
+                           synthetic=args.synthesize)
     steps_per_epoch = len(dataset) // info.world_size // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "
@@ -208,7 +209,7 @@ def build_run(args: Namespace, info: dist.DistInfo) -> Run:
         net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     if args.cuda_graph and not graphed and info.is_main:
         print("note: --cuda_graph needs one CUDA GPU; training without it")
-    step = TrainStep(net, optimizer, info.device, args.precision, args.grad_clip)
+    step = TrainStep(net, optimizer, info.device, args.precision, args.grad_clip, args.loss)
     run = Run(args, info, model, step, scheduler, loader, sampler, steps_per_epoch, table, val_text,
               validation_sets(args), text_record, run_dir, pos, step_fn=step, graph_pending=graphed)
     if info.is_main:

@@ -411,3 +411,14 @@ def test_shared_datasets_when_present():
     assert len(pairs) >= 1
     sets, _ = ds.find_test_sets(None, mode="denoise", denoise_dirs=dev.denoise_test)
     assert {s.name for s in sets} >= {p.name for p in dev.denoise_test}
+
+
+def test_rain_synthesised_on_the_fly_is_new_for_every_sample(full_root):
+    data = ds.TrainDataset(full_root, ["derain"], patch_size=32, repeats={"derain": 1}, synthetic=["derain"])
+    first, again, other_epoch = data[(0, 0)], data[(0, 0)], data[(1, 0)]
+    assert torch.equal(first["lq"], again["lq"])  # seeded by (seed, epoch, index)
+    rain = first["lq"] - first["gt"]
+    assert rain.min() >= -1 / 255 and rain.max() > 0.05  # screen blending only brightens (up to rounding)
+    assert not torch.equal(first["lq"] - first["gt"], other_epoch["lq"] - other_epoch["gt"])
+    with pytest.raises(UserError, match="cannot synthesise dehaze"):
+        ds.TrainDataset(full_root, ["dehaze"], synthetic=["dehaze"])

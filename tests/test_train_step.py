@@ -2,6 +2,7 @@
 --log_every steps yet still stops a NaN run inside that window, --cuda_graph falls back cleanly."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import train
@@ -47,3 +48,28 @@ def test_cuda_graph_on_a_cpu_trains_without_it(tiny_layout, text_ckpt, tmp_path,
     out = capsys.readouterr().out
     assert "note: --cuda_graph needs one CUDA GPU; training without it" in out
     assert torch.load(tmp_path / "ckpt/graph/last.pt", weights_only=True)["step"] == 2
+
+
+def test_the_psnr_loss_is_minus_the_mean_psnr_of_the_samples():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from utils.train_step import restoration_loss
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 16, 16, generator=g)
+    out = (gt + torch.tensor([0.02, 0.2]).view(2, 1, 1, 1) * torch.randn(2, 3, 16, 16, generator=g)).clamp(0, 1)
+    psnrs = [peak_signal_noise_ratio(gt[i].numpy(), out[i].numpy(), data_range=1.0) for i in range(2)]
+    assert float(restoration_loss(out, gt, "psnr")) == pytest.approx(-sum(psnrs) / 2, abs=1e-3)
+    assert float(restoration_loss(out, gt, "l1")) == pytest.approx(float((out - gt).abs().mean()))
+
+
+def test_precision_auto_is_bf16_on_a_gpu_only_and_bf16_needs_native_support_on_a_cpu(monkeypatch):
+    from utils import device as dev
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert dev.uses_bf16(cuda, "auto") and dev.uses_bf16(cuda, "bf16") and not dev.uses_bf16(cuda, "fp32")
+    assert not dev.uses_bf16(cpu, "auto") and not dev.uses_bf16(cpu, "fp32")
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: True)
+    assert dev.uses_bf16(cpu, "bf16")
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)
+    assert not dev.uses_bf16(cpu, "bf16")  # emulated bf16 would be slower: stays fp32

@@ -129,7 +129,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     return model, ckpt
 
 
-def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str = "auto", precision: str = "bf16",
+def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str = "auto", precision: str = "auto",
                        compile_blocks_too: bool = False) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
     """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
     device), with one line saying which implementation and precision it runs in."""

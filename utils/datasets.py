@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.degradations import add_gaussian_noise, test_noise_seed
+from utils.degradations import add_gaussian_noise, synth_rain, test_noise_seed
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
 from utils.metrics import crop_to_multiple
@@ -41,6 +41,9 @@ TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
 # (utils/dataset_utils.py): the denoising set (BSD400 + WED, 5144 images) once per sigma, x3; the
 # 200 Rain100L training pairs x200 (PromptIR used x120); the 72,135 OTS hazy images once.
 PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1}
+
+# Tasks whose degraded input TrainDataset can synthesise on the fly from the clean target (--synthesize)
+SYNTHESIZERS = {"derain": synth_rain}
 
 # Optional list files in --list_dir, one image per line (blank lines and #comments skipped), given
 # relative to the task folder (``rainy/rain-1.png``), to its image folder, or as a bare file name. The
@@ -271,9 +274,12 @@ class TrainDataset(Dataset):
     ``de_types`` picks the degradations; ``repeats[de_type]`` (default ``PAPER_REPEATS``) how often
     each image is visited per epoch; ``instruction_rows[task]`` the rows of the instruction table a
     sample may use (one drawn per sample; ``instruction_idx`` = -1 if None). ``task_dirs`` may point a
-    task ("denoise", ...) at another folder than ``root/<Task>``.
+    task ("denoise", ...) at another folder than ``root/<Task>``. ``synthetic`` names tasks whose
+    degraded input is synthesised on the fly from the clean target instead of read from a file, as
+    the noise always is: ``derain`` draws a new rain layer (``utils.degradations.synth_rain``, made
+    like Rain100L's) for every sample, after the flip/rotation, so streaks stay near vertical.
 
-    A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise,
+    A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise, rain,
     instruction) comes from ``np.random.default_rng([seed, epoch, index])``, so a sample does not
     depend on workers, ranks or resuming. Returns ``{"lq", "gt": float32 3xPxP in [0, 1],
     "task": de_type, "instruction_idx": int}``.
@@ -290,6 +296,7 @@ class TrainDataset(Dataset):
         seed: int = 0,
         task_dirs: dict[str, Path | str] | None = None,
         check_sizes: bool = True,
+        synthetic: Sequence[str] = (),
     ) -> None:
         if not de_types:
             raise UserError(f"no degradation types given; choose from {', '.join(DEGRADATIONS)}")
@@ -299,6 +306,10 @@ class TrainDataset(Dataset):
         self.patch_size = int(patch_size)
         self.seed = int(seed)
         self.instruction_rows = instruction_rows
+        unknown = set(synthetic) - set(SYNTHESIZERS)
+        if unknown:
+            raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHESIZERS)}")
+        self.synthetic = tuple(synthetic)
         task_dirs = task_dirs or {}
         reps = {**PAPER_REPEATS, **(repeats or {})}
         self.segments: list[_Segment] = []
@@ -308,6 +319,8 @@ class TrainDataset(Dataset):
             task = task_of(de_type)
             if task not in by_task:  # the three noise levels share one image list
                 by_task[task] = find_train_pairs(self.root, de_type, list_dir, task_dirs.get(task))
+                if task in self.synthetic:  # only the clean targets are used, each once
+                    by_task[task] = [(None, gt) for gt in dict.fromkeys(gt for _, gt in by_task[task])]
             repeat = int(reps[de_type])
             if repeat < 1:
                 raise UserError(f"repeat factor for {de_type} is {repeat}; use 1 or more, or drop {de_type}")
@@ -409,11 +422,13 @@ class TrainDataset(Dataset):
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         mode = int(rng.integers(0, 8))
         gt = _augment(gt[top:top + p, left:left + p], mode)  # crop uint8 BEFORE any float conversion
-        if lq is None:
+        task = task_of(seg.de_type)
+        if task in self.synthetic:
+            lq = SYNTHESIZERS[task](np.ascontiguousarray(gt), rng)
+        elif lq is None:
             lq = add_gaussian_noise(np.ascontiguousarray(gt), sigma_of(seg.de_type), rng)
         else:
             lq = _augment(_pad_to(lq, p)[top:top + p, left:left + p], mode)
-        task = task_of(seg.de_type)
         rows = self.instruction_rows.get(task) if self.instruction_rows is not None else None
         instruction_idx = int(rows[int(rng.integers(0, len(rows)))]) if rows else -1
         return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "task": seg.de_type, "instruction_idx": instruction_idx}

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.model import TextPromptIR
-from utils.device import uses_bf16
+from utils.device import autocast, uses_bf16
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy inits happen there)
 COMPILE_RECOMPILE_LIMIT = 64  # graphs per block class: one per (width, heads, size, train/eval)
@@ -52,13 +52,28 @@ def compile_blocks(model: TextPromptIR) -> int:
     return len(blocks)
 
 
+LOSS_CHOICES = ("l1", "psnr")
+
+
+def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """``l1``: the paper's L1 loss (Sec. 4.1). ``psnr``: the mean over samples of 10·log10 of each
+    sample's MSE, i.e. minus the PSNR the tables report (the PSNR loss of HINet and NAFNet): each
+    sample's gradient is divided by its own error, so a task whose errors are small (light rain,
+    σ=15) weighs as much as one whose errors are large (σ=50)."""
+    if kind == "l1":
+        return F.l1_loss(out, gt)
+    mse = (out - gt).square().flatten(1).mean(1)  # (B,)
+    return 10.0 * torch.log10(mse + 1e-8).mean()
+
+
 class TrainStep:
-    """forward (bf16 autocast on CUDA when asked), L1 loss, backward, optional gradient clipping,
-    AdamW step. ``step(lq, gt, text)`` returns the detached loss on the device: no host sync."""
+    """forward (bf16 autocast where ``precision`` asks for it), the loss, backward, optional gradient
+    clipping, AdamW step. ``step(lq, gt, text)`` returns the detached loss on the device: no host sync."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                 precision: str, grad_clip: float = 0.0) -> None:
+                 precision: str, grad_clip: float = 0.0, loss: str = "l1") -> None:
         self.net, self.optimizer, self.device = net, optimizer, device
+        self.precision, self.loss = precision, loss
         self.bf16 = uses_bf16(device, precision)
         self.grad_clip = grad_clip
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -66,9 +81,9 @@ class TrainStep:
     def loss_and_update(self, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None,
                         autocast_cache: bool = True) -> torch.Tensor:
         """The step without zeroing the gradients first (the CUDA graph captures exactly this)."""
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=autocast_cache):
+        with autocast(self.device, self.precision, cache=autocast_cache):
             out = self.net(lq, text)
-        loss = F.l1_loss(out.float(), gt)
+        loss = restoration_loss(out.float(), gt, self.loss)
         loss.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
