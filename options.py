@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
 from utils.cli import ArgumentParser
-from utils.datasets import SYNTHESIZERS
+from utils.datasets import SYNTHETIC_TASKS
 from utils.device import PRECISION_CHOICES
 from utils.tasks import DEGRADATIONS, TASKS
 from utils.train_step import LOSS_CHOICES
@@ -113,9 +113,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
                    help="per-degradation repeat factors overriding the paper's, e.g. derain=120")
     g.add_argument("--list_dir", default=None, help="optional folder of list files restricting the images")
-    g.add_argument("--synthesize", nargs="*", choices=tuple(SYNTHESIZERS), default=[],
+    g.add_argument("--synthesize", nargs="*", choices=SYNTHETIC_TASKS, default=[],
                    help="tasks whose inputs are synthesised on the fly from the clean targets, as the noise "
-                        "is: derain draws a new Rain100L-like rain layer for every sample")
+                        "is: derain draws a new Rain100L-like rain layer for every sample, dehaze a new "
+                        "OTS-like haze (A, beta) over the target's depth proxy")
     g.add_argument("--patch_size", type=positive_int, default=128)
     g.add_argument("--num_workers", type=non_negative_int, default=4)
     g.add_argument("--cache_gb", type=float, default=None,

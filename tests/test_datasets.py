@@ -420,5 +420,14 @@ def test_rain_synthesised_on_the_fly_is_new_for_every_sample(full_root):
     rain = first["lq"] - first["gt"]
     assert rain.min() >= -1 / 255 and rain.max() > 0.05  # screen blending only brightens (up to rounding)
     assert not torch.equal(first["lq"] - first["gt"], other_epoch["lq"] - other_epoch["gt"])
-    with pytest.raises(UserError, match="cannot synthesise dehaze"):
-        ds.TrainDataset(full_root, ["dehaze"], synthetic=["dehaze"])
+    with pytest.raises(UserError, match="cannot synthesise blur"):
+        ds.TrainDataset(full_root, ["dehaze"], synthetic=["blur"])
+
+
+def test_haze_synthesised_on_the_fly_veils_the_crop(full_root):
+    data = ds.TrainDataset(full_root, ["dehaze"], patch_size=32, repeats={"dehaze": 1}, synthetic=["dehaze"])
+    samples = [data[(0, i)] for i in range(len(data))] + [data[(1, 0)]]
+    for sample in samples:  # I = J t + A (1 - t), A >= 0.8: everything moves towards a bright airlight
+        lq, gt = sample["lq"], sample["gt"]
+        assert lq.std() < gt.std() + 1e-3 and ((lq >= gt - 1 / 255) | (lq >= 0.8 * 0.8)).all()
+    assert not torch.equal(samples[0]["lq"], samples[-1]["lq"])  # new (A, beta) every epoch

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.degradations import add_gaussian_noise, synth_rain, test_noise_seed
+from utils.degradations import add_gaussian_noise, depth_proxy, synth_haze, synth_rain, test_noise_seed
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
 from utils.metrics import crop_to_multiple
@@ -40,10 +40,12 @@ TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
 # How often each training image is visited per epoch, as in the official TextPromptIR code
 # (utils/dataset_utils.py): the denoising set (BSD400 + WED, 5144 images) once per sigma, x3; the
 # 200 Rain100L training pairs x200 (PromptIR used x120); the 72,135 OTS hazy images once.
+OTS_A_RANGE, OTS_BETA_RANGE = (0.8, 1.0), (0.04, 0.2)  # RESIDE OTS's atmospheric light and scattering
+
 PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1}
 
 # Tasks whose degraded input TrainDataset can synthesise on the fly from the clean target (--synthesize)
-SYNTHESIZERS = {"derain": synth_rain}
+SYNTHETIC_TASKS = ("derain", "dehaze")
 
 # Optional list files in --list_dir, one image per line (blank lines and #comments skipped), given
 # relative to the task folder (``rainy/rain-1.png``), to its image folder, or as a bare file name. The
@@ -277,7 +279,9 @@ class TrainDataset(Dataset):
     task ("denoise", ...) at another folder than ``root/<Task>``. ``synthetic`` names tasks whose
     degraded input is synthesised on the fly from the clean target instead of read from a file, as
     the noise always is: ``derain`` draws a new rain layer (``utils.degradations.synth_rain``, made
-    like Rain100L's) for every sample, after the flip/rotation, so streaks stay near vertical.
+    like Rain100L's) for every sample, after the flip/rotation, so streaks stay near vertical;
+    ``dehaze`` hazes the crop with the scattering model of RESIDE OTS, A ~ U(0.8, 1) and
+    beta ~ U(0.04, 0.2), over the depth proxy of the whole target image.
 
     A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise, rain,
     instruction) comes from ``np.random.default_rng([seed, epoch, index])``, so a sample does not
@@ -306,9 +310,9 @@ class TrainDataset(Dataset):
         self.patch_size = int(patch_size)
         self.seed = int(seed)
         self.instruction_rows = instruction_rows
-        unknown = set(synthetic) - set(SYNTHESIZERS)
+        unknown = set(synthetic) - set(SYNTHETIC_TASKS)
         if unknown:
-            raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHESIZERS)}")
+            raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHETIC_TASKS)}")
         self.synthetic = tuple(synthetic)
         task_dirs = task_dirs or {}
         reps = {**PAPER_REPEATS, **(repeats or {})}
@@ -334,6 +338,7 @@ class TrainDataset(Dataset):
         self._length = start
         self.num_small = 0
         self._decoded: dict[Path, np.ndarray] = {}  # filled by preload()
+        self._depths: dict[Path, np.ndarray] = {}  # depth proxies for synthetic haze
         if check_sizes:
             self._check_sizes(by_task)
 
@@ -376,6 +381,12 @@ class TrainDataset(Dataset):
             self._decoded.update(zip(chosen, pool.map(read_image, chosen)))
         return len(chosen), sum(a.nbytes for a in self._decoded.values())
 
+    def _depth(self, path: Path, image: np.ndarray) -> np.ndarray:
+        """The depth proxy of a whole (padded) target image, computed once per process."""
+        if path not in self._depths:
+            self._depths[path] = depth_proxy(image)[..., None]  # HxWx1, so crops augment like images
+        return self._depths[path]
+
     def _read(self, path: Path) -> np.ndarray:
         cached = self._decoded.get(path)
         return cached if cached is not None else read_image(path)
@@ -417,14 +428,17 @@ class TrainDataset(Dataset):
         if lq is not None and lq.shape != gt.shape:
             raise _size_mismatch(lq_path, gt_path, lq.shape, gt.shape)
         p = self.patch_size
-        gt = _pad_to(gt, p)
+        full = gt = _pad_to(gt, p)
         h, w = gt.shape[:2]
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         mode = int(rng.integers(0, 8))
         gt = _augment(gt[top:top + p, left:left + p], mode)  # crop uint8 BEFORE any float conversion
         task = task_of(seg.de_type)
-        if task in self.synthetic:
-            lq = SYNTHESIZERS[task](np.ascontiguousarray(gt), rng)
+        if task == "derain" and task in self.synthetic:
+            lq = synth_rain(np.ascontiguousarray(gt), rng)
+        elif task == "dehaze" and task in self.synthetic:
+            depth = _augment(self._depth(gt_path, full)[top:top + p, left:left + p], mode)[..., 0]
+            lq, _ = synth_haze(np.ascontiguousarray(gt), depth, rng, A=OTS_A_RANGE, beta=OTS_BETA_RANGE)
         elif lq is None:
             lq = add_gaussian_noise(np.ascontiguousarray(gt), sigma_of(seg.de_type), rng)
         else:
