@@ -369,7 +369,8 @@ def report(run: Run, window: Window, bar) -> None:
         write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
               f"(now {run.args.num_workers}) or --cache_gb", error=True)
     run.log.update(loss=loss, images_per_s=images_per_s, data_wait_share=wait_share)
-    if run.log.pop("first_window", True):  # compile, graph capture, worker start-up: not steady state
+    if not run.log.get("past_first_window"):  # compile, graph capture, worker start-up: not steady state
+        run.log["past_first_window"] = True
         return
     for key, value in (("steady_images", window.steps * run.args.batch_size * run.info.world_size),
                        ("steady_seconds", seconds), ("steady_wait", window.wait_s)):

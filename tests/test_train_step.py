@@ -73,3 +73,10 @@ def test_precision_auto_is_bf16_on_a_gpu_only_and_bf16_needs_native_support_on_a
     assert dev.uses_bf16(cpu, "bf16")
     monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)
     assert not dev.uses_bf16(cpu, "bf16")  # emulated bf16 would be slower: stays fp32
+
+
+def test_the_end_of_a_run_reports_steady_state_throughput(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "speed") + ["--max_steps", "3", "--log_every", "1"]
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    assert "images/s after the first 1 steps, waiting for data" in out  # the first window is left out
