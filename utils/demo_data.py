@@ -159,36 +159,28 @@ def _train_tiles(names, settings: BuildSettings, short: int, task: str, small: b
     return out
 
 
-def build_demo(
-    out: Path | str, seed: int = 0, small: bool = False, settings: BuildSettings | None = None
-) -> list[Path]:
-    """Write the demo set under ``out`` and return the files written (see the module docstring).
-    ``small`` builds a reduced set (2 training photos, a few tiles) for fast tests."""
-    out = Path(out)
-    s = settings or BuildSettings()
-    if small:
-        s = dataclasses.replace(s, rain_variants=1, haze_variants=1)
-    names = SMALL_TRAIN if small else tuple(TRAIN_PHOTOS)
-    assert not set(names) & set(TEST_PHOTOS)  # no photo in both train and test
-    files: list[Path] = []
-    train, test = out / "Train", out / "test"
+def _rng(seed: int, task: int, item: int) -> np.random.Generator:
+    return np.random.default_rng([seed, task, item])
 
-    def rng(task: int, item: int) -> np.random.Generator:
-        return np.random.default_rng([seed, task, item])
 
-    # --- training: denoise (clean tiles) ---
+def _write_train_denoise(train: Path, names, s: BuildSettings, small: bool, files: list[Path]) -> None:
+    """Clean tiles; the noise is added on the fly by the training set."""
     for name, k, tile, _, _ in _train_tiles(names, s, s.train_short, "denoise", small):
         _write(train / "Denoise" / f"{name}_{k:02d}.png", tile, files)
 
-    # --- training: derain (rain-N / norain-N, several rain layers per tile) ---
+
+def _write_train_derain(train: Path, names, s: BuildSettings, small: bool, seed: int, files: list[Path]) -> None:
+    """rain-N / norain-N pairs, several rain layers per tile."""
     n = 0
     for _, _, tile, _, _ in _train_tiles(names, s, s.train_short, "derain", small):
         for _ in range(s.rain_variants):
             n += 1
-            _write(train / "Derain" / "rainy" / f"rain-{n}.png", synth_rain(tile, rng(1, n)), files)
+            _write(train / "Derain" / "rainy" / f"rain-{n}.png", synth_rain(tile, _rng(seed, 1, n)), files)
             _write(train / "Derain" / "gt" / f"norain-{n}.png", tile, files)
 
-    # --- training: dehaze (OTS naming; depth proxy computed on the whole photo, then tiled) ---
+
+def _write_train_dehaze(train: Path, names, s: BuildSettings, small: bool, seed: int, files: list[Path]) -> None:
+    """OTS naming; the depth proxy is computed on the whole photo, then tiled."""
     item = 0
     for i, (_, _, tile, photo, (y, x)) in enumerate(_train_tiles(names, s, s.haze_short, "dehaze", small)):
         image_id = f"{i + 1:04d}"
@@ -198,7 +190,7 @@ def build_demo(
         used = set()
         for _ in range(s.haze_variants):
             item += 1
-            r = rng(2, item)
+            r = _rng(seed, 2, item)
             a, beta = float(r.choice(OTS_A)), float(r.choice(OTS_BETA))
             if (a, beta) in used:  # one file per (A, beta), as in OTS
                 continue
@@ -206,10 +198,10 @@ def build_demo(
             hazy, _ = synth_haze(clean, depth, r, A=a, beta=beta)
             _write(train / "Dehaze" / "synthetic" / "part1" / _ots_name(image_id, a, beta), hazy, files)
 
-    # --- test: whole photos shrunk to 256 px on the long side, plus 256x256 full-resolution crops ---
-    coffee, moto_l, moto_r = (load_photo_rgb(n) for n in TEST_PHOTOS)
-    _, _, disparity = skdata.stereo_motorcycle()
-    moto_depth = depth_from_disparity(disparity)
+
+def _write_test_noise_and_rain(test: Path, small: bool, seed: int, files: list[Path]) -> None:
+    """Whole photos shrunk to 256 px on the long side, plus 256x256 full-resolution crops."""
+    coffee, moto_r = load_photo_rgb("coffee"), load_photo_rgb("motorcycle_right")
     denoise_set = {
         "coffee_whole": _resize_long(coffee, 256),
         "coffee_crop": coffee[144:400, 0:256],
@@ -228,9 +220,15 @@ def build_demo(
     for name, img in denoise_set.items():
         _write(test / "denoise" / "demo" / f"{name}.png", img, files)
     for k, (name, img) in enumerate(derain_set.items()):
-        _write(test / "derain" / "demo" / "input" / f"{name}.png", synth_rain(img, rng(3, k)), files)
+        _write(test / "derain" / "demo" / "input" / f"{name}.png", synth_rain(img, _rng(seed, 3, k)), files)
         _write(test / "derain" / "demo" / "target" / f"{name}.png", img, files)
-    # Dehaze: the motorcycle with its real stereo depth, at two (A, beta) each; coffee with the proxy.
+
+
+def _write_test_haze(test: Path, small: bool, seed: int, files: list[Path]) -> None:
+    """The motorcycle with its real stereo depth, at two (A, beta) each; coffee with the proxy."""
+    coffee, moto_l = load_photo_rgb("coffee"), load_photo_rgb("motorcycle_left")
+    _, _, disparity = skdata.stereo_motorcycle()
+    moto_depth = depth_from_disparity(disparity)
     moto_small = _resize_long(moto_l, 256)
     moto_small_depth = cv2.resize(moto_depth, moto_small.shape[1::-1], interpolation=cv2.INTER_AREA)
     haze_set = [
@@ -243,8 +241,27 @@ def build_demo(
     for k, (image_id, img, depth, settings_ab) in enumerate(haze_set):
         _write(test / "dehaze" / "target" / f"{image_id}.png", img, files)
         for j, (a, beta) in enumerate(settings_ab):
-            hazy, _ = synth_haze(img, depth, rng(4, 10 * k + j), A=a, beta=beta)
+            hazy, _ = synth_haze(img, depth, _rng(seed, 4, 10 * k + j), A=a, beta=beta)
             _write(test / "dehaze" / "input" / _ots_name(image_id, a, beta), hazy, files)
+
+
+def build_demo(
+    out: Path | str, seed: int = 0, small: bool = False, settings: BuildSettings | None = None
+) -> list[Path]:
+    """Write the demo set under ``out`` and return the files written (see the module docstring).
+    ``small`` builds a reduced set (2 training photos, a few tiles) for fast tests."""
+    out = Path(out)
+    s = settings or BuildSettings()
+    if small:
+        s = dataclasses.replace(s, rain_variants=1, haze_variants=1)
+    names = SMALL_TRAIN if small else tuple(TRAIN_PHOTOS)
+    assert not set(names) & set(TEST_PHOTOS)  # no photo in both train and test
+    files: list[Path] = []
+    _write_train_denoise(out / "Train", names, s, small, files)
+    _write_train_derain(out / "Train", names, s, small, seed, files)
+    _write_train_dehaze(out / "Train", names, s, small, seed, files)
+    _write_test_noise_and_rain(out / "test", small, seed, files)
+    _write_test_haze(out / "test", small, seed, files)
     return files
 
 

@@ -1,0 +1,24 @@
+"""Presets are plain option defaults: a typo or an invalid value in one must fail here, not be
+silently ignored (argparse's set_defaults accepts any key)."""
+from __future__ import annotations
+
+import pytest
+
+import options
+from options import PRESETS, train_options, train_parser
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_value_is_an_option_with_an_allowed_value(preset):
+    actions = {a.dest: a for parser in (train_parser(), options.test_parser()) for a in parser._actions}
+    for key, value in PRESETS[preset].items():
+        assert key in actions, f"preset {preset}: {key} is not an option of train.py or test.py"
+        choices = actions[key].choices
+        if choices is not None:
+            values = value if isinstance(value, list) else [value]
+            assert all(v in choices for v in values), f"preset {preset}: {key}={value} not in {choices}"
+
+
+def test_the_demo_preset_is_what_train_py_runs_and_a_flag_still_wins():
+    args = train_options(["--preset", "demo", "--epochs", "3"])
+    assert args.name == "demo" and args.dim == PRESETS["demo"]["dim"] and args.epochs == 3
