@@ -221,3 +221,12 @@ def test_sets_are_named_by_their_data_not_by_the_preset(tiny_layout, tiny_ckpt, 
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "demo/results.md").read_text()
     assert "| SOTS | dehaze |" in md and "| ours | — | " not in md  # the paper table has our SOTS number
+
+
+def test_saved_images_keep_the_whole_name_of_their_input(tiny_layout, tiny_ckpt, tmp_path):
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"), "--mode", "dehaze",
+                 "--output_dir", str(tmp_path), "--name", "saved", "--save_images", "--device", "cpu",
+                 "--no_progress")
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "saved/images/SOTS").iterdir())
+    assert names == ["0001_0.8_0.2.png", "0002_0.8_0.2.png"]  # not 0001_0.8_0.png: "0.2" is no suffix

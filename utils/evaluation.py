@@ -76,7 +76,7 @@ def evaluate_set(model: torch.nn.Module, test_set: Dataset, text: torch.Tensor |
         ip, iss = psnr_ssim(lq_np, gt_np, y_channel)
         score.images.append(ImageScore(name, p, s, ip, iss))
         if save_dir is not None:
-            write_image(Path(save_dir) / f"{Path(name).stem}.png", np.round(out_np * 255).astype(np.uint8))
+            write_image(Path(save_dir) / f"{name}.png", np.round(out_np * 255).astype(np.uint8))
         if not preview:
             preview = [lq_np, out_np, gt_np]
         bar.update(1)
