@@ -20,6 +20,7 @@ def test_a_log_file_gets_a_line_every_ten_percent_not_one_per_step(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 10 and "\r" not in "".join(lines)
     assert lines[0] == "epoch 1/1: 100/1000 (10%), loss=0.1234" and lines[-1].startswith("epoch 1/1: 1000/1000 (100%)")
+    assert lines[1] == "epoch 1/1: 200/1000 (20%)"  # no new values since the last line: none repeated
 
 
 def test_resumed_progress_counts_from_where_it_was(capsys):

@@ -27,6 +27,7 @@ class LineProgress:
         if self.n >= self._next or self.n == self.total:
             self._next = self._threshold(self.n)
             extra = f", {self.postfix}" if self.postfix else ""
+            self.postfix = ""  # shown once: a later line without new values does not repeat stale ones
             print(f"{self.desc}: {self.n}/{self.total} ({100 * self.n // self.total}%){extra}", flush=True)
 
     def set_postfix(self, **values: Any) -> None:
