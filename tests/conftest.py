@@ -66,3 +66,22 @@ def text_ckpt(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("text_encoder")
     InstructionEncoder(None).save(out)
     return out
+
+
+TINY_CONFIG = dict(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
+    """A dim-8 restoration checkpoint (random weights) that records the test instruction-encoder folder."""
+    import torch
+
+    from net.model import ModelConfig, TextPromptIR
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    net = TextPromptIR(ModelConfig(**TINY_CONFIG))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "config": net.config.to_dict(),
+                           "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
+    return path

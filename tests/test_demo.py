@@ -21,18 +21,6 @@ from utils.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
-    """A dim-8 checkpoint that records the test instruction-encoder folder."""
-    torch.manual_seed(0)
-    net = TextPromptIR(ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
-                                   heads=(1, 1, 1, 1)))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, {"model": net.state_dict(), "config": net.config.to_dict(),
-                           "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
-    return path
-
-
 def run_demo(*args: str | Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "demo.py", "--no_progress", *map(str, args)], cwd=ROOT, env=env,

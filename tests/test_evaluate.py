@@ -14,25 +14,15 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from net.model import ModelConfig, TextPromptIR
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_CONFIG
 from utils.checkpoint import save_checkpoint
 
-TINY = ModelConfig(text_dim=384, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1))
+TINY = ModelConfig(**TINY_CONFIG)
 
 # test.py by path: a plain `import test` could find Python's own `test` package
 _spec = importlib.util.spec_from_file_location("test_script", ROOT / "test.py")
 test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
-    torch.manual_seed(0)
-    m = TextPromptIR(TINY)
-    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, dict(model=m.state_dict(), config=m.config.to_dict(),
-                               text_encoder={"dir": str(text_ckpt), "id": "test"}))
-    return path
 
 
 def run_test(*args: str) -> subprocess.CompletedProcess:

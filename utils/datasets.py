@@ -29,7 +29,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.degradations import add_gaussian_noise, depth_proxy, synth_haze, synth_rain, test_noise_seed
+from utils.degradations import (
+    OTS_A_RANGE,
+    OTS_BETA_RANGE,
+    add_gaussian_noise,
+    depth_proxy,
+    synth_haze,
+    synth_rain,
+    test_noise_seed,
+)
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
 from utils.metrics import crop_to_multiple
@@ -40,7 +48,6 @@ TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
 # How often each training image is visited per epoch, as in the official TextPromptIR code
 # (utils/dataset_utils.py): the denoising set (BSD400 + WED, 5144 images) once per sigma, x3; the
 # 200 Rain100L training pairs x200 (PromptIR used x120); the 72,135 OTS hazy images once.
-OTS_A_RANGE, OTS_BETA_RANGE = (0.8, 1.0), (0.04, 0.2)  # RESIDE OTS's atmospheric light and scattering
 
 PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1}
 

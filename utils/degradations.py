@@ -120,6 +120,8 @@ def synth_rain(img: np.ndarray, rng: np.random.Generator, **layer_kwargs) -> np.
 # OTS's grids of atmospheric light and scattering coefficient (file names ID_A_beta.jpg).
 OTS_A = (0.8, 0.85, 0.9, 0.95, 1.0)
 OTS_BETA = (0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2)
+# ... and the ranges they span, for haze drawn on the fly (TrainDataset --synthesize dehaze)
+OTS_A_RANGE, OTS_BETA_RANGE = (min(OTS_A), max(OTS_A)), (min(OTS_BETA), max(OTS_BETA))
 # Depth scale: d = HAZE_DEPTH_SCALE * depth, depth in [0, 1]. OTS's depths come from a monocular depth
 # network in metre-like units; we calibrated this scale so the demo's input PSNR/SSIM over OTS's
 # (A, beta) grid match SOTS outdoor (16.9 dB / 0.85; measured numbers in test/README.md).
