@@ -281,6 +281,28 @@ def test_keys_are_deterministic(full_root):
     assert any(not torch.equal(a[(0, i)]["lq"], c[(0, i)]["lq"]) for i in range(5))
 
 
+def test_channel_shuffle_permutes_input_and_target_alike(tmp_path):
+    for i in range(1, 4):  # stored pairs whose input is the target's negative: a mix-up would show
+        img = _img(i, 64, 80)
+        _write(tmp_path / "Derain" / "rainy" / f"rain-{i}.png", img=255 - img)
+        _write(tmp_path / "Derain" / "gt" / f"norain-{i}.png", img=img)
+    _denoise(tmp_path, n=2, h=64, w=80)
+    plain = ds.TrainDataset(tmp_path, ["derain", "denoise_25"], patch_size=32, seed=3)
+    shuffled = ds.TrainDataset(tmp_path, ["derain", "denoise_25"], patch_size=32, seed=3, channel_shuffle=True)
+    orders = set()
+    for i in range(len(plain)):
+        a, b = plain[(2, i)], shuffled[(2, i)]
+        # same crop and flip, channels reordered: each shuffled channel is one of the plain ones
+        order = tuple(next(c for c in range(3) if torch.equal(b["gt"][k], a["gt"][c])) for k in range(3))
+        assert sorted(order) == [0, 1, 2]
+        orders.add(order)
+        if b["task"] == "derain":
+            assert torch.allclose(b["lq"], 1.0 - b["gt"])  # the input kept its target's order
+        else:
+            assert not torch.equal(b["lq"], b["gt"])
+    assert len(orders) > 1
+
+
 def test_small_images_are_padded_with_one_warning(tmp_path):
     _write(tmp_path / "Denoise" / "big.png", h=64, w=64)
     _write(tmp_path / "Denoise" / "small1.png", h=20, w=70)

@@ -288,7 +288,10 @@ class TrainDataset(Dataset):
     the noise always is: ``derain`` draws a new rain layer (``utils.degradations.synth_rain``, made
     like Rain100L's) for every sample, after the flip/rotation, so streaks stay near vertical;
     ``dehaze`` hazes the crop with the scattering model of RESIDE OTS, A ~ U(0.8, 1) and
-    beta ~ U(0.04, 0.2), over the depth proxy of the whole target image.
+    beta ~ U(0.04, 0.2), over the depth proxy of the whole target image. ``channel_shuffle`` also
+    permutes the RGB channels of each pair (one of 6 orders, the same for input and target; not in
+    the paper): every degradation here treats the channels alike, and a small training set then
+    teaches no colour cast.
 
     A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise, rain,
     instruction) comes from ``np.random.default_rng([seed, epoch, index])``, so a sample does not
@@ -308,6 +311,7 @@ class TrainDataset(Dataset):
         task_dirs: dict[str, Path | str] | None = None,
         check_sizes: bool = True,
         synthetic: Sequence[str] = (),
+        channel_shuffle: bool = False,
     ) -> None:
         if not de_types:
             raise UserError(f"no degradation types given; choose from {', '.join(DEGRADATIONS)}")
@@ -321,6 +325,7 @@ class TrainDataset(Dataset):
         if unknown:
             raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHETIC_TASKS)}")
         self.synthetic = tuple(synthetic)
+        self.channel_shuffle = bool(channel_shuffle)
         task_dirs = task_dirs or {}
         reps = {**PAPER_REPEATS, **(repeats or {})}
         self.segments: list[_Segment] = []
@@ -440,6 +445,9 @@ class TrainDataset(Dataset):
         top, left = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         mode = int(rng.integers(0, 8))
         gt = _augment(gt[top:top + p, left:left + p], mode)  # crop uint8 BEFORE any float conversion
+        order = rng.permutation(3) if self.channel_shuffle else None  # drawn only when on: paper runs unchanged
+        if order is not None:
+            gt = gt[..., order]
         task = task_of(seg.de_type)
         if task == "derain" and task in self.synthetic:
             lq = synth_rain(np.ascontiguousarray(gt), rng)
@@ -450,6 +458,8 @@ class TrainDataset(Dataset):
             lq = add_gaussian_noise(np.ascontiguousarray(gt), sigma_of(seg.de_type), rng)
         else:
             lq = _augment(_pad_to(lq, p)[top:top + p, left:left + p], mode)
+            if order is not None:
+                lq = lq[..., order]
         rows = self.instruction_rows.get(task) if self.instruction_rows is not None else None
         instruction_idx = int(rows[int(rng.integers(0, len(rows)))]) if rows else -1
         return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "task": seg.de_type, "instruction_idx": instruction_idx}
