@@ -27,10 +27,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
         name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        # a 12-minute CPU budget (BENCHMARKS.md, "Demo recipe"): denoising gets over half the samples,
+        # a 13-minute CPU budget (BENCHMARKS.md, "Demo recipe"): denoising gets over half the samples,
         # rain and haze are drawn anew for every sample, each sample counts by its PSNR, bf16 where
         # the CPU computes it natively, lr 2e-3 (the best of 1e-3 / 2e-3 / 3e-3 in a GPU sweep), RGB
-        # channels shuffled (without, a seed learnt a green cast that cost up to 3 dB on Kodak24)
+        # channels shuffled (without, a seed learnt a green cast that cost up to 2.9 dB on Kodak24)
         repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
         synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr",
         epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
