@@ -254,6 +254,10 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_crop16", action="store_true", help="do not centre-crop to a multiple of 16")
     p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<name>/images/")
     p.add_argument("--output_dir", default="output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in output/<name>/: rows of the same set, route and protocol, "
+                        "saved images, or all of them when they are of another checkpoint (without it, such a "
+                        "run stops before scoring anything; other sets and protocols are added either way)")
     add_inference_options(p)
     p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")
