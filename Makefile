@@ -28,4 +28,4 @@ test: install
 demo: install
 	$(BIN)/python -m utils.demo_data --out data/demo
 	$(BIN)/python train.py --preset demo --stage all --overwrite
-	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt
+	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt --overwrite

@@ -23,7 +23,7 @@ import torch
 from net.text_encoder import validate_instruction
 from options import add_inference_options, non_negative_int, positive_float
 from utils.allocator import retain_freed_memory
-from utils.cli import ArgumentParser, cli_main, writable_folder
+from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
 from utils.device import autocast
 from utils.errors import UserError
 from utils.progress import write
@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
                    help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
                         "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
-    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored")
+    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored (no path "
+                   "separators and no '..')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in --output (without it, a run that would replace any "
+                        "existing file stops before restoring anything)")
     p.add_argument("--compare", action="store_true",
                    help="also write <name>_compare.png: input | output side by side")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -99,6 +103,11 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def compare_path(dst: Path, src: Path, suffix: str) -> Path:
+    """Where --compare puts the input | output picture of ``src`` beside its result ``dst``."""
+    return dst.with_name(f"{src.stem}{suffix}_compare.png")
+
+
 def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
                  compare: bool) -> dict[Path, Path]:
     """Output path of each input; refuses (UserError) an output folder that holds inputs.
@@ -121,7 +130,9 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
     for p in inputs:
         ext = p.suffix if out_format == "same" else FORMAT_EXTENSIONS[out_format]
         out = out_dir / f"{p.stem}{suffix}{ext}"
-        names = [out] + ([out_dir / f"{p.stem}{suffix}_compare.png"] if compare else [])
+        names = [out] + ([compare_path(out, p, suffix)] if compare else [])
+        if any(n.parent.resolve() != out_res for n in names):  # check_suffix keeps names in the folder
+            raise UserError(f"{p}: its output {out} would leave --output {out_dir}; pass another --suffix")
         clash = next((taken[n.resolve()] for n in names if n.resolve() in taken), None)
         if clash is not None or any(n.resolve() in in_res or _file_id(n) in in_files for n in names):
             write(f"warning: {p}: skipped, its output {out} would overwrite "
@@ -131,6 +142,18 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
             taken[n.resolve()] = p
         plan[p] = out
     return plan
+
+
+def check_suffix(suffix: str) -> None:
+    """A --suffix only extends a file name: it cannot name another folder."""
+    if "/" in suffix or "\\" in suffix or ".." in suffix:
+        raise UserError(f"--suffix {suffix!r}: it is added to each file name, so it cannot hold '/', '\\' "
+                        "or '..'; use e.g. _restored")
+
+
+def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Path]:
+    """Every file the run writes: each result and, with --compare, its side-by-side picture."""
+    return [n for src, dst in plan.items() for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
 
 
 def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> torch.Tensor:
@@ -198,6 +221,7 @@ def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
 def check_options(args: argparse.Namespace) -> None:
     if args.instruction is not None:
         validate_instruction(args.instruction)
+    check_suffix(args.suffix)
     if args.tile is not None and args.tile % 8:
         raise UserError(f"--tile {args.tile}: use 0 (never tile) or a positive multiple of 8, e.g. 512")
     if args.tile and args.tile_overlap * 2 > args.tile:
@@ -226,7 +250,7 @@ def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.T
                            budget, progress=not args.no_progress)
     save_photo(dst, result, photo.alpha, photo.bit_depth, photo.grayscale)
     if args.compare:
-        save_compare(dst.with_name(f"{src.stem}{args.suffix}_compare.png"), photo.rgb, result)
+        save_compare(compare_path(dst, src, args.suffix), photo.rgb, result)
     h, w = result.shape[:2]
     return f"{src} -> {dst} ({w}x{h}, {f'{used}px tiles' if used else 'whole'})"
 
@@ -249,6 +273,8 @@ def demo_main(argv: Sequence[str] | None) -> int:
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
     plan = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
+    if not args.overwrite:
+        refuse_replacing(planned_files(plan, args.compare, args.suffix), "another --output or --suffix")
     writable_folder(out_dir, "--output")
     model, text, device = load_network(args)
     ok, failed = 0, len(inputs) - len(plan)  # skipped: their output would overwrite something

@@ -176,8 +176,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue a run: a checkpoint path, or no value for ckpt/<name>/last.pt")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the checkpoints of an existing run of this --name (and, for the text "
-                        "stage, an instruction encoder that checkpoints were trained with)")
+                   help="replace the checkpoints of an existing run of this --name, also when --resume "
+                        "continues another run's checkpoint into it (and, for the text stage, an instruction "
+                        "encoder that checkpoints were trained with, or files --text_ckpt holds that this "
+                        "project did not write)")
     g.add_argument("--save_every", type=non_negative_int, default=10,
                    help="also keep epoch_XXX.pt every N epochs (0: never)")
     g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
@@ -252,6 +254,10 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_crop16", action="store_true", help="do not centre-crop to a multiple of 16")
     p.add_argument("--save_images", action="store_true", help="write restored PNGs to output/<name>/images/")
     p.add_argument("--output_dir", default="output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in output/<name>/: rows of the same set, route and protocol, "
+                        "saved images, or all of them when they are of another checkpoint (without it, such a "
+                        "run stops before scoring anything; other sets and protocols are added either way)")
     add_inference_options(p)
     p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")

@@ -32,7 +32,7 @@ from options import model_config, train_options
 from utils import dist
 from utils.allocator import retain_freed_memory
 from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
-from utils.cli import EXIT_INTERRUPTED, cli_main
+from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
 from utils.device import allow_tf32, autocast, describe
 from utils.errors import UserError, user_message
 from utils.progress import progress, write
@@ -164,19 +164,57 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     return dataset, loader, sampler, steps_per_epoch
 
 
+def folders_to_write(args: Namespace) -> list[tuple[Path, str, str]]:
+    """Every folder this run writes, with the option that names it and what goes there: all are
+    checked to be writable before any work, so a folder a new feature writes belongs here."""
+    folders = []
+    if args.stage in ("text", "all"):
+        folders.append((Path(args.text_ckpt), "--text_ckpt", "the instruction encoder"))
+    if args.stage != "text":
+        folders += [(Path(args.ckpt_dir) / args.name, "--ckpt_dir or --name", "checkpoints"),
+                    (Path(args.log_dir) / args.name, "--log_dir", "logs")]
+        if args.text_cond == "film" and Path(args.text_ckpt).is_dir():  # a missing encoder is named later
+            folders.append((Path(args.text_ckpt), "--text_ckpt with a writable copy of the encoder folder",
+                            "the record of the checkpoints trained with this encoder"))
+    return folders
+
+
 def prepare_run_dir(args: Namespace, run_dir: Path) -> None:
-    """Refuse to replace another run's checkpoints unless told to; clear half-written saves."""
+    """Refuse to replace another run's checkpoints unless told to; clear half-written saves. A
+    run continues in its own folder (``--resume``, or a checkpoint of that folder); resuming
+    another run's checkpoint into a folder that holds one replaces it only with --overwrite."""
     existing = sorted(run_dir.glob("*.pt"))
-    if existing and not args.resume and not args.overwrite:
+    own = args.resume == "auto" or (args.resume is not None and Path(args.resume).resolve().parent == run_dir.resolve())
+    if existing and not own and not args.overwrite:
         shown = existing[0] if (run_dir / "last.pt") not in existing else run_dir / "last.pt"
         try:
             ck = torch.load(shown, map_location="cpu", weights_only=True, mmap=True)
             what = f" (epoch {ck.get('epoch', '?')}, step {ck.get('step', '?')})"
         except Exception:  # unreadable: the refusal stands, without the detail
             what = ""
+        if args.resume:
+            raise UserError(f"{shown}: --resume {args.resume} continues another run, and the run named "
+                            f"{args.name!r} already has a checkpoint{what} that it would replace; pass a new "
+                            "--name, or replace it with --overwrite")
         raise UserError(f"{shown}: a run named {args.name!r} already has a checkpoint{what}; continue it with "
                         "--resume, start another with --name NEW, or replace it with --overwrite")
     remove_stale_temps(run_dir)
+
+
+def claim_folders(args: Namespace, stack: contextlib.ExitStack) -> None:
+    """Before any work (rank 0): every folder the run writes is writable, no other live run uses
+    this run's folder (a lock held until the run ends), and no checkpoint is replaced unasked."""
+    from utils.run_lock import RunLock, describe_holder
+
+    writable_folders(folders_to_write(args))
+    if args.stage == "text":
+        return
+    run_dir = Path(args.ckpt_dir) / args.name
+    lock = stack.enter_context(RunLock(run_dir, hint="wait for it to end, or pass another --name"))
+    if lock.stale:
+        print(f"note: {run_dir}: the run that held it ({describe_holder(lock.stale)}) ended without releasing it; "
+              "taking it over", file=sys.stderr)
+    prepare_run_dir(args, run_dir)
 
 
 def build_run(args: Namespace, info: dist.DistInfo) -> Run:
@@ -184,8 +222,6 @@ def build_run(args: Namespace, info: dist.DistInfo) -> Run:
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     allow_tf32(info.device)
     run_dir = Path(args.ckpt_dir) / args.name
-    if info.is_main:
-        prepare_run_dir(args, run_dir)
     table, rows, val_text, text_record, text_dim = None, None, None, None, 384
     if args.text_cond == "film":
         table, rows, val_text, text_record = load_text(args, info, run_dir)
@@ -498,13 +534,16 @@ def train_main(argv: Sequence[str] | None) -> int:
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     info = dist.setup(args.device)
     try:
-        if args.stage in ("text", "all"):
+        with contextlib.ExitStack() as held:
             if info.is_main:
-                run_text_stage(args)
-            dist.barrier()  # the other ranks read the encoder only once it is written
-            if args.stage == "text":
-                return 0
-        return train_restoration(args, info)
+                claim_folders(args, held)
+            if args.stage in ("text", "all"):
+                if info.is_main:
+                    run_text_stage(args)
+                dist.barrier()  # the other ranks read the encoder only once it is written
+                if args.stage == "text":
+                    return 0
+            return train_restoration(args, info)
     finally:
         dist.cleanup()
 

@@ -279,3 +279,43 @@ def test_a_retrained_encoder_is_refused_and_paths_resolve_from_the_checkpoint(tm
     encoder.save(encoder_dir)
     res = run_demo("--ckpt", ckpt, "--input", src, "--output", tmp_path / "out2", "--task", "derain")
     assert_one_line_error(res, "is not the instruction encoder", "--text_ckpt")
+
+
+def run_demo_here(capsys, *args: str | Path) -> subprocess.CompletedProcess:
+    """demo.py's main in this process: what ``run_demo`` returns, without the start-up time."""
+    capsys.readouterr()
+    code = demo.main(["--no_progress", *map(str, args)])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["demo.py", *map(str, args)], code, out, err)
+
+
+@pytest.mark.parametrize("suffix", ["/../../x", "_a/b", "..", "_..x", "/abs", "a\\b"])
+def test_a_suffix_that_could_leave_the_output_folder_is_refused(tmp_path, tiny_ckpt, suffix, capsys):
+    src, out = tmp_path / "a/b/in", tmp_path / "a/b/out"
+    src.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src / "photo.png")
+    res = run_demo_here(capsys, "--ckpt", tiny_ckpt, "--input", src, "--output", out, "--task", "denoise",
+                        "--suffix", suffix)
+    assert_one_line_error(res, "--suffix")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "a/b/in/photo.png"]
+
+
+def test_results_already_written_are_never_replaced_without_overwrite(tmp_path, tiny_ckpt, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src / name)
+    common = ("--ckpt", tiny_ckpt, "--input", src, "--output", out, "--tile", "0")
+    res = run_demo_here(capsys, *common, "--task", "denoise")
+    assert res.returncode == 0, res.stderr
+    (src / "d.png").write_bytes((src / "a.png").read_bytes())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = run_demo_here(capsys, *common, "--task", "derain", "--compare")
+    assert_one_line_error(res, str(out / "a.png"), "3 of the 8", "--overwrite")
+    assert "understood as" not in res.stdout  # refused before any work
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    res = run_demo_here(capsys, *common, "--task", "derain", "--compare", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert len(list(out.iterdir())) == 8

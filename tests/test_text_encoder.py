@@ -265,3 +265,42 @@ def test_report_agrees_with_the_classifier(encoder):
     text, acc = instruction_report(FIXTURE, encoder)
     assert text.splitlines()[-1] == f"instruction accuracy: {correct / len(rows):.3f} ({correct}/{len(rows)})"
     assert text.count(", predicted ") == len(rows) - correct
+
+
+def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_project(tmp_path):
+    import shutil
+
+    from tests.test_train import tiny_bank
+    from utils.instruction_prompt import DEPENDENTS_FILE, dependents, register_dependent
+
+    project = tmp_path / "project"
+    encoder, ckpt = project / "ckpt/text_encoder", project / "ckpt/run/last.pt"
+    encoder.mkdir(parents=True)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"stands for a checkpoint")
+    tiny_bank(project / "bank")
+    register_dependent(encoder, ckpt)
+    assert (encoder / DEPENDENTS_FILE).read_text(encoding="utf-8") == "../run/last.pt\n"
+    copy, moved = tmp_path / "copy", tmp_path / "project2"
+    shutil.copytree(project, copy)
+    project.rename(moved)
+    for root in (moved, copy):
+        assert dependents(root / "ckpt/text_encoder") == [root / "ckpt/run/last.pt"]
+        with pytest.raises(UserError, match="would stop working if it were re-trained"):
+            finetune_text_encoder(None, root / "ckpt/text_encoder", epochs=1, batch_size=3, bank_root=root / "bank",
+                                  log=lambda _: None, max_steps=1)
+
+
+def test_records_of_absolute_paths_written_before_are_still_read_and_kept(tmp_path):
+    from utils.instruction_prompt import DEPENDENTS_FILE, dependents, register_dependent
+
+    encoder, old, new = tmp_path / "enc", tmp_path / "old/last.pt", tmp_path / "new/last.pt"
+    for path in (encoder / "x", old, new):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    (encoder / DEPENDENTS_FILE).write_text(f"{old.resolve()}\n", encoding="utf-8")  # the earlier format
+    assert dependents(encoder) == [old.resolve()]
+    register_dependent(encoder, new)
+    assert dependents(encoder) == [old.resolve(), new.resolve()]
+    assert (encoder / DEPENDENTS_FILE).read_text(encoding="utf-8").splitlines() == ["../old/last.pt", "../new/last.pt"]

@@ -283,3 +283,138 @@ def test_dev_preset_trains_on_a_folder_of_clean_images(text_ckpt, tmp_path):
     assert train.main(args) == 0
     ck = torch.load(tmp_path / "ckpt/dev/last.pt", weights_only=True)
     assert ck["step"] == 2 and ck["options"]["preset"] == "dev"
+
+
+# ------------------------------------------------------------------ nothing of the user's is replaced
+def tiny_bank(folder: Path) -> Path:
+    """An instruction bank small enough that fine-tuning on it takes a second."""
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("instruction\ttask\nremove the noise\tdenoise\nremove the rain\tderain\n"
+                                      "remove the fog\tdehaze\n", encoding="utf-8")
+    (folder / "val.tsv").write_text("instruction\ttask\nreduce the grain\tdenoise\nrainy photo\tderain\n"
+                                    "hazy hills\tdehaze\n", encoding="utf-8")
+    (folder / "unrelated.txt").write_text("make me a sandwich\n", encoding="utf-8")
+    return folder
+
+
+def test_the_text_stage_never_replaces_a_model_folder_it_did_not_write(tmp_path, capsys):
+    mybert = tmp_path / "mybert"
+    mybert.mkdir()
+    theirs = {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"their weights",
+              "tokenizer.json": b"{}", "vocab.txt": b"[PAD]\n"}
+    for name, data in theirs.items():
+        (mybert / name).write_bytes(data)
+    args = ["--stage", "text", "--text_ckpt", str(mybert), "--bank_root", str(tiny_bank(tmp_path / "bank")),
+            "--text_epochs", "1", "--text_batch_size", "3"]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(mybert) in err[0] and "--overwrite" in err[0] and "--text_ckpt" in err[0]
+    assert {p.name: p.read_bytes() for p in mybert.iterdir()} == theirs
+    assert train.main(args + ["--overwrite"]) == 0  # told to: replaced
+    assert (mybert / "labels.json").is_file() and (mybert / "model.safetensors").read_bytes() != theirs["model.safetensors"]
+
+
+def test_resuming_another_runs_checkpoint_never_replaces_this_runs_own(tiny_layout, text_ckpt, tmp_path, capsys):
+    a_args, b_args = (base_args(tiny_layout, text_ckpt, tmp_path, run) for run in ("runA", "runB"))
+    assert train.main(a_args + ["--max_steps", "2"]) == 0
+    assert train.main(b_args + ["--max_steps", "1"]) == 0
+    a_last, b_last = tmp_path / "ckpt/runA/last.pt", tmp_path / "ckpt/runB/last.pt"
+    before = b_last.read_bytes()
+    capsys.readouterr()
+    assert train.main(b_args + ["--resume", str(a_last), "--max_steps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(b_last) in err[0] and "--overwrite" in err[0]
+    assert b_last.read_bytes() == before
+    assert train.main(b_args + ["--resume", str(a_last), "--max_steps", "3", "--overwrite"]) == 0
+    assert torch.load(b_last, weights_only=True)["step"] == 3
+    # continuing a run in its own folder needs nothing more
+    assert train.main(b_args + ["--resume", str(b_last), "--max_steps", "4"]) == 0
+    assert train.main(b_args + ["--resume", "--max_steps", "5"]) == 0
+    assert torch.load(b_last, weights_only=True)["step"] == 5
+
+
+def start_training(args: list[str]) -> subprocess.Popen:
+    """train.py in its own process, returned once it has set its run up (the summary line)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("TextPromptIR:"):
+            return proc
+    proc.wait()
+    raise AssertionError("train.py ended before training:\n" + "".join(lines))
+
+
+def test_a_second_run_of_the_same_name_is_refused_while_the_first_runs(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "dup")
+    args[args.index("--epochs") + 1] = "100000"
+    first = start_training(args)
+    try:
+        capsys.readouterr()
+        assert train.main(args + ["--max_steps", "1", "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {first.pid}" in err[0] and socket.gethostname() in err[0]
+        assert "started" in err[0] and "--name" in err[0]
+    finally:
+        first.kill()  # as a crash or `kill -9` would: nothing releases the lock but the OS
+        first.wait()
+    assert train.main(args + ["--max_steps", "1", "--overwrite"]) == 0  # the stale lock is taken over
+    err = capsys.readouterr().err
+    assert f"pid {first.pid}" in err and "ended without releasing" in err
+    assert torch.load(tmp_path / "ckpt/dup/last.pt", weights_only=True)["step"] == 1
+
+
+def make_unwritable(folder: Path, monkeypatch) -> None:
+    """``folder`` read-only; as root (where mode bits do not stop writes) its write test fails instead."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return
+    import utils.cli
+
+    real = utils.cli.probe_write
+
+    def refuse(path: Path) -> None:
+        if Path(path).resolve() == folder.resolve():
+            raise PermissionError(13, "Permission denied")
+        real(path)
+
+    monkeypatch.setattr(utils.cli, "probe_write", refuse)
+
+
+def test_read_only_run_log_and_encoder_folders_are_found_before_the_first_step(tiny_layout, text_ckpt, tmp_path,
+                                                                              capsys, monkeypatch):
+    import shutil
+
+    from utils.instructions import training_prompts
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(text_ckpt, encoder, copy_function=os.link)
+    training_prompts(encoder)  # what training would otherwise write there first
+    args = base_args(tiny_layout, encoder, tmp_path, "ro")
+    assert train.main(args + ["--max_steps", "1"]) == 0
+    run_dir = tmp_path / "ckpt/ro"
+    capsys.readouterr()
+    (tmp_path / "file").write_text("a file, not a folder")
+    resume = ["--max_steps", "3", "--resume", str(run_dir / "last.pt")]
+    for case, folder in [(args + ["--ckpt_dir", str(tmp_path / "file" / "ckpt")], tmp_path / "file/ckpt/ro"),
+                         (args + ["--log_dir", str(tmp_path / "file" / "logs")], tmp_path / "file/logs/ro")]:
+        assert train.main(case + resume) == 2
+        out, err = capsys.readouterr()
+        assert err.strip().splitlines() == [err.strip()] and str(folder) in err and "cannot write" in err
+        assert "TextPromptIR:" not in out and "decoded once" not in out  # before any work
+    with monkeypatch.context() as m:
+        make_unwritable(encoder, m)
+        assert train.main(args + ["--max_steps", "3", "--resume"]) == 2
+        out, err = capsys.readouterr()
+        assert err.strip().splitlines() == [err.strip()] and str(encoder) in err and "cannot write" in err
+        assert "TextPromptIR:" not in out and "decoded once" not in out
+    encoder.chmod(0o755)
+    with monkeypatch.context() as m:
+        make_unwritable(run_dir, m)
+        assert train.main(args + ["--max_steps", "3", "--resume"]) == 2
+        out, err = capsys.readouterr()
+        assert len(err.strip().splitlines()) == 1 and str(run_dir) in err and "TextPromptIR:" not in out
+    run_dir.chmod(0o755)
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 1

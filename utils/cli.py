@@ -3,6 +3,7 @@ never a traceback, for anything the user can fix."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,16 +23,43 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
-def writable_folder(folder: Path, option: str) -> Path:
+def probe_write(folder: Path) -> None:
+    """Write (and drop) a temporary file in ``folder``: an OSError when that is not possible."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def writable_folder(folder: Path, option: str, what: str = "the results") -> Path:
     """Create ``folder`` and prove a file can be written there, before any work is done; a
-    UserError naming ``option`` (the flag that chose it) otherwise."""
+    UserError naming ``what`` would be written and ``option`` (the flag that chose it) otherwise."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_write(folder)
     except OSError as e:
-        raise UserError(f"{folder}: cannot write the results there ({e.strerror or e}); pass another {option}") from None
+        raise UserError(f"{folder}: cannot write {what} there ({e.strerror or e}); pass another {option}") from None
     return folder
+
+
+def writable_folders(folders: Sequence[tuple[Path, str, str]]) -> None:
+    """:func:`writable_folder` for each ``(folder, option, what)``, in order, each folder once: a
+    script lists every folder it will write and checks them all before its first step."""
+    seen: set[Path] = set()
+    for folder, option, what in folders:
+        key = Path(os.path.abspath(folder))
+        if key not in seen:
+            seen.add(key)
+            writable_folder(Path(folder), option, what)
+
+
+def refuse_replacing(paths: Sequence[Path], alternative: str) -> None:
+    """The scripts' one rule for what they write: a file that already exists is replaced only with
+    --overwrite. A UserError naming the first of ``paths`` that exists and how many do; the caller
+    checks before any work, and not at all under --overwrite. ``alternative``: the other way out
+    (e.g. "another --name")."""
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
+    if existing:
+        raise UserError(f"{existing[0]}: already exists ({len(existing)} of the {len(paths)} files this run would "
+                        f"write exist); pass --overwrite to replace them, or {alternative}")
 
 
 def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

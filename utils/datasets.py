@@ -471,9 +471,11 @@ class TrainDataset(Dataset):
 class TestSet(Dataset):
     """One benchmark set at one setting (e.g. CBSD68 at sigma=25, Rain100L, SOTS).
 
-    Yields ``{"lq", "gt": float32 3xHxW in [0, 1], "name": file stem}``. For denoise sets the input is
-    the target plus noise seeded by ``test_noise_seed(file name, sigma)``: identical across runs,
-    listing order and DataLoader workers. ``crop16`` centre-crops both to multiples of 16.
+    Yields ``{"lq", "gt": float32 3xHxW in [0, 1], "name": file stem, "path": the input's path
+    relative to ``image_root``}`` (the set's input or clean-image folder: ``sub1/b.png`` and
+    ``sub2/b.png`` are told apart). For denoise sets the input is the target plus noise seeded by
+    ``test_noise_seed(file name, sigma)``: identical across runs, listing order and DataLoader
+    workers. ``crop16`` centre-crops both to multiples of 16.
     """
 
     __test__ = False  # not a pytest class
@@ -487,10 +489,12 @@ class TestSet(Dataset):
         crop16: bool = True,
         folder: Path | None = None,
         noise_seed: int = 0,
+        image_root: Path | None = None,
     ) -> None:
         self.task, self.name, self.sigma, self.pairs = task, name, sigma, pairs
         self.crop16, self.folder, self.noise_seed = crop16, folder, noise_seed
         self.label = f"{name} σ={sigma}" if sigma is not None else name
+        self.paths = [_relative_name(lq or gt, image_root) for lq, gt in pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -511,7 +515,15 @@ class TestSet(Dataset):
             rng = np.random.default_rng(test_noise_seed(gt_path.name, self.sigma, self.noise_seed))
             lq = add_gaussian_noise(np.ascontiguousarray(gt), self.sigma, rng)
         name = (lq_path or gt_path).stem
-        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "name": name}
+        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "name": name, "path": self.paths[i]}
+
+
+def _relative_name(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` as a POSIX string; its file name when it is not below ``root``."""
+    try:
+        return path.relative_to(root).as_posix() if root is not None else path.name
+    except ValueError:
+        return path.name
 
 
 def _subdirs(parent: Path) -> list[Path]:
@@ -631,7 +643,9 @@ def find_test_sets(
         for name, folder, pairs in sets:
             check_pair_sizes(pairs)
             sigma_list = [int(s) for s in sigmas] if task == "denoise" else [None]
-            found += [TestSet(task, name, pairs, sigma=sigma, crop16=crop16, folder=folder) for sigma in sigma_list]
+            image_root = folder if task == "denoise" else _find_dir(folder, "input")
+            found += [TestSet(task, name, pairs, sigma=sigma, crop16=crop16, folder=folder, image_root=image_root)
+                      for sigma in sigma_list]
     return found, notes
 
 

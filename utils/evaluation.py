@@ -3,9 +3,11 @@ each degraded image with the task's instruction embedding and score it against t
 target with PSNR/SSIM, beside the degraded input's own scores."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from statistics import mean
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from utils.progress import progress as progress_bar
 @dataclass
 class ImageScore:
     name: str
+    path: str  # relative to the set's image folder: unique within the set
     psnr: float
     ssim: float
     input_psnr: float
@@ -47,6 +50,28 @@ class SetScore:
         return [dict(set=self.label, **asdict(s)) for s in self.images]
 
 
+def saved_image_names(paths: Sequence[str]) -> dict[str, str]:
+    """Where ``--save_images`` writes each image of a set, relative to the set's folder: the input's
+    relative path with ``.png`` for its extension (``sub1/b.jpg`` -> ``sub1/b.png``); inputs that
+    would share a name (``a.png`` and ``a.jpg``) keep their extension in it (``a.png.png``,
+    ``a.jpg.png``). A UserError if two names still collide."""
+    stem = {p: str(PurePosixPath(p).with_suffix("")) for p in paths}
+    shared = Counter(stem.values())
+    names = {p: (p if shared[stem[p]] > 1 else stem[p]) + ".png" for p in paths}
+    taken: dict[str, str] = {}
+    for p, name in names.items():
+        if name in taken:
+            raise UserError(f"{p} and {taken[name]}: their restored images would both be {name}; rename one")
+        taken[name] = p
+    return names
+
+
+def saved_image_paths(save_dir: Path, test_set: Dataset) -> list[Path]:
+    """The files ``evaluate_set`` writes into ``save_dir`` for ``test_set``, in its order."""
+    names = saved_image_names(test_set.paths)
+    return [save_dir / names[p] for p in test_set.paths]
+
+
 @torch.no_grad()
 def evaluate_set(model: torch.nn.Module, test_set: Dataset, text: torch.Tensor | None,
                  device: torch.device, precision: str = "fp32", y_channel: bool = False,
@@ -63,20 +88,21 @@ def evaluate_set(model: torch.nn.Module, test_set: Dataset, text: torch.Tensor |
     prompt = None if text is None else text.to(device).float().unsqueeze(0)  # (1, D)
     preview: list[np.ndarray] = []
     bar = progress_bar(len(subset), test_set.label, enabled=progress, leave=False)
+    saved_names = saved_image_names(test_set.paths) if save_dir is not None else {}
     for item in loader:
         lq, gt = item["lq"].to(device), item["gt"]
         with autocast(device, precision):
             out = model(lq, prompt)
-        name = item["name"][0]
+        name, path = item["name"][0], item["path"][0]
         if not torch.isfinite(out).all():
             raise UserError(f"{test_set.label}, {name}: the network's output is NaN/inf, so its weights are "
                             "broken; evaluate another checkpoint")
         out_np, lq_np, gt_np = to_numpy_image(out), to_numpy_image(lq), to_numpy_image(gt)
         p, s = psnr_ssim(out_np, gt_np, y_channel)
         ip, iss = psnr_ssim(lq_np, gt_np, y_channel)
-        score.images.append(ImageScore(name, p, s, ip, iss))
+        score.images.append(ImageScore(name, path, p, s, ip, iss))
         if save_dir is not None:
-            write_image(Path(save_dir) / f"{name}.png", np.round(out_np * 255).astype(np.uint8))
+            write_image(Path(save_dir) / saved_names[path], np.round(out_np * 255).astype(np.uint8))
         if not preview:
             preview = [lq_np, out_np, gt_np]
         bar.update(1)

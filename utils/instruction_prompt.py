@@ -39,22 +39,40 @@ def encoder_record(prompts: dict[str, Any], encoder_dir: str | Path, run_dir: st
             "id": prompts["encoder_id"], "hidden_size": prompts["hidden_size"]}
 
 
-def register_dependent(encoder_dir: str | Path, ckpt_path: str | Path) -> None:
-    """Note in the encoder folder that ``ckpt_path`` is trained with this encoder, so that the text
-    stage does not replace the encoder under it."""
-    listing = Path(encoder_dir) / DEPENDENTS_FILE
-    path = str(Path(ckpt_path).resolve())
-    if path not in dependents(encoder_dir, existing_only=False):
-        with open(listing, "a", encoding="utf-8") as f:
-            f.write(path + "\n")
+def _record_entry(encoder_dir: str | Path, ckpt_path: str | Path) -> str:
+    """How the record names a checkpoint: relative to the encoder folder (so that moving or copying
+    the whole project keeps it true), absolute only where no relative path exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(ckpt_path).resolve(), Path(encoder_dir).resolve())).as_posix()
+    except ValueError:
+        return str(Path(ckpt_path).resolve())
 
 
-def dependents(encoder_dir: str | Path, existing_only: bool = True) -> list[Path]:
-    """The restoration checkpoints registered as trained with the encoder in ``encoder_dir``."""
+def _record_lines(encoder_dir: str | Path) -> list[str]:
     listing = Path(encoder_dir) / DEPENDENTS_FILE
     if not listing.is_file():
         return []
-    paths = [Path(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def register_dependent(encoder_dir: str | Path, ckpt_path: str | Path) -> None:
+    """Note in the encoder folder that ``ckpt_path`` is trained with this encoder, so that the text
+    stage does not replace the encoder under it. Entries of the earlier format (absolute paths)
+    that still exist are rewritten relative to the folder."""
+    entries = [_record_entry(encoder_dir, line) if Path(line).is_absolute() and Path(line).is_file() else line
+               for line in _record_lines(encoder_dir)]
+    entries = list(dict.fromkeys(entries + [_record_entry(encoder_dir, ckpt_path)]))
+    listing = Path(encoder_dir) / DEPENDENTS_FILE
+    tmp = listing.with_name(listing.name + ".tmp")
+    tmp.write_text("".join(f"{e}\n" for e in entries), encoding="utf-8")
+    os.replace(tmp, listing)
+
+
+def dependents(encoder_dir: str | Path, existing_only: bool = True) -> list[Path]:
+    """The restoration checkpoints registered as trained with the encoder in ``encoder_dir``
+    (entries relative to that folder, or absolute as the earlier format wrote them)."""
+    paths = [Path(line) if Path(line).is_absolute() else Path(os.path.normpath(Path(encoder_dir) / line))
+             for line in _record_lines(encoder_dir)]
     return [p for p in paths if p.is_file()] if existing_only else paths
 
 

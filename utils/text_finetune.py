@@ -208,14 +208,41 @@ def _train(encoder: InstructionEncoder, items: list, val_bank: dict[str, list[st
     return {"train_loss": train_loss, "val_history": val_history}
 
 
+def _saved_here(folder: Path) -> bool:
+    """True when ``folder`` holds an encoder this project saved: its ``labels.json`` label map."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("labels"), list) and "pooling" in meta
+
+
+def foreign_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that the text stage would replace but this project did not write:
+    none for a missing or empty folder, an encoder it saved, or a copy holding only what training
+    adds beside one (``prompts.pt``, the record of dependent checkpoints)."""
+    if not folder.is_dir() or _saved_here(folder):
+        return []
+    ours = {PROMPTS_FILE, Path(PROMPTS_FILE).with_suffix(".tmp").name, DEPENDENTS_FILE, DEPENDENTS_FILE + ".tmp"}
+    return sorted(p for p in folder.iterdir()
+                  if p.name not in ours and not (p.name.startswith("bank_") and p.suffix == ".pt"))
+
+
 def _reuse_or_refuse(out: Path, key: str, overwrite: bool, log: Callable[[str], None]) -> dict | None:
-    """The stored results when ``out`` holds an encoder trained with ``key``; a UserError when its
-    encoder is another one that restoration checkpoints depend on (unless ``overwrite``)."""
+    """The stored results when ``out`` holds an encoder trained with ``key``; a UserError when the
+    folder holds files this project did not write (someone's own model), or an encoder that
+    restoration checkpoints depend on (both unless ``overwrite``)."""
     stored = _reusable(out, key)
     if stored is not None:
         log(f"text stage: the instruction encoder in {out} was trained from the same base, bank and settings; "
             f"reusing it (val accuracy {stored['val_accuracy']:.3f})")
         return stored
+    foreign = foreign_files(out)
+    if foreign and not overwrite:
+        shown = ", ".join(p.name for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(f"{out}: holds files this project did not write ({shown}), perhaps a model of your own; "
+                        "write the fine-tuned encoder to another folder with --text_ckpt DIR, or pass --overwrite "
+                        "to replace them")
     users = dependents(out)
     if users and not overwrite:
         raise UserError(f"{out}: {users[0]}{f' and {len(users) - 1} more' if len(users) > 1 else ''} "

@@ -1,0 +1,212 @@
+"""The results files of test.py: ``output/<name>/results.json`` holds every set scored under that
+name, with its per-image scores; ``results.csv`` (one row per image) and ``results.md`` (the
+tables beside the paper's Table 1, one per protocol) are made from it.
+
+Rows are keyed by the set, the task route (how the network is told the task: ``instruction``, a
+sentence per task; ``blind`` for a net without text conditioning) with its instruction, and the
+protocol (precision, Y channel, crop): a run of other sets or of another protocol adds rows, and
+a row already there is replaced only with ``overwrite``. One file holds the results of one
+checkpoint (by the SHA-256 of its file): another checkpoint's replace them only with
+``overwrite``. Each row records the versions its scores depend on (torch, scikit-image, numpy,
+this project); PSNR is known to move with the scikit-image version.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from utils.errors import UserError
+from utils.tables import cell, header, row
+
+FORMAT = "textpromptir-results/1"
+JSON, CSV, MARKDOWN = "results.json", "results.csv", "results.md"
+PROJECT_VERSION = "0.1.0"  # reported when the code is not a git checkout
+KEY_FIELDS = ("label", "route", "instruction", "precision", "y_channel", "crop16")
+CSV_FIELDS = ["set", "route", "instruction", "precision", "y_channel", "crop16", "path", "name",
+              "psnr", "ssim", "input_psnr", "input_ssim"]
+
+# TextPromptIR, Table 1 (three-task all-in-one setting), PSNR in dB.
+PAPER_PSNR = {
+    ("dehaze", "sots", None): 31.65,
+    ("derain", "rain100l", None): 38.41,
+    ("denoise", "cbsd68", 15): 34.17,
+    ("denoise", "cbsd68", 25): 31.52,
+    ("denoise", "cbsd68", 50): 28.26,
+}
+PAPER_AVERAGE = 32.80
+PAPER_COLUMNS = [("dehaze", "sots", None, "SOTS"), ("derain", "rain100l", None, "Rain100L"),
+                 ("denoise", "cbsd68", 15, "CBSD68 σ=15"), ("denoise", "cbsd68", 25, "CBSD68 σ=25"),
+                 ("denoise", "cbsd68", 50, "CBSD68 σ=50")]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a set was scored, apart from the set itself: the part of a row's key a run shares."""
+
+    route: str  # "instruction" or "blind"
+    instruction: str | None  # None: each task's default instruction (or none, for "blind")
+    precision: str  # what the network computed in: "bf16" or "fp32"
+    y_channel: bool
+    crop16: bool
+
+    def describe(self) -> str:
+        told = ("no instruction" if self.route == "blind" else
+                "each task's default instruction" if self.instruction is None else f"instruction {self.instruction!r}")
+        return (f"{self.route} route ({told}), {self.precision}, {'Y channel' if self.y_channel else 'RGB'}, "
+                f"{'centre crop to a multiple of 16' if self.crop16 else 'no crop'}")
+
+
+def paper_psnr(summary: dict) -> float | None:
+    return PAPER_PSNR.get((summary["task"], summary["name"].lower(), summary["sigma"]))
+
+
+def markdown_tables(summaries: list[dict]) -> str:
+    """Per-set table (ours vs degraded input vs paper) and the paper's Table 1 row format."""
+    lines = header(["Set", "Task", "Images", "Input PSNR / SSIM", "Ours PSNR / SSIM", "Gain (dB)", "Paper PSNR"], 2)
+    for summary in summaries:
+        lines.append(row([summary["label"], summary["task"], str(summary["n"]),
+                          f"{cell(summary['input_psnr'])} / {cell(summary['input_ssim'], '.3f')}",
+                          f"{cell(summary['psnr'])} / {cell(summary['ssim'], '.3f')}",
+                          f"{summary['psnr'] - summary['input_psnr']:+.2f}", cell(paper_psnr(summary))]))
+    by_key = {(summary["task"], summary["name"].lower(), summary["sigma"]): summary for summary in summaries}
+    if any(k[:3] in by_key for k in PAPER_COLUMNS):
+        ours = [by_key.get(k[:3], {}).get("psnr") for k in PAPER_COLUMNS]
+        average = sum(ours) / len(ours) if all(v is not None for v in ours) else None
+        lines += [""] + header(["Method", *(c[3] for c in PAPER_COLUMNS), "Average"])
+        lines.append(row(["TextPromptIR (paper)", *(cell(PAPER_PSNR[c[:3]]) for c in PAPER_COLUMNS),
+                          cell(PAPER_AVERAGE)]))
+        lines.append(row(["ours", *(cell(v) for v in ours), cell(average)]))
+    return "\n".join(lines)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def project_version() -> str:
+    """``git <commit>`` (``-dirty`` with uncommitted changes) of this checkout, else PROJECT_VERSION."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        try:
+            done = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
+                                  capture_output=True, text=True, timeout=20)
+            if done.returncode == 0 and done.stdout.strip():
+                return f"git {done.stdout.strip()}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return PROJECT_VERSION
+
+
+def versions() -> dict[str, str]:
+    """The versions a score depends on."""
+    import numpy
+    import skimage
+    import torch
+
+    return {"torch": torch.__version__, "scikit_image": skimage.__version__, "numpy": numpy.__version__,
+            "project": project_version()}
+
+
+def _key(entry: dict) -> tuple:
+    return tuple(entry.get(k) for k in KEY_FIELDS)
+
+
+class Results:
+    """The rows of ``<out_dir>/results.json`` and the checkpoint they are of."""
+
+    def __init__(self, out_dir: Path, checkpoint: dict[str, str], sets: list[dict]) -> None:
+        self.out_dir, self.checkpoint, self.sets = Path(out_dir), checkpoint, sets
+        self._versions: dict[str, str] | None = None
+
+    @property
+    def json_path(self) -> Path:
+        return self.out_dir / JSON
+
+    @classmethod
+    def open(cls, out_dir: Path, ckpt_path: str | Path, overwrite: bool) -> Results:
+        """The results already in ``out_dir``, to be merged into by a run of ``ckpt_path``. A
+        UserError, unless ``overwrite`` (which then starts afresh), when they are of another
+        checkpoint or cannot be read as this version's results."""
+        out_dir = Path(out_dir)
+        checkpoint = {"path": str(ckpt_path), "sha256": file_sha256(ckpt_path)}
+        path = out_dir / JSON
+        fix = "pass another --name, or --overwrite to replace them"
+        if not path.exists():
+            views = [out_dir / name for name in (CSV, MARKDOWN) if (out_dir / name).exists()]
+            if views and not overwrite:
+                raise UserError(f"{views[0]}: results written without their {JSON}, so nothing can be added to "
+                                f"them; {fix}")
+            return cls(out_dir, checkpoint, [])
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            problem = None if isinstance(stored, dict) and stored.get("format") == FORMAT else \
+                "written by another version of test.py, so its rows cannot be merged"
+        except (OSError, ValueError) as e:
+            stored, problem = None, f"cannot be read ({type(e).__name__})"
+        old = (stored.get("checkpoint") or {}) if problem is None else {}
+        if problem is None and old.get("sha256") != checkpoint["sha256"]:
+            problem = f"holds the results of another checkpoint ({old.get('path')}, sha256 {old.get('sha256', '?')[:12]})"
+        if problem is not None:
+            if not overwrite:
+                raise UserError(f"{path}: {problem}; {fix}")
+            return cls(out_dir, checkpoint, [])
+        return cls(out_dir, checkpoint, list(stored.get("sets") or []))
+
+    def refuse_replacing(self, labels: Sequence[str], protocol: Protocol) -> None:
+        """A UserError when a row for one of ``labels`` under ``protocol`` is already there."""
+        fields = asdict(protocol)
+        taken = {_key(s) for s in self.sets}
+        there = [label for label in labels if _key({"label": label, **fields}) in taken]
+        if there:
+            more = f" and {len(there) - 1} more sets" if len(there) > 1 else ""
+            raise UserError(f"{self.json_path}: already holds {there[0]}{more} scored the same way "
+                            f"({protocol.describe()}); pass --overwrite to replace {'them' if more else 'it'}, "
+                            "or another --name")
+
+    def put(self, summary: dict, images: list[dict], protocol: Protocol, test_root: str | Path) -> None:
+        """Add one scored set (``SetScore.summary()`` and its per-image scores), replacing the row of
+        the same key."""
+        if self._versions is None:
+            self._versions = versions()
+        entry = {**summary, "paper_psnr": paper_psnr(summary), **asdict(protocol), "test_root": str(test_root),
+                 "versions": self._versions, "images": images}
+        keys = [_key(s) for s in self.sets]
+        if _key(entry) in keys:
+            self.sets[keys.index(_key(entry))] = entry
+        else:
+            self.sets.append(entry)
+
+    def write(self) -> str:
+        """Write the three files; returns the markdown tables."""
+        self.json_path.write_text(json.dumps({"format": FORMAT, "checkpoint": self.checkpoint, "sets": self.sets},
+                                             indent=2) + "\n", encoding="utf-8")
+        with open(self.out_dir / CSV, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            for s in self.sets:
+                for image in s["images"]:
+                    writer.writerow({"set": s["label"], **{k: s[k] for k in KEY_FIELDS[1:]}, **image})
+        tables = self.markdown()
+        (self.out_dir / MARKDOWN).write_text(tables + "\n", encoding="utf-8", errors="backslashreplace")
+        return tables
+
+    def markdown(self) -> str:
+        """One section per protocol, in the order the rows were first written."""
+        groups: dict[tuple, list[dict]] = {}
+        for s in self.sets:
+            groups.setdefault(_key(s)[1:], []).append(s)
+        sections = []
+        for fields, sets in groups.items():
+            protocol = Protocol(**dict(zip(KEY_FIELDS[1:], fields)))
+            sections.append(f"**{protocol.describe()}**\n\n{markdown_tables(sets)}")
+        sha = self.checkpoint["sha256"][:12]
+        return f"Checkpoint {self.checkpoint['path']} (sha256 {sha})\n\n" + "\n\n".join(sections)

@@ -1,0 +1,97 @@
+"""One process at a time in a run folder: an OS lock on ``<folder>/run.lock``.
+
+The lock is ``fcntl.flock`` on a file that holds the holder's pid, host, start time and command.
+The operating system drops the lock when its process ends, however it ends (a crash, ``kill
+-9``, a lost node), so a lock is never stuck; a run that ends normally also empties the file.
+A file that still names a holder when its lock is free is therefore the trace of a run that
+was killed: the next run takes it over and says so.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from utils.errors import UserError
+
+LOCK_FILE = "run.lock"
+
+
+class FolderLocked(UserError):
+    """Another live process holds the folder."""
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """``pid 123 on host, started 2024-05-01 10:00:00`` from a lock file's record."""
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
+
+
+def _read_record(fd: int) -> dict[str, Any] | None:
+    try:
+        text = os.pread(fd, 1 << 16, 0).decode("utf-8", "replace").strip()
+        record = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return {"pid": "?", "host": "?", "started": "?"} if text else None
+    return record if isinstance(record, dict) else None
+
+
+class RunLock:
+    """``with RunLock(folder, hint):`` holds ``folder`` for this process. ``hint`` ends the
+    one-line refusal when another live process holds it (e.g. "pass another --name")."""
+
+    def __init__(self, folder: str | Path, hint: str = "wait for it to end") -> None:
+        self.folder, self.hint = Path(folder), hint
+        self.fd: int | None = None
+        self.stale: dict[str, Any] | None = None  # the record a killed holder left, when taken over
+
+    @property
+    def path(self) -> Path:
+        return self.folder / LOCK_FILE
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise FolderLocked; the folder must exist and be writable."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _read_record(fd)
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderLocked(f"{self.folder}: another run is using this folder "
+                                   f"({describe_holder(holder or {})}); {self.hint}") from None
+            if e.errno in (errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP):  # a file system without locks
+                print(f"warning: {self.folder}: this file system cannot lock files, so nothing stops a second "
+                      "run from using the folder at the same time", file=sys.stderr)
+                return self
+            raise
+        self.stale = _read_record(fd)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        """Empty the lock file (the run ended normally) and drop the lock."""
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)  # also for forked DataLoader workers that share the file
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
