@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from net.text_encoder import validate_instruction
-from options import add_inference_options, non_negative_int, positive_float
+from options import add_inference_options, add_pixel_limit_option, non_negative_int, positive_float
 from utils.allocator import retain_freed_memory
 from utils.cli import ArgumentParser, cli_main, writable_folder
 from utils.device import autocast
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="also write <name>_compare.png: input | output side by side")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_pixel_limit_option(p)
     return p
 
 
@@ -220,7 +221,7 @@ def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.T
     """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
     from utils.image_io import load_photo, save_photo
 
-    photo = load_photo(src)
+    photo = load_photo(src, args.max_pixels)
     budget = int(args.max_memory * 2**30) if args.max_memory else None
     result, used = restore(model, photo.rgb, text, device, args.tile, args.tile_overlap, args.precision,
                            budget, progress=not args.no_progress)

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from options import test_options
+from options import check_test_paths, test_options
 from utils.allocator import retain_freed_memory
 from utils.cli import cli_main, writable_folder
 from utils.errors import UserError, user_message
@@ -67,7 +67,8 @@ def write_results(out_dir: Path, summaries: list[dict], rows: list[dict], args: 
                 crop16=not args.no_crop16, instruction=args.instruction)
     sets = [{**summary, "paper_psnr": paper_psnr(summary)} for summary in summaries]
     (out_dir / "results.json").write_text(json.dumps(dict(meta=meta, sets=sets), indent=2))
-    with open(out_dir / "results.csv", "w", newline="") as f:
+    # surrogateescape: an image name that is not UTF-8 is written as its own bytes
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.DictWriter(f, fieldnames=["set", "name", "psnr", "ssim", "input_psnr", "input_ssim"])
         writer.writeheader()
         writer.writerows(rows)
@@ -101,7 +102,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
 
         validate_instruction(args.instruction)
     out_dir = writable_folder(Path(args.output_dir) / args.name, "--output_dir")
-    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16)
+    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16, max_pixels=args.max_pixels)
     for line in notes:
         print(line)
     if not sets:
@@ -134,6 +135,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
 
 def test_main(argv: Sequence[str] | None) -> int:
     args = test_options(argv)
+    check_test_paths(args)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     if args.instructions:
         from net.text_encoder import InstructionEncoder

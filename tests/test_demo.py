@@ -279,3 +279,15 @@ def test_a_retrained_encoder_is_refused_and_paths_resolve_from_the_checkpoint(tm
     encoder.save(encoder_dir)
     res = run_demo("--ckpt", ckpt, "--input", src, "--output", tmp_path / "out2", "--task", "derain")
     assert_one_line_error(res, "is not the instruction encoder", "--text_ckpt")
+
+
+def test_a_photo_over_the_pixel_limit_fails_in_one_line_naming_the_option(tmp_path, tiny_ckpt):
+    from tests.conftest import png_claiming
+
+    src = tmp_path / "photos"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png_claiming(src / "bomb.png", 20000, 20000).with_name("ok.png"))
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--task", "denoise", "--output", tmp_path / "out")
+    assert res.returncode == 1, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bomb.png" in errors[0] and "--max_pixels" in errors[0]
+    assert "Traceback" not in res.stderr and "summary: 1 succeeded, 1 failed" in res.stdout
