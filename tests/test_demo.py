@@ -281,6 +281,27 @@ def test_a_retrained_encoder_is_refused_and_paths_resolve_from_the_checkpoint(tm
     assert_one_line_error(res, "is not the instruction encoder", "--text_ckpt")
 
 
+def test_a_glob_through_a_symlink_loop_restores_each_file_once(tmp_path, tiny_ckpt):
+    loop = tmp_path / "inputs" / "loop"
+    loop.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(loop / "a.png")
+    (loop / "self").symlink_to(".", target_is_directory=True)
+    pattern = str(loop / "**" / "*.png")
+    assert demo.collect_inputs(pattern) == [loop / "a.png"]
+    res = run_demo("--ckpt", tiny_ckpt, "--input", pattern, "--task", "denoise", "--output", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert "summary: 1 succeeded, 0 failed" in res.stdout
+
+
+def test_a_format_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    gif = tmp_path / "anim.gif"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(gif)
+    # a missing checkpoint too: the output format is checked first, before anything is loaded
+    res = run_demo("--ckpt", tmp_path / "missing.pt", "--input", gif, "--task", "denoise", "--output", tmp_path / "out")
+    assert_one_line_error(res, str(gif), "--out_format png")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_photo_over_the_pixel_limit_fails_in_one_line_naming_the_option(tmp_path, tiny_ckpt):
     from tests.conftest import png_claiming
 
