@@ -272,6 +272,7 @@ def train_parser() -> argparse.ArgumentParser:
     _add_optim_options(p)
     _add_run_options(p)
     add_pixel_limit_option(p)
+    add_check_data_option(p)
     return p
 
 
@@ -310,7 +311,7 @@ def check_train_paths(args: argparse.Namespace) -> None:
     _folder_option(args.ckpt_dir, "--ckpt_dir")
     _folder_option(args.log_dir, "--log_dir")
     _folder_option(args.text_ckpt, "--text_ckpt")
-    if args.stage != "text":
+    if args.stage != "text" and not args.check_data:
         _folder_option(args.list_dir, "--list_dir", must_exist=True)
         _folder_option(args.val_root, "--val_root", must_exist=True)
 
@@ -326,6 +327,12 @@ def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
                    help=f"largest image read, in pixels (default {DEFAULT_MAX_PIXELS:,}, i.e. 16384x16384): a "
                         "file claiming more is refused as a possible decompression bomb; raise it for "
                         f"bigger photos you trust (up to {OPENCV_MAX_PIXELS:,})")
+
+
+def add_check_data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check_data", action="store_true",
+                   help="only count each known data set against its published size, one line per set, and "
+                        "exit (0: all as published, 2: something is missing or wrong)")
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -367,6 +374,7 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")
     add_pixel_limit_option(p)
+    add_check_data_option(p)
     return p
 
 

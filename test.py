@@ -136,6 +136,10 @@ def evaluate_benchmarks(args: Namespace) -> int:
 def test_main(argv: Sequence[str] | None) -> int:
     args = test_options(argv)
     check_test_paths(args)
+    if args.check_data:
+        from utils.data_check import check_test_data, print_report
+
+        return print_report(check_test_data(args.test_root, args.mode))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     if args.instructions:
         from net.text_encoder import InstructionEncoder

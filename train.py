@@ -501,6 +501,11 @@ def throughput(run: Run) -> str:
 def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     check_train_paths(args)
+    if args.check_data:
+        from utils.data_check import check_training_data, print_report
+
+        root, task_dirs, _ = data_paths(args)
+        return print_report(check_training_data(root, args.de_type, task_dirs))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     info = dist.setup(args.device)
     try:
