@@ -33,12 +33,21 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
-from options import non_negative_int, positive_int
+from options import (
+    MAX_PATCH_SIZE,
+    add_pixel_limit_option,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
 from utils.cli import ArgumentParser, cli_main
 from utils.device import autocast, cpu_has_bf16
 from utils.errors import UserError
 from utils.tables import cell, header, row
+from utils.tasks import DEGRADATIONS
 
 RESULT_TAG = "BENCH_RESULT "
 MAX_BATCHES = (64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
@@ -75,6 +84,17 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise UserError(f"--sizes {text!r}: sizes must be positive")
         sizes.append((h, w))
     return sizes
+
+
+def worker_counts(text: str) -> list[int]:
+    """argparse type of ``--num_workers``: ``"0,1,2"`` -> ``[0, 1, 2]``."""
+    try:
+        counts = [int(item) for item in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give worker counts like 0,1,2 (0 or more each)")
+    return counts
 
 
 def parse_batches(text: str, device: str) -> list[int | str]:
@@ -253,7 +273,6 @@ def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.data import DataLoader, RandomSampler
 
     from utils.datasets import TrainDataset, find_train_pairs
-    from utils.tasks import DEGRADATIONS
 
     de_types = []
     for de_type in cfg["de_type"] or DEGRADATIONS:
@@ -265,7 +284,7 @@ def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
     if not de_types:
         raise UserError(f"{cfg['data_root']}: no Denoise/, Derain/ or Dehaze/ training images found; "
                         "point --data_root at a data/Train layout (see data/Train/README.md)")
-    dataset = TrainDataset(cfg["data_root"], de_types, patch_size=cfg["train_size"])
+    dataset = TrainDataset(cfg["data_root"], de_types, patch_size=cfg["train_size"], max_pixels=cfg["max_pixels"])
     cached = dataset.preload(int(cfg["cache_gb"] * 2**30))[0] if cfg["cache_gb"] else 0
     workers = cfg["workers"]
     loader = DataLoader(dataset, batch_size=cfg["data_batch"], drop_last=True, num_workers=workers,
@@ -493,7 +512,8 @@ def bench_parser() -> ArgumentParser:
                    help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
     p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤64 that fits, CUDA)")
-    p.add_argument("--train_size", type=positive_int, default=128)
+    p.add_argument("--train_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
+                   help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (default %(default)s)")
     p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
     p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
     p.add_argument("--no_train", action="store_true", help="skip the training measurements")
@@ -506,9 +526,11 @@ def bench_parser() -> ArgumentParser:
     p.add_argument("--profile_steps", type=positive_int, default=5)
     p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
     p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
-    p.add_argument("--de_type", nargs="*", default=None, help="degradations to load (default: all found)")
-    p.add_argument("--num_workers", default="0,1,2", help="DataLoader worker counts for --data_only")
-    p.add_argument("--cache_gb", type=float, default=4.0, help="decoded-image cache for --data_only (0: off)")
+    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
+                   help="degradations to load (default: all found)")
+    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
+    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
+                   help="decoded-image cache for --data_only (0: off)")
     p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
@@ -516,7 +538,8 @@ def bench_parser() -> ArgumentParser:
                         "memory (utils/allocator.py; Linux/glibc); as_shipped: each implementation as its "
                         "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
                         "the official default")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    p.add_argument("--timeout", type=positive_float, default=3600, help="seconds per measurement")
+    add_pixel_limit_option(p)
     p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
@@ -543,6 +566,7 @@ def base_config(args: Namespace) -> dict[str, Any]:
                 repeats=args.repeats or (20 if on_cuda else 3), train_size=args.train_size,
                 train_steps=args.train_steps or (20 if on_cuda else 3), profile_steps=args.profile_steps,
                 data_root=args.data_root, de_type=args.de_type, cache_gb=args.cache_gb, data_batch=6,
+                max_pixels=args.max_pixels,
                 data_batches=args.data_batches, official=args.official and str(Path(args.official).resolve()),
                 impls=impls, impl_cfg=impl_cfg)
 
@@ -554,6 +578,10 @@ def check_args(args: Namespace) -> None:
         raise UserError("--amp is bf16 autocast, which this CPU does not compute natively; drop it")
     if args.data_only and not (args.data_root and Path(args.data_root).is_dir()):
         raise UserError(f"--data_root {args.data_root}: no such folder; --data_only needs a data/Train-layout folder")
+    parse_sizes(args.sizes)  # bad values are refused now, not after the first measurements
+    parse_batches(args.train_batch, args.device)
+    if args.out is not None and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: this is a folder; pass the path of the JSON file to write")
 
 
 def measure(args: Namespace, base: dict[str, Any], result: dict[str, Any], report: Callable[[str, dict], None]) -> None:
@@ -568,7 +596,7 @@ def measure(args: Namespace, base: dict[str, Any], result: dict[str, Any], repor
         report("profile", result["profile"])
         return
     if args.data_only:
-        for workers in (int(w) for w in args.num_workers.split(",")):
+        for workers in args.num_workers:
             r = _spawn({**base, "kind": "data", "workers": workers}, args.timeout)
             result["data"].append(r)
             report("data", r)

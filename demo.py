@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from net.text_encoder import validate_instruction
-from options import add_inference_options, non_negative_int, positive_float
+from options import add_inference_options, add_pixel_limit_option, non_negative_int, positive_float
 from utils.allocator import retain_freed_memory
 from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
 from utils.device import autocast
 from utils.errors import UserError
+from utils.image_io import PHOTO_EXTENSIONS
 from utils.progress import write
 from utils.tasks import TASKS
 
@@ -72,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="also write <name>_compare.png: input | output side by side")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_pixel_limit_option(p)
     return p
 
 
 def collect_inputs(spec: str) -> list[Path]:
-    """Image files named by ``spec``: one file, the images of a folder, or a glob's images."""
+    """Image files named by ``spec``: one file, the images of a folder, or a glob's images, each
+    file once (a glob through a symlink loop finds one file under many names)."""
     path = Path(spec)
     if path.is_file():
         return [path]
@@ -88,6 +91,10 @@ def collect_inputs(spec: str) -> list[Path]:
         return files
     matches = sorted(Path(m) for m in glob.glob(spec, recursive=True))
     files = [f for f in matches if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS]
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)  # keep each file's first name
+    files = list(unique.values())
     if not files:
         raise UserError(f"{spec}: no such file or folder, and no image matches it as a glob; "
                         "pass a file, a folder or a quoted glob such as 'photos/*.jpg'")
@@ -119,6 +126,11 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
     out_res = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --output is a file; pass a folder")
+    if out_format == "same":
+        for p in inputs:
+            if p.suffix.lower() not in PHOTO_EXTENSIONS:
+                raise UserError(f"{p}: results cannot be written as {p.suffix or 'a file without extension'} (what "
+                                "--out_format same keeps); pass --out_format png (or jpg, tif)")
     in_res = {p.resolve() for p in inputs}
     for p in inputs:
         if p.resolve().parent == out_res:
@@ -244,7 +256,7 @@ def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.T
     """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
     from utils.image_io import load_photo, save_photo
 
-    photo = load_photo(src)
+    photo = load_photo(src, args.max_pixels)
     budget = int(args.max_memory * 2**30) if args.max_memory else None
     result, used = restore(model, photo.rgb, text, device, args.tile, args.tile_overlap, args.precision,
                            budget, progress=not args.no_progress)

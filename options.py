@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Sequence
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
 from utils.cli import ArgumentParser
 from utils.datasets import SYNTHETIC_TASKS
 from utils.device import PRECISION_CHOICES
+from utils.errors import UserError
+from utils.image_io import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.tasks import DEGRADATIONS, TASKS
 from utils.train_step import LOSS_CHOICES
 
@@ -44,33 +49,82 @@ PRESETS: dict[str, dict[str, Any]] = {
 TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16")}
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+# Upper bounds of options whose absurd values would allocate without end (typos such as an extra
+# zero); each is far above any setting in the papers this project follows.
+MAX_PATCH_SIZE = 1024  # training crop side; the paper's is 128 (Sec. 4.1)
+MAX_REPEAT = 1000  # visits of an image per epoch; the official recipe's largest is Rain100L x200
+MAX_DIM = 256  # channels of level 1; the paper's net has 48
+MAX_BLOCKS = 64  # transformer blocks per level; the paper's deepest level has 8
+MAX_FFN_EXPANSION = 16.0  # the paper's is 2.66
+MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
     return value
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
-    return value
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer from ``low`` to ``high`` (no upper bound if None)."""
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{text}: must be {low} or more" if high is None else f"{text}: must be from {low} to {high}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a number above 0")
-    return value
+def float_in(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number from ``low`` (excluded when ``low_open``) to ``high``."""
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            bound = f"above {low:g}" if low_open else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"{text}: must be a number {bound}"
+                                             + (f" and at most {high:g}" if high is not None else ""))
+        return value
+    return parse
+
+
+positive_int = int_in(1)
+non_negative_int = int_in(0)
+positive_float = float_in(0.0, low_open=True)
+non_negative_float = float_in(0.0)
+
+
+def pixel_count(text: str) -> int:
+    """argparse type of ``--max_pixels``: a whole number of pixels, e.g. 300000000 or 3e8."""
+    value = _number(text, float)
+    if value != int(value) or not 1 <= value <= OPENCV_MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text}: must be a whole number of pixels from 1 to {OPENCV_MAX_PIXELS:,} "
+                                         "(OpenCV's own limit)")
+    return int(value)
+
+
+def run_name(text: str) -> str:
+    """argparse type of ``--name``: one plain folder name (it becomes ckpt/<name>/, output/<name>/)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise argparse.ArgumentTypeError(f"{text!r}: holds bytes that are not UTF-8 text; use a plain name") from None
+    if text.strip() in ("", ".", "..") or any(sep in text for sep in ("/", "\\", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder name (no '/', not empty, not "
+                                         "'.' or '..'), e.g. --name my_run")
+    return text
 
 
 def repeat_item(text: str) -> tuple[str, int]:
     """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
     key, sep, val = text.partition("=")
-    if not sep or key not in DEGRADATIONS or not val.isdigit() or int(val) < 1:
+    if not sep or key not in DEGRADATIONS or not val.isdigit() or not 1 <= int(val) <= MAX_REPEAT:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected TASK=N with N >= 1 and TASK in {', '.join(DEGRADATIONS)}")
+            f"{text!r}: expected TASK=N with N from 1 to {MAX_REPEAT} and TASK in {', '.join(DEGRADATIONS)}")
     return key, int(val)
 
 
@@ -93,11 +147,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The ``ModelConfig`` fields (but ``text_dim``, which the instruction encoder sets) and ``--impl``."""
     paper = ModelConfig()
     g = p.add_argument_group("model (defaults: the paper's network)")
-    g.add_argument("--dim", type=positive_int, default=paper.dim)
-    g.add_argument("--num_blocks", type=positive_int, nargs=4, default=list(paper.num_blocks))
-    g.add_argument("--num_refinement_blocks", type=non_negative_int, default=paper.num_refinement_blocks)
-    g.add_argument("--heads", type=positive_int, nargs=4, default=list(paper.heads))
-    g.add_argument("--ffn_expansion_factor", type=positive_float, default=paper.ffn_expansion_factor)
+    g.add_argument("--dim", type=int_in(2, MAX_DIM), default=paper.dim,
+                   help=f"channels of level 1, even, at most {MAX_DIM} (paper: %(default)s)")
+    g.add_argument("--num_blocks", type=int_in(1, MAX_BLOCKS), nargs=4, default=list(paper.num_blocks),
+                   help=f"transformer blocks per level, 1 to {MAX_BLOCKS} each")
+    g.add_argument("--num_refinement_blocks", type=int_in(0, MAX_BLOCKS), default=paper.num_refinement_blocks)
+    g.add_argument("--heads", type=positive_int, nargs=4, default=list(paper.heads),
+                   help="attention heads per level; each must divide its level's channels (dim x 2^level)")
+    g.add_argument("--ffn_expansion_factor", type=float_in(0.0, MAX_FFN_EXPANSION, low_open=True),
+                   default=paper.ffn_expansion_factor,
+                   help=f"hidden width of the feed-forward network over its input's, at most {MAX_FFN_EXPANSION:g}")
     g.add_argument("--bias", action="store_true", default=paper.bias, help="bias in the convolutions (paper: off)")
     g.add_argument("--layernorm_type", choices=LAYERNORM_CHOICES, default=paper.layernorm_type)
     g.add_argument("--text_cond", choices=TEXT_COND_CHOICES, default=paper.text_cond,
@@ -121,7 +180,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--de_type", nargs="+", choices=DEGRADATIONS, default=list(DEGRADATIONS),
                    help="degradations to train on")
     g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
-                   help="per-degradation repeat factors overriding the paper's, e.g. derain=120")
+                   help=f"per-degradation repeat factors overriding the paper's, e.g. derain=120 (N from 1 "
+                        f"to {MAX_REPEAT})")
     g.add_argument("--list_dir", default=None, help="optional folder of list files restricting the images")
     g.add_argument("--synthesize", nargs="*", choices=SYNTHETIC_TASKS, default=[],
                    help="tasks whose inputs are synthesised on the fly from the clean targets, as the noise "
@@ -130,9 +190,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel_shuffle", action="store_true",
                    help="permute each training pair's RGB channels at random (not in the paper; the demo "
                         "uses it so that its few photos teach no colour cast)")
-    g.add_argument("--patch_size", type=positive_int, default=128)
+    g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
+                   help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
     g.add_argument("--num_workers", type=non_negative_int, default=4)
-    g.add_argument("--cache_gb", type=float, default=None,
+    g.add_argument("--cache_gb", type=non_negative_float, default=None,
                    help="decoded training images kept in memory and shared by the workers (GiB; default: "
                         "a quarter of the available memory, at most 16; 0 decodes every sample)")
     g.add_argument("--val_root", default=None,
@@ -158,11 +219,11 @@ def _add_text_options(p: argparse.ArgumentParser) -> None:
 def _add_optim_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optim")
     g.add_argument("--lr", type=positive_float, default=2e-4)
-    g.add_argument("--weight_decay", type=float, default=0.01)
+    g.add_argument("--weight_decay", type=non_negative_float, default=0.01)
     g.add_argument("--epochs", type=positive_int, default=150)
     g.add_argument("--warmup_epochs", type=non_negative_int, default=15)
     g.add_argument("--batch_size", type=positive_int, default=6, help="per GPU / process")
-    g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm, 0 = off")
+    g.add_argument("--grad_clip", type=non_negative_float, default=0.0, help="max grad norm, 0 = off")
     g.add_argument("--loss", choices=LOSS_CHOICES, default="l1",
                    help="l1: the paper's; psnr: minus each sample's PSNR, so light degradations weigh as much "
                         "as heavy ones")
@@ -170,7 +231,7 @@ def _add_optim_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--name", default="textpromptir",
+    g.add_argument("--name", type=run_name, default="textpromptir",
                    help="run name: ckpt/<name>/ and logs/<name>/ (not --run: torchrun would take that)")
     g.add_argument("--ckpt_dir", default="ckpt")
     g.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -183,7 +244,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_every", type=non_negative_int, default=10,
                    help="also keep epoch_XXX.pt every N epochs (0: never)")
     g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"0 to {MAX_SEED}")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="auto: bf16 autocast on a GPU, fp32 on a CPU; bf16: also on a CPU that computes bf16 "
@@ -212,11 +273,68 @@ def train_parser() -> argparse.ArgumentParser:
     _add_text_options(p)
     _add_optim_options(p)
     _add_run_options(p)
+    add_pixel_limit_option(p)
+    add_check_data_option(p)
     return p
 
 
 def train_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return _parse_with_preset(train_parser(), argv, train=True)
+    args = _parse_with_preset(train_parser(), argv, train=True)
+    check_model_options(args)
+    return args
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """The model options must describe a network that can be built (``ModelConfig``'s own checks),
+    as a one-line UserError naming them."""
+    try:
+        model_config(args, text_dim=1)
+    except ValueError as e:
+        shown = (f"--dim {args.dim} --heads {' '.join(map(str, args.heads))} "
+                 f"--ffn_expansion_factor {args.ffn_expansion_factor:g}")
+        raise UserError(f"{shown}: {e}; choose values that fit (see `train.py --help`)") from None
+
+
+def _folder_option(path: str | None, option: str, must_exist: bool = False) -> None:
+    """A folder option must not name a file (and, with ``must_exist``, must name a folder)."""
+    if path is None:
+        return
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{option} {path}: this is a file, not a folder; pass a folder")
+    if must_exist and not folder.is_dir():
+        raise UserError(f"{option} {path}: no such folder; check the path")
+
+
+def check_train_paths(args: argparse.Namespace) -> None:
+    """Before any work: the folders train.py writes are folders (or do not exist yet), and the
+    folders the restoration stage reads exist (a mistyped --val_root would silently mean no
+    validation, a mistyped --list_dir training on every image)."""
+    _folder_option(args.ckpt_dir, "--ckpt_dir")
+    _folder_option(args.log_dir, "--log_dir")
+    _folder_option(args.text_ckpt, "--text_ckpt")
+    if args.stage != "text" and not args.check_data:
+        _folder_option(args.list_dir, "--list_dir", must_exist=True)
+        _folder_option(args.val_root, "--val_root", must_exist=True)
+
+
+def check_test_paths(args: argparse.Namespace) -> None:
+    """Before any work: the folder test.py writes is a folder (or does not exist yet)."""
+    _folder_option(args.output_dir, "--output_dir")
+
+
+def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
+    """``--max_pixels``, for every script that reads images (``utils.image_io.DEFAULT_MAX_PIXELS``)."""
+    p.add_argument("--max_pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest image read, in pixels (default {DEFAULT_MAX_PIXELS:,}, i.e. 16384x16384): a "
+                        "file claiming more is refused as a possible decompression bomb; raise it for "
+                        f"bigger photos you trust (up to {OPENCV_MAX_PIXELS:,})")
+
+
+def add_check_data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check_data", action="store_true",
+                   help="only count each known data set against its published size, one line per set, and "
+                        "exit (0: all as published, 2: something is missing or wrong)")
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -240,7 +358,7 @@ def test_parser() -> argparse.ArgumentParser:
                     "the instruction encoder on a TSV of instructions (--instructions).",
         parents=[_preset_parser()])
     p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
-    p.add_argument("--name", default="textpromptir", help="run name: results go to output/<name>/")
+    p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", *TASKS), default="all")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--instruction", default=None,
@@ -261,6 +379,8 @@ def test_parser() -> argparse.ArgumentParser:
     add_inference_options(p)
     p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")
+    add_pixel_limit_option(p)
+    add_check_data_option(p)
     return p
 
 

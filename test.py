@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from options import test_options
+from options import check_test_paths, test_options
 from utils.allocator import retain_freed_memory
 from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.errors import UserError, user_message
@@ -51,7 +51,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
 
         validate_instruction(args.instruction)
     out_dir = writable_folder(Path(args.output_dir) / args.name, "--output_dir")
-    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16)
+    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16, max_pixels=args.max_pixels)
     for line in notes:
         print(line)
     if not sets:
@@ -94,6 +94,11 @@ def evaluate_benchmarks(args: Namespace) -> int:
 
 def test_main(argv: Sequence[str] | None) -> int:
     args = test_options(argv)
+    check_test_paths(args)
+    if args.check_data:
+        from utils.data_check import check_test_data, print_report
+
+        return print_report(check_test_data(args.test_root, args.mode))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     if args.instructions:
         from net.text_encoder import InstructionEncoder

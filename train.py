@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from net.model import TextPromptIR, count_parameters
-from options import model_config, train_options
+from options import check_train_paths, model_config, train_options
 from utils import dist
 from utils.allocator import retain_freed_memory
 from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
@@ -147,7 +147,8 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     root, task_dirs, _ = data_paths(args)
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
                            instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
-                           synthetic=args.synthesize, channel_shuffle=args.channel_shuffle)
+                           synthetic=args.synthesize, channel_shuffle=args.channel_shuffle,
+                           max_pixels=args.max_pixels)
     steps_per_epoch = len(dataset) // info.world_size // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "
@@ -278,12 +279,16 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, sc
 
 def validation_sets(args: Namespace) -> list:
     """The test-layout sets of --val_root (and, for --preset dev, the shared denoising sets)."""
-    from utils.datasets import find_test_sets
+    from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
 
     _, _, extra = data_paths(args)
     if not args.val_every or not (args.val_root or extra):
         return []
-    sets, _ = find_test_sets(args.val_root, "all", report_missing=False, denoise_dirs=extra)
+    sets, _ = find_test_sets(args.val_root, "all", report_missing=False, denoise_dirs=extra,
+                             max_pixels=args.max_pixels)
+    if args.val_root and not sets:  # (the shared dev sets are only used without --val_root)
+        raise UserError(f"--val_root {args.val_root}: no test set found there; expected {EXPECTED_TEST_LAYOUT}, "
+                        "or pass --val_every 0 to train without validation")
     return sets
 
 
@@ -531,6 +536,12 @@ def throughput(run: Run) -> str:
 
 def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
+    check_train_paths(args)
+    if args.check_data:
+        from utils.data_check import check_training_data, print_report
+
+        root, task_dirs, _ = data_paths(args)
+        return print_report(check_training_data(root, args.de_type, task_dirs))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
     info = dist.setup(args.device)
     try:

@@ -49,6 +49,12 @@ class ModelConfig:
         if len(self.num_blocks) != 4 or len(self.heads) != 4:
             raise ValueError(f"num_blocks and heads need 4 values (one per level), got "
                              f"{list(self.num_blocks)} and {list(self.heads)}")
+        if self.dim < 2 or self.dim % 2:
+            raise ValueError(f"dim={self.dim} must be even (each down-sampling halves the channels, then "
+                             "stacks 2x2 pixels)")
+        if int(self.dim * self.ffn_expansion_factor) < 1:
+            raise ValueError(f"ffn_expansion_factor={self.ffn_expansion_factor:g} gives the {self.dim}-channel "
+                             "level no hidden channel")
         for level, heads in enumerate(self.heads):
             if heads < 1 or (self.dim << level) % heads:
                 raise ValueError(f"heads[{level}]={heads} does not divide the {self.dim << level} channels of level {level + 1}")

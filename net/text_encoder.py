@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from utils.errors import UserError
+from utils.errors import UserError, not_weights_error
 from utils.tasks import TASKS
 
 POOLING_CHOICES = ("mean", "cls")
@@ -83,19 +84,35 @@ def _quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_pretrained(name_or_path: str) -> tuple[nn.Module, object]:
-    """AutoTokenizer + AutoModel, with loading failures turned into one-line UserErrors."""
-    from transformers import AutoModel, AutoTokenizer
+def _pickled_weights(name_or_path: str) -> Path | str:
+    """The pickle-format weights file of a model folder (what ``torch.load`` reads), else the folder."""
+    folder = Path(name_or_path)
+    found = sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    return found[0] if found else name_or_path
 
+
+def _load_pretrained(name_or_path: str) -> tuple[nn.Module, object]:
+    """AutoTokenizer + AutoModel of a BERT-family (encoder-only) model, with loading failures turned
+    into one-line UserErrors."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    fix = ("pass --text_encoder with a local BERT-family folder (config.json, weights, tokenizer) or a hub id "
+           "while online")
     try:
         with _quiet_progress():
+            config = AutoConfig.from_pretrained(name_or_path)
+            if getattr(config, "is_encoder_decoder", False):  # T5, BART: their forward needs a decoder input
+                raise UserError(f"{name_or_path}: a {config.model_type} model is an encoder-decoder, not a "
+                                f"BERT-family encoder; {fix}")
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModel.from_pretrained(name_or_path)
+            model = AutoModel.from_pretrained(name_or_path, config=config)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True), inside transformers, refused the file
+        raise not_weights_error(_pickled_weights(name_or_path), "encoder weights file",
+                                "use a model folder you trust, or make one with `python train.py --stage "
+                                "text`") from None
     except (OSError, ValueError, KeyError, ImportError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{name_or_path}: cannot load a BERT-family encoder from here ({reason}); pass "
-                        "--text_encoder with a local model folder (config.json, weights, tokenizer) "
-                        "or a hub id while online") from None
+        raise UserError(f"{name_or_path}: cannot load a BERT-family encoder from here ({reason}); {fix}") from None
     return model, tokenizer
 
 

@@ -85,3 +85,19 @@ def tiny_ckpt(tmp_path_factory, text_ckpt) -> Path:
     save_checkpoint(path, {"model": net.state_dict(), "config": net.config.to_dict(),
                            "text_encoder": {"dir": str(text_ckpt), "id": "test"}})
     return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A few-hundred-byte PNG whose header claims ``width`` x ``height`` pixels (its pixel data is a
+    stub): what a decompression bomb, or a huge photo, looks like to a header reader."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path

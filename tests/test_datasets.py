@@ -453,3 +453,43 @@ def test_haze_synthesised_on_the_fly_veils_the_crop(full_root):
         lq, gt = sample["lq"], sample["gt"]
         assert lq.std() < gt.std() + 1e-3 and ((lq >= gt - 1 / 255) | (lq >= 0.8 * 0.8)).all()
     assert not torch.equal(samples[0]["lq"], samples[-1]["lq"])  # new (A, beta) every epoch
+
+
+# --- lists and images the protocol cannot use ------------------------------------------------------
+
+
+def test_a_list_folder_that_is_missing_or_holds_no_list_is_an_error(tmp_path):
+    _derain(tmp_path, n=2)
+    with pytest.raises(UserError, match=f"{tmp_path / 'no_lists'}: no such folder.*--list_dir"):
+        ds.TrainDataset(tmp_path, ["derain"], patch_size=16, list_dir=tmp_path / "no_lists")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "notes.txt").write_text("not a list file\n")
+    with pytest.raises(UserError) as err:
+        ds.TrainDataset(tmp_path, ["derain"], patch_size=16, list_dir=tmp_path / "lists")
+    assert "derain.txt" in str(err.value) and "rainTrain.txt" in str(err.value)
+
+
+def test_a_list_file_that_is_not_utf8_is_one_line(tmp_path):
+    _derain(tmp_path, n=2)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "derain.txt").write_bytes("rainy/rain-1.png\nrainy/pluie-\xe9t\xe9.png\n".encode("latin-1"))
+    with pytest.raises(UserError) as err:
+        ds.find_train_pairs(tmp_path, "derain", tmp_path / "lists")
+    assert len(str(err.value).splitlines()) == 1 and "UTF-8" in str(err.value)
+    assert str(tmp_path / "lists" / "derain.txt") in str(err.value)
+
+
+def test_test_images_too_small_for_the_protocol_name_the_image_and_the_minimum(tmp_path):
+    root = tmp_path / "test"
+    _write(root / "denoise" / "tiny" / "big.png", h=40, w=48)
+    _write(root / "denoise" / "tiny" / "small.png", h=8, w=8)  # the 16-crop leaves 0x0
+    with pytest.raises(UserError) as err:
+        ds.find_test_sets(root, mode="denoise")
+    msg = str(err.value)
+    assert str(root / "denoise" / "tiny" / "small.png") in msg and "8x8" in msg and "16x16" in msg
+    assert "--no_crop16" in msg
+    sets, _ = ds.find_test_sets(root, mode="denoise", crop16=False)  # 8x8 fits SSIM's 7x7 window
+    assert len(sets) == 3
+    _write(root / "denoise" / "tiny" / "small.png", h=5, w=5)
+    with pytest.raises(UserError, match=r"small.png \(5x5\).*7x7"):
+        ds.find_test_sets(root, mode="denoise", crop16=False)

@@ -319,3 +319,36 @@ def test_results_already_written_are_never_replaced_without_overwrite(tmp_path, 
     res = run_demo_here(capsys, *common, "--task", "derain", "--compare", "--overwrite")
     assert res.returncode == 0, res.stderr
     assert len(list(out.iterdir())) == 8
+
+
+def test_a_glob_through_a_symlink_loop_restores_each_file_once(tmp_path, tiny_ckpt):
+    loop = tmp_path / "inputs" / "loop"
+    loop.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(loop / "a.png")
+    (loop / "self").symlink_to(".", target_is_directory=True)
+    pattern = str(loop / "**" / "*.png")
+    assert demo.collect_inputs(pattern) == [loop / "a.png"]
+    res = run_demo("--ckpt", tiny_ckpt, "--input", pattern, "--task", "denoise", "--output", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert "summary: 1 succeeded, 0 failed" in res.stdout
+
+
+def test_a_format_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    gif = tmp_path / "anim.gif"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(gif)
+    # a missing checkpoint too: the output format is checked first, before anything is loaded
+    res = run_demo("--ckpt", tmp_path / "missing.pt", "--input", gif, "--task", "denoise", "--output", tmp_path / "out")
+    assert_one_line_error(res, str(gif), "--out_format png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_photo_over_the_pixel_limit_fails_in_one_line_naming_the_option(tmp_path, tiny_ckpt):
+    from tests.conftest import png_claiming
+
+    src = tmp_path / "photos"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png_claiming(src / "bomb.png", 20000, 20000).with_name("ok.png"))
+    res = run_demo("--ckpt", tiny_ckpt, "--input", src, "--task", "denoise", "--output", tmp_path / "out")
+    assert res.returncode == 1, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bomb.png" in errors[0] and "--max_pixels" in errors[0]
+    assert "Traceback" not in res.stderr and "summary: 1 succeeded, 1 failed" in res.stdout

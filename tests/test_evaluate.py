@@ -220,3 +220,38 @@ def test_saved_images_keep_the_whole_name_of_their_input(tiny_layout, tiny_ckpt,
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (tmp_path / "saved/images/SOTS").iterdir())
     assert names == ["0001_0.8_0.2.png", "0002_0.8_0.2.png"]  # not 0001_0.8_0.png: "0.2" is no suffix
+
+
+@pytest.mark.parametrize("size,flags,minimum", [(8, [], "16x16"), (5, ["--no_crop16"], "7x7")])
+def test_an_image_too_small_for_the_protocol_is_one_line(tiny_ckpt, tmp_path, capsys, size, flags, minimum):
+    from tests.conftest import smooth_image, write
+
+    small = tmp_path / "test/denoise/CBSD68/small.png"
+    write(small, smooth_image(np.random.default_rng(0), size, size))
+    write(tmp_path / "test/denoise/CBSD68/fine.png", smooth_image(np.random.default_rng(1), 32, 32))
+    rc = test_script.main(["--ckpt", str(tiny_ckpt), "--test_root", str(tmp_path / "test"), "--mode", "denoise",
+                           "--output_dir", str(tmp_path / "out"), "--device", "cpu", "--no_progress",
+                           "--num_workers", "0", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert str(small) in err[0] and f"{size}x{size}" in err[0] and minimum in err[0]
+
+
+def test_a_test_image_whose_name_is_not_utf8_is_scored_and_named_by_its_bytes(tiny_ckpt, tmp_path, capsys):
+    import os
+
+    from tests.conftest import smooth_image
+
+    folder = os.fsencode(tmp_path / "test/denoise/CBSD68")
+    os.makedirs(folder)
+    ok, png = cv2.imencode(".png", smooth_image(np.random.default_rng(0), 32, 32))
+    with open(folder + b"/photo\xff\xfe.png", "wb") as f:  # a Latin-1 era name on a UTF-8 system
+        f.write(png.tobytes())
+    rc = test_script.main(["--ckpt", str(tiny_ckpt), "--test_root", str(tmp_path / "test"), "--mode", "denoise",
+                           "--output_dir", str(tmp_path / "out"), "--name", "r", "--device", "cpu", "--no_progress",
+                           "--num_workers", "0", "--save_images"])
+    assert rc == 0, capsys.readouterr().err
+    rows = (tmp_path / "out/r/results.csv").read_bytes().splitlines()
+    assert len(rows) == 1 + 3 and all(b"photo\xff\xfe" in row for row in rows[1:])
+    saved = [os.fsencode(p.name) for p in (tmp_path / "out/r/images").rglob("*.png")]
+    assert len(saved) == 3 and all(b"photo\xff\xfe" in name for name in saved)

@@ -187,3 +187,32 @@ def test_save_and_load_errors(tmp_path):
     bad.write_bytes(b"definitely not a jpeg")
     with pytest.raises(UserError, match="bad.jpg: cannot read this image"):
         load_photo(bad)
+
+
+# --- the pixel limit --------------------------------------------------------------------------------
+
+
+def test_an_image_over_the_pixel_limit_is_one_line_naming_the_limit_and_the_option(tmp_path):
+    from tests.conftest import png_claiming
+    from utils.image_io import DEFAULT_MAX_PIXELS
+
+    bomb = png_claiming(tmp_path / "bomb.png", 20000, 20000)  # 400 megapixels claimed by ~100 bytes
+    for read in (image_size, load_photo):
+        with pytest.raises(UserError) as caught:
+            read(bomb)
+        message = str(caught.value)
+        assert len(message.splitlines()) == 1 and str(bomb) in message
+        assert "--max_pixels" in message and f"{DEFAULT_MAX_PIXELS:,}" in message and "400,000,000" in message
+    assert image_size(bomb, max_pixels=400_000_000) == (20000, 20000)  # raised: the header is read
+
+
+@pytest.mark.parametrize("width,height", [(12000, 9000), (13400, 13400)])  # a 108 MP photo; Pillow's old error
+def test_photos_below_the_limit_give_no_warning(tmp_path, width, height):
+    import warnings
+
+    from tests.conftest import png_claiming
+
+    path = png_claiming(tmp_path / "big.png", width, height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would fail here
+        assert image_size(path) == (height, width)

@@ -161,3 +161,26 @@ def test_a_line_separator_inside_an_instruction_does_not_split_its_line(tmp_path
 def test_bank_root_default_is_the_repo_folder():
     assert BANK_ROOT == Path(__file__).resolve().parents[1] / "data" / "instructions"
     assert (BANK_ROOT / "train.tsv").is_file() and (BANK_ROOT / "val.tsv").is_file()
+
+
+def test_a_malicious_prompts_file_is_one_line_and_never_runs(tmp_path, text_ckpt):
+    import os
+    import shutil
+
+    from utils.instructions import PROMPTS_FILE, training_prompts
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'code_ran'}",)
+
+    with_weights, prompts_only = tmp_path / "encoder", tmp_path / "prompts_only"
+    shutil.copytree(text_ckpt, with_weights)
+    prompts_only.mkdir()
+    for folder in (with_weights, prompts_only):
+        torch.save({"table": RunsCode(), "rows": {}, "fingerprint": "x"}, folder / PROMPTS_FILE)
+        with pytest.raises(UserError) as caught:
+            training_prompts(folder)
+        message = str(caught.value)
+        assert len(message.splitlines()) == 1 and str(folder / PROMPTS_FILE) in message
+        assert "not a valid" in message and "weights_only" not in message
+    assert not (tmp_path / "code_ran").exists()

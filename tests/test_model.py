@@ -93,6 +93,10 @@ def test_invalid_options_are_refused():
         ModelConfig(layernorm_type="Other")
     with pytest.raises(ValueError, match="heads"):
         ModelConfig(dim=6, heads=(1, 5, 4, 8))  # 5 heads cannot split the 12 channels of level 2
+    with pytest.raises(ValueError, match="even"):
+        ModelConfig(dim=7, heads=(1, 1, 1, 1))  # the down-sampling halves 7 channels
+    with pytest.raises(ValueError, match="no hidden channel"):
+        ModelConfig(dim=8, heads=(1, 1, 1, 1), ffn_expansion_factor=0.1)
     with pytest.raises(ValueError, match="impl"):
         TextPromptIR(ModelConfig(), impl="turbo")
 

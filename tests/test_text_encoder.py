@@ -304,3 +304,47 @@ def test_records_of_absolute_paths_written_before_are_still_read_and_kept(tmp_pa
     register_dependent(encoder, new)
     assert dependents(encoder) == [old.resolve(), new.resolve()]
     assert (encoder / DEPENDENTS_FILE).read_text(encoding="utf-8").splitlines() == ["../old/last.pt", "../new/last.pt"]
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a malicious weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_malicious_pickle_in_an_encoder_folder_is_one_line_and_never_runs(tmp_path, text_ckpt):
+    import shutil
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(text_ckpt, folder)
+    (folder / "model.safetensors").unlink()  # transformers then reads the pickle format
+    marker = tmp_path / "code_ran"
+    torch.save({"embeddings.word_embeddings.weight": _RunsCode(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(UserError) as caught:
+        InstructionEncoder.load(folder)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert str(folder / "pytorch_model.bin") in message and "not a valid" in message
+    assert "weights_only" not in message and "will likely succeed" not in message
+    assert not marker.exists()
+
+
+def test_a_t5_folder_as_base_encoder_is_one_line(tmp_path, capsys):
+    from transformers import AutoTokenizer, T5Config, T5Model
+
+    import train
+
+    t5 = tmp_path / "t5"  # a tiny T5 built here: an encoder-decoder, not a BERT-family encoder
+    T5Model(T5Config(vocab_size=32000, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(t5)
+    AutoTokenizer.from_pretrained(default_encoder_path()).save_pretrained(t5)
+    with pytest.raises(UserError, match="encoder-decoder"):
+        InstructionEncoder(str(t5))
+    capsys.readouterr()
+    rc = train.main(["--stage", "text", "--text_encoder", str(t5), "--text_ckpt", str(tmp_path / "out"),
+                     "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(t5) in err[0] and "--text_encoder" in err[0]

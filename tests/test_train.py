@@ -213,7 +213,7 @@ def test_bad_repeat_is_one_line(tiny_layout, text_ckpt, tmp_path, capsys):
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
-        "error: argument --repeat: 'derain=abc': expected TASK=N with N >= 1 and TASK in denoise_15, "
+        "error: argument --repeat: 'derain=abc': expected TASK=N with N from 1 to 1000 and TASK in denoise_15, "
         "denoise_25, denoise_50, derain, dehaze (see `train.py --help`)"]
 
 
@@ -418,3 +418,27 @@ def test_read_only_run_log_and_encoder_folders_are_found_before_the_first_step(t
         assert len(err.strip().splitlines()) == 1 and str(run_dir) in err and "TextPromptIR:" not in out
     run_dir.chmod(0o755)
     assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_a_training_image_over_the_pixel_limit_is_one_line_naming_the_option(tiny_layout, text_ckpt, tmp_path,
+                                                                               capsys):
+    import shutil
+
+    from tests.conftest import png_claiming
+
+    data = tmp_path / "Train"
+    shutil.copytree(tiny_layout / "Train", data)
+    bomb = png_claiming(data / "Denoise" / "huge.png", 20000, 20000)
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "bomb")
+    args[args.index("--data_root") + 1] = str(data)
+    assert train.main(args + ["--max_steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bomb) in err[0] and "--max_pixels" in err[0]
+
+
+def test_a_validation_root_without_test_sets_is_an_error(tiny_layout, text_ckpt, tmp_path, capsys):
+    (tmp_path / "empty_test").mkdir()
+    args = base_args(tiny_layout, text_ckpt, tmp_path, "noval") + ["--val_root", str(tmp_path / "empty_test")]
+    assert train.main(args + ["--max_steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "empty_test") in err[0] and "--val_root" in err[0]

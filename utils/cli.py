@@ -3,6 +3,7 @@ never a traceback, for anything the user can fix."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import tempfile
@@ -62,9 +63,19 @@ def refuse_replacing(paths: Sequence[Path], alternative: str) -> None:
                         f"write exist); pass --overwrite to replace them, or {alternative}")
 
 
+def _print_undecodable_names() -> Callable[[], None]:
+    """Make stdout and stderr print a file name that is not UTF-8 as its own bytes (as ``ls``
+    does) instead of failing on it; returns what undoes that."""
+    streams = [(s, s.errors) for s in (sys.stdout, sys.stderr) if isinstance(s, io.TextIOWrapper)]
+    for stream, _ in streams:
+        stream.reconfigure(errors="surrogateescape")
+    return lambda: [stream.reconfigure(errors=errors) for stream, errors in streams]
+
+
 def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a script's ``main(argv)``: a UserError prints ``error: <message>`` and returns 2, Ctrl-C
     prints ``interrupted`` and returns 130."""
+    restore = _print_undecodable_names()
     try:
         return main(argv)
     except UserError as e:
@@ -73,3 +84,5 @@ def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        restore()

@@ -39,8 +39,8 @@ from utils.degradations import (
     test_noise_seed,
 )
 from utils.errors import UserError
-from utils.image_io import IMAGE_EXTENSIONS, image_size, read_image
-from utils.metrics import crop_to_multiple
+from utils.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, image_size, read_image
+from utils.metrics import crop_to_multiple, min_test_side
 from utils.tasks import DEGRADATIONS, TASKS, sigma_of, task_of
 
 TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
@@ -151,9 +151,26 @@ def _read_list(list_dir: Path, task: str) -> tuple[Path, list[str]] | None:
     for name in LIST_FILES[task]:
         path = Path(list_dir) / name
         if path.is_file():
-            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+            try:
+                lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the list as UTF-8") from None
+            except OSError as e:
+                raise UserError(f"{path}: cannot read the list ({e.strerror or e})") from None
             return path, [ln for ln in lines if ln and not ln.startswith("#")]
     return None
+
+
+def check_list_dir(list_dir: Path | str, tasks: Sequence[str]) -> None:
+    """``--list_dir`` must be a folder holding a list file for at least one of ``tasks``: otherwise
+    it would silently restrict nothing."""
+    folder = Path(list_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder of list files; fix --list_dir or drop it")
+    if not any((folder / name).is_file() for task in tasks for name in LIST_FILES[task]):
+        names = ", ".join(name for task in tasks for name in LIST_FILES[task])
+        raise UserError(f"{folder}: no list file for {', '.join(tasks)} here (expected one of {names}); "
+                        "fix --list_dir or drop it")
 
 
 def _restrict(pairs: list[Pair], list_dir: Path | str, task: str, folder: Path, image_dir: Path) -> list[Pair]:
@@ -249,16 +266,18 @@ def _size_mismatch(lq: Path, gt: Path, lq_hw, gt_hw) -> UserError:
     )
 
 
-def check_pair_sizes(pairs: Sequence[Pair], sizes: dict[Path, tuple[int, int]] | None = None) -> dict[Path, tuple[int, int]]:
+def check_pair_sizes(pairs: Sequence[Pair], sizes: dict[Path, tuple[int, int]] | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[Path, tuple[int, int]]:
     """Read every image's (height, width) from its header (about 0.3 ms a file; EXIF rotation
-    applied) and raise a UserError naming both files for the first pair whose sizes differ.
-    Returns the sizes of the targets (``sizes`` is filled in and reused: OTS targets are shared)."""
+    applied) and raise a UserError naming both files for the first pair whose sizes differ, or
+    naming an image of more than ``max_pixels`` pixels. Returns the sizes of the targets
+    (``sizes`` is filled in and reused: OTS targets are shared)."""
     sizes = {} if sizes is None else sizes
     for lq, gt in pairs:
         if gt not in sizes:
-            sizes[gt] = image_size(gt)
+            sizes[gt] = image_size(gt, max_pixels)
         if lq is not None:
-            lq_hw = image_size(lq)
+            lq_hw = image_size(lq, max_pixels)
             if lq_hw != sizes[gt]:
                 raise _size_mismatch(lq, gt, lq_hw, sizes[gt])
     return sizes
@@ -293,6 +312,8 @@ class TrainDataset(Dataset):
     the paper): every degradation here treats the channels alike, and a small training set then
     teaches no colour cast.
 
+    ``max_pixels`` bounds the images read (``utils.image_io.check_pixels``; checked with the sizes).
+
     A key is an index or ``(epoch, index)``. All randomness of a sample (crop, flip, noise, rain,
     instruction) comes from ``np.random.default_rng([seed, epoch, index])``, so a sample does not
     depend on workers, ranks or resuming. Returns ``{"lq", "gt": float32 3xPxP in [0, 1],
@@ -312,6 +333,7 @@ class TrainDataset(Dataset):
         check_sizes: bool = True,
         synthetic: Sequence[str] = (),
         channel_shuffle: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         if not de_types:
             raise UserError(f"no degradation types given; choose from {', '.join(DEGRADATIONS)}")
@@ -326,6 +348,9 @@ class TrainDataset(Dataset):
             raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHETIC_TASKS)}")
         self.synthetic = tuple(synthetic)
         self.channel_shuffle = bool(channel_shuffle)
+        self.max_pixels = int(max_pixels)
+        if list_dir is not None:
+            check_list_dir(list_dir, list(dict.fromkeys(task_of(d) for d in de_types)))
         task_dirs = task_dirs or {}
         reps = {**PAPER_REPEATS, **(repeats or {})}
         self.segments: list[_Segment] = []
@@ -359,7 +384,7 @@ class TrainDataset(Dataset):
         are reflect-padded)."""
         sizes: dict[Path, tuple[int, int]] = {}
         for pairs in by_task.values():
-            check_pair_sizes(pairs, sizes)
+            check_pair_sizes(pairs, sizes, self.max_pixels)
         self.target_sizes = sizes
         small = [(path, hw) for path, hw in sizes.items() if min(hw) < self.patch_size]
         self.num_small = len(small)
@@ -384,7 +409,7 @@ class TrainDataset(Dataset):
         sizes = getattr(self, "target_sizes", {})
         chosen, total = [], 0
         for path in sorted(visits, key=lambda p: -visits[p]):
-            h, w = sizes.get(path) or image_size(path)
+            h, w = sizes.get(path) or image_size(path, self.max_pixels)
             if total + h * w * 3 > budget_bytes:
                 break
             chosen.append(path)
@@ -526,6 +551,19 @@ def _relative_name(path: Path, root: Path | None) -> str:
         return path.name
 
 
+def _check_big_enough(sizes: dict[Path, tuple[int, int]], crop16: bool) -> None:
+    """UserError naming the smallest test image if it is too small for the protocol."""
+    need = min_test_side(crop16)
+    small = [(path, hw) for path, hw in sizes.items() if min(hw) < need]
+    if small:
+        path, (h, w) = min(small, key=lambda s: min(s[1]))
+        more = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+        how = (f"the protocol centre-crops to a multiple of 16, which needs at least {need}x{need}; remove it, "
+               "or pass --no_crop16 (then 7x7, SSIM's window, is enough)" if crop16 else
+               f"SSIM's {need}x{need} window needs at least {need}x{need}; remove it")
+        raise UserError(f"{path} ({w}x{h}){more}: too small to score: {how}")
+
+
 def _subdirs(parent: Path) -> list[Path]:
     """Visible child folders, in natural order."""
     if not parent.is_dir():
@@ -604,6 +642,7 @@ def find_test_sets(
     sigmas: Sequence[int] = (15, 25, 50),
     report_missing: bool = True,
     denoise_dirs: Sequence[Path | str] = (),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[TestSet], list[str]]:
     """The benchmark sets found under ``root`` for ``mode`` ("all", "denoise", "derain", "dehaze"),
     and notes to print: one line per expected set that is missing (e.g. "skipped CBSD68:
@@ -614,7 +653,9 @@ def find_test_sets(
     Rain100L or SOTS, except in the bundled demo set (``is_demo_root``), whose sets are all
     named "demo" and which is checked only for tasks with no set at all.
     ``denoise_dirs``: extra clean-image folders used as denoising sets (named after the folder);
-    with ``root=None`` they are the only sets.
+    with ``root=None`` they are the only sets. Every image's header is read: a pair of two sizes, an
+    image of more than ``max_pixels`` pixels, or one too small for the protocol (``crop16``) is a
+    UserError naming it.
     """
     if mode not in ("all", *TASKS):
         raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}")
@@ -641,7 +682,7 @@ def find_test_sets(
         elif report_missing and not sets:
             notes.append(f"skipped {task}: no test sets in {task_dir}")
         for name, folder, pairs in sets:
-            check_pair_sizes(pairs)
+            _check_big_enough(check_pair_sizes(pairs, max_pixels=max_pixels), crop16)
             sigma_list = [int(s) for s in sigmas] if task == "denoise" else [None]
             image_root = folder if task == "denoise" else _find_dir(folder, "input")
             found += [TestSet(task, name, pairs, sigma=sigma, crop16=crop16, folder=folder, image_root=image_root)

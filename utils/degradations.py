@@ -42,7 +42,9 @@ def test_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
     Derived from the image's file name, sigma and a base seed with BLAKE2b (not Python's salted
     ``hash()``), so the noisy test input does not depend on listing order, worker count or the run.
     """
-    digest = hashlib.blake2b(f"{name}|{int(sigma)}|{int(base_seed)}".encode("utf-8"), digest_size=8).digest()
+    # surrogateescape: a file name that is not UTF-8 hashes its own bytes (valid names are unchanged)
+    key = f"{name}|{int(sigma)}|{int(base_seed)}".encode("utf-8", "surrogateescape")
+    digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
 

@@ -18,3 +18,11 @@ def user_message(error: UserError) -> str:
         last = text.strip().splitlines()[-1]
         return last[last.index(marker) + len(marker):] if marker in last else last
     return text
+
+
+def not_weights_error(path: object, what: str, fix: str) -> UserError:
+    """The one line for a file that ``torch.load(weights_only=True)`` refused to unpickle: it holds
+    Python objects other than tensors (code, perhaps malicious), so nothing of it was run. The
+    line never suggests loading it without that protection."""
+    return UserError(f"{path}: not a valid {what}: it holds Python objects other than tensors, so it was "
+                     f"not loaded (a damaged or malicious file); {fix}")

@@ -18,6 +18,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+PHOTO_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")  # what save_photo writes
+# The largest image read, in pixels (the scripts' --max_pixels): a file whose header claims more is
+# refused before it is decoded, as a possible decompression bomb (a small file that expands to
+# gigabytes). 2^28 = 16384x16384 is more than a photo camera makes; decoded, it takes 0.75 GiB as
+# 8-bit RGB and 3 GiB as the float image demo.py restores.
+DEFAULT_MAX_PIXELS = 2**28
+OPENCV_MAX_PIXELS = 2**30  # OpenCV decodes no more (its default CV_IO_MAX_IMAGE_PIXELS)
+# check_pixels replaces Pillow's own guard (a warning from 89 megapixels, an error from 179), which
+# named neither the limit nor a way to raise it
+Image.MAX_IMAGE_PIXELS = None
 # A file OpenCV cannot decode is reported by us in one line; its own warnings would add more
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 _EXIF_ORIENTATION = 0x0112
@@ -72,12 +82,24 @@ def write_image(path: Path | str, rgb: np.ndarray) -> None:
     buf.tofile(str(path))
 
 
-def image_size(path: Path | str) -> tuple[int, int]:
+def check_pixels(path: Path | str, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """UserError, naming the limit and how to raise it, for an image of more than ``max_pixels``."""
+    pixels = width * height
+    if pixels <= max_pixels:
+        return
+    fix = (f"if you trust this file, pass --max_pixels {pixels}" if pixels <= OPENCV_MAX_PIXELS else
+           f"OpenCV decodes at most {OPENCV_MAX_PIXELS:,} pixels: downscale or cut it first")
+    raise UserError(f"{path}: {width}x{height} is {pixels:,} pixels, more than the limit of {max_pixels:,} "
+                    f"that guards against decompression bombs; {fix}")
+
+
+def image_size(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(height, width) as ``read_image`` returns the image (EXIF orientation applied), read from the
-    file header only (cheap; no decode)."""
+    file header only (cheap; no decode). UserError above ``max_pixels`` (:func:`check_pixels`)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
+            check_pixels(path, w, h, max_pixels)
             try:
                 rotated = int(im.getexif().get(_EXIF_ORIENTATION, 1)) in (5, 6, 7, 8)
             except Exception:  # malformed EXIF: OpenCV ignores it too
@@ -150,16 +172,20 @@ def _photo_from_cv2(data: np.ndarray, path: Path | str, orientation: int) -> Pho
     return Photo(np.ascontiguousarray(rgb), alpha, depth, channels <= 2)
 
 
-def load_photo(path: Path | str) -> Photo:
+def load_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """Load a user's photo faithfully (Pillow, EXIF orientation applied).
 
     Handles 1-bit, L, LA, P (palette, with its transparency), RGB, RGBA, CMYK and YCbCr images, and
     16-bit grey or colour PNG/TIFF (decoded with OpenCV, as Pillow reduces 16-bit colour to 8 bits;
-    the EXIF orientation is then applied by hand). Raises UserError for missing or corrupt files.
+    the EXIF orientation is then applied by hand). Raises UserError for missing or corrupt files,
+    and for more than ``max_pixels`` pixels (checked from the header, before decoding).
     """
     data = _read_bytes(path)
     try:
         im = Image.open(path)
+        if im.width * im.height > max_pixels:
+            im.close()
+            check_pixels(path, *im.size, max_pixels)
         sixteen_bit = _is_16bit(im)  # before load(), which clears the tile list
         im.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -209,7 +235,7 @@ def save_photo(
     """
     path = Path(path)
     ext = path.suffix.lower()
-    if ext not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"):
+    if ext not in PHOTO_EXTENSIONS:
         raise UserError(f"{path}: unknown image extension; use .png, .tif or .jpg")
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from pathlib import Path
 
 import torch
 
 from net.text_encoder import InstructionEncoder, has_encoder_weights
-from utils.errors import UserError
+from utils.errors import UserError, not_weights_error
 from utils.tasks import TASKS
 
 BANK_ROOT = Path(__file__).resolve().parents[1] / "data" / "instructions"
@@ -140,9 +141,14 @@ def write_prompts(encoder: InstructionEncoder, folder: str | Path, root: str | P
 
 
 def read_prompts(folder: str | Path) -> dict | None:
-    """``folder/prompts.pt`` as written by :func:`write_prompts`, or None if absent or unreadable."""
+    """``folder/prompts.pt`` as written by :func:`write_prompts`, or None if absent or unreadable
+    (it is then made again); a UserError if it holds Python objects other than tensors."""
+    path = Path(folder) / PROMPTS_FILE
     try:
-        prompts = torch.load(Path(folder) / PROMPTS_FILE, map_location="cpu", weights_only=True)
+        prompts = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise not_weights_error(path, "instruction-encoder file", "delete it (training makes it again from the "
+                                "encoder) or copy the encoder folder again from where it was trained") from None
     except (OSError, RuntimeError, EOFError, ValueError):
         return None
     return prompts if isinstance(prompts, dict) and {"table", "rows", "fingerprint"} <= set(prompts) else None

@@ -7,8 +7,17 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+CROP_MULTIPLE = 16  # the protocol's centre crop (the official crop_img)
+SSIM_WINDOW = 7  # scikit-image's default SSIM window: an image must be at least this wide and high
 
-def crop_to_multiple(img: np.ndarray, base: int = 16) -> np.ndarray:
+
+def min_test_side(crop16: bool) -> int:
+    """The smallest side an image may have under the protocol: the crop to a multiple of 16 must
+    leave at least 16 pixels, and without the crop SSIM needs its 7x7 window."""
+    return CROP_MULTIPLE if crop16 else SSIM_WINDOW
+
+
+def crop_to_multiple(img: np.ndarray, base: int = CROP_MULTIPLE) -> np.ndarray:
     """Centre-crop an HxW[xC] image so both sides are multiples of ``base`` (the official
     ``crop_img``)."""
     h, w = img.shape[:2]
@@ -28,8 +37,8 @@ def psnr_ssim(restored: np.ndarray, target: np.ndarray, y_channel: bool = False)
     if y_channel:
         restored = rgb2ycbcr(restored)[..., 0] / 255.0
         target = rgb2ycbcr(target)[..., 0] / 255.0
-        ssim = structural_similarity(target, restored, data_range=1.0)
+        ssim = structural_similarity(target, restored, data_range=1.0, win_size=SSIM_WINDOW)
     else:
-        ssim = structural_similarity(target, restored, data_range=1.0, channel_axis=-1)
+        ssim = structural_similarity(target, restored, data_range=1.0, channel_axis=-1, win_size=SSIM_WINDOW)
     psnr = peak_signal_noise_ratio(target, restored, data_range=1.0)
     return float(psnr), float(ssim)

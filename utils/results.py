@@ -189,7 +189,7 @@ class Results:
         """Write the three files; returns the markdown tables."""
         self.json_path.write_text(json.dumps({"format": FORMAT, "checkpoint": self.checkpoint, "sets": self.sets},
                                              indent=2) + "\n", encoding="utf-8")
-        with open(self.out_dir / CSV, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+        with open(self.out_dir / CSV, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # a non-UTF-8 name is written as its own bytes
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()
             for s in self.sets:
