@@ -106,7 +106,8 @@ def evaluate_benchmarks(args: Namespace) -> int:
         print(line)
     if not sets:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
-    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile)
+    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
+                                             args.compile_cache)
     texts = {}
     if model.config.text_cond != "none":
         texts = task_prompts(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)
