@@ -68,6 +68,6 @@ def compile_line(cache: Path | None) -> str | None:
     stats = compile_stats()
     if not stats or not stats["graphs"]:
         return None
-    where = f" from {cache}" if cache is not None else ""
+    where = f" ({cache})" if cache is not None else ""
     return (f"torch.compile: {stats['seconds']:.1f} s for {stats['graphs']} graphs, "
             f"{stats['from_cache']} of them loaded from the cache{where}")
