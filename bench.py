@@ -4,7 +4,7 @@
     python bench.py --device cuda --amp --impl auto          # the GPU path, bf16
     python bench.py --device cuda --amp --impl auto --no_infer --train_batch 6,max --compile --cuda_graph
     python bench.py --check [--device cuda]                  # GPU path vs reference, compiled vs eager
-    python bench.py --profile --device cuda --amp            # kernels per training step, GPU-busy share
+    python bench.py --profile --device cuda --amp --compile --cuda_graph   # top kernels of the graphed step
     python bench.py --data_only --data_root data/Train --num_workers 0,1,2,4   # crops/s per DataLoader worker
     python bench.py --official ../TextPromptIR               # also the official code, same machine
 
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -30,9 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
+from net.model import ModelConfig, resolve_impl
 from options import (
     MAX_PATCH_SIZE,
     add_pixel_limit_option,
@@ -42,17 +40,22 @@ from options import (
     positive_float,
     positive_int,
 )
-from utils.allocator import malloc_live_bytes_fn, retain_freed_memory
+from utils.allocator import retain_freed_memory
 from utils.cli import ArgumentParser, cli_main
-from utils.device import autocast, cpu_has_bf16
+from utils.device import cpu_has_bf16
 from utils.errors import UserError
+from utils.measure import (
+    build_net,
+    official_parity,
+    run_check,
+    run_inference,
+    run_profile,
+    run_train,
+)
 from utils.tables import cell, header, row
 from utils.tasks import DEGRADATIONS
 
 RESULT_TAG = "BENCH_RESULT "
-MAX_BATCHES = (64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
-CURVE_STEPS = 50  # training-curve check: compiled / graphed against eager, same seed
-LIMITS = {"path_rel": 1e-4, "compile_rel": 1e-3, "curve_abs": 1e-3}
 
 
 # ------------------------------------------------------------------ measurement helpers
@@ -121,152 +124,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-class _MallocPeak(TorchDispatchMode):
-    """Tracks the peak of malloc's live bytes, sampled after every aten op (forward and
-    backward). Resident-set size is not used: it counts freed-but-kept heap pages."""
-
-    def __init__(self, live) -> None:
-        super().__init__()
-        self.live = live
-        self.base = live()
-        self.peak = self.base
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.peak = max(self.peak, self.live())
-        return out
-
-
-def peak_memory_mb(run: Callable[[], Any], device: torch.device) -> float | None:
-    """Peak memory of one call of ``run()`` above what was allocated before it: the CUDA
-    caching allocator's peak, or on CPU malloc's live bytes (None where unavailable)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        run()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    live = malloc_live_bytes_fn()
-    if live is None:
-        return None
-    with _MallocPeak(live) as mode:
-        run()
-    return (mode.peak - mode.base) / 2**20
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
-
-
-def _build(cfg: dict[str, Any], device: torch.device, compile_blocks_too: bool | None = None) -> torch.nn.Module:
-    """Our network (``cfg["impl"]``) or the official one on ``device``; compiled per block when asked."""
-    torch.manual_seed(0)
-    compile_it = cfg["compile"] if compile_blocks_too is None else compile_blocks_too
-    if cfg["impl"] == "official":
-        from utils.official import load_official_model
-
-        model = load_official_model(cfg["official"]).to(device)
-        return torch.compile(model) if compile_it else model
-    model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
-    if compile_it:
-        from utils.train_step import compile_blocks
-
-        compile_blocks(model)
-    return model
-
-
-def _precision(cfg: dict[str, Any]) -> str:
-    return "bf16" if cfg["amp"] else "fp32"
-
-
-# ------------------------------------------------------------------ measurements (one per process)
-def run_inference(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Median latency of ``repeats`` forwards of one (1, 3, H, W) image after warm-up."""
-    device = torch.device(cfg["device"])
-    model = _build(cfg, device).eval()
-    h, w = cfg["size"]
-    x = torch.rand(1, 3, h, w, device=device)
-    text = torch.randn(1, cfg["text_dim"], device=device)
-    times = []
-    with torch.inference_mode(), autocast(device, _precision(cfg)):
-        t0 = time.perf_counter()
-        for _ in range(cfg["warmup"]):
-            model(x, text)
-        _sync(device)
-        first_s = time.perf_counter() - t0
-        for _ in range(cfg["repeats"]):
-            t0 = time.perf_counter()
-            model(x, text)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: model(x, text), device)
-    return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=peak,
-                warmup_s=first_s)
-
-
-def _train_setup(cfg: dict[str, Any], device: torch.device, batch: int):
-    """Network, a training step (eager, compiled and/or CUDA-graphed as ``cfg`` asks) and one
-    random batch; the step is train.py's (``utils.train_step``)."""
-    from utils.train_step import TrainStep, graphed_or_plain, make_optimizer
-
-    model = _build(cfg, device).train()
-    graphed = cfg["cuda_graph"] and device.type == "cuda"
-    optimizer = make_optimizer(model, 2e-4, 0.01, device, graphed)  # train.py's
-    step = TrainStep(model, optimizer, device, _precision(cfg))
-    p = cfg["train_size"]
-    lq, gt = torch.rand(batch, 3, p, p, device=device), torch.rand(batch, 3, p, p, device=device)
-    text = torch.randn(batch, cfg["text_dim"], device=device)
-    step_fn = graphed_or_plain(step, lq, gt, text) if graphed else step
-    return step_fn, (lq, gt, text)
-
-
-def _largest_batch(cfg: dict[str, Any], device: torch.device) -> int:
-    """The largest of MAX_BATCHES whose training step runs without running out of memory."""
-    for batch in MAX_BATCHES:
-        try:
-            step_fn, inputs = _train_setup(cfg, device, batch)
-            step_fn(*inputs)
-            _sync(device)
-            return batch
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not _is_oom(e):
-                raise
-        finally:
-            step_fn = inputs = None
-            torch.cuda.empty_cache()
-    raise RuntimeError(f"no batch of {MAX_BATCHES} fits")
-
-
-def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Training steps (forward, L1 loss, backward, AdamW) at ``batch`` x ``train_size``^2 on random
-    data: median step time, images/s, peak memory; the first warm-up step's time (compile)."""
-    device = torch.device(cfg["device"])
-    batch = _largest_batch(cfg, device) if cfg["batch"] == "max" else int(cfg["batch"])
-    step_fn, inputs = _train_setup(cfg, device, batch)
-    t0 = time.perf_counter()
-    for _ in range(cfg["warmup"]):
-        step_fn(*inputs)
-    _sync(device)
-    warmup_s = time.perf_counter() - t0
-    times = []
-    for _ in range(cfg["train_steps"]):
-        t0 = time.perf_counter()
-        step_fn(*inputs)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: step_fn(*inputs), device)
-    graphed = type(step_fn).__name__ == "CudaGraphStep"
-    return dict(batch=batch, step_s=med, images_per_s=batch / med, times_s=times, peak_mb=peak,
-                warmup_s=warmup_s, cuda_graph=graphed)
-
-
 def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
     """Training crops per second delivered by the DataLoader alone (decode or cache, crop,
     augment, noise, collate) with ``workers`` worker processes, as train.py builds it."""
@@ -311,157 +168,12 @@ def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
     out = {}
     for impl in cfg["impls"]:
         run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}
-        model = _build(run_cfg, torch.device("cpu")).eval()
+        model = build_net(run_cfg, torch.device("cpu")).eval()
         counter = FlopCounterMode(display=False)
         with torch.inference_mode(), counter:
             model(torch.rand(1, 3, size, size), torch.randn(1, run_cfg["text_dim"]))
         out[impl] = counter.get_total_flops() / 1e9
     return out
-
-
-def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
-    """Largest output difference between the official network and ours (reference and
-    fast) carrying the same random weights, on a (2, 3, 64, 96) batch in fp32."""
-    from utils.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
-
-    torch.manual_seed(0)
-    config = ModelConfig(text_dim=OFFICIAL_TEXT_DIM, **cfg["net"])
-    ours = TextPromptIR(config, impl="reference")
-    with torch.no_grad():  # move the norms, temperatures and biases off their initial values
-        for name, p in ours.named_parameters():
-            if name.endswith(("temperature", "norm1.weight", "norm2.weight")):
-                p.uniform_(0.5, 1.5)
-            elif name.endswith(".bias"):
-                p.normal_(0.0, 0.05)
-    official = load_official_model(cfg["official"])
-    copy_weights_to_official(ours, official)
-    ours.eval()
-    official.eval()
-    x, text = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
-    fast = TextPromptIR(config, impl="fast").eval()
-    fast.load_state_dict(ours.state_dict())
-    out = {}
-    with torch.no_grad():
-        want = official(x, text)
-        for impl, net in (("reference", ours), ("fast", fast)):
-            out[f"{impl}_max_abs_diff"] = (net(x, text) - want).abs().max().item()
-    return out
-
-
-def _randomized(model: torch.nn.Module) -> torch.nn.Module:
-    """Weights moved off their initial values (norms, temperatures, biases), seeded."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("temperature"):
-                p.copy_(0.2 + 3 * torch.rand(p.shape, generator=g))
-            elif p.dim() == 1:
-                p.add_(0.5 * torch.randn(p.shape, generator=g).to(p.device))
-    return model
-
-
-def _output_and_grads(model: torch.nn.Module, x: torch.Tensor, text: torch.Tensor):
-    model.zero_grad(set_to_none=True)
-    out = model(x, text)
-    out.square().mean().backward()
-    return out.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-
-
-def _curve(cfg: dict[str, Any], device: torch.device, compile_it: bool, graph: bool) -> list[float]:
-    """Losses of CURVE_STEPS fp32 training steps from the same seed and data."""
-    run_cfg = {**cfg, "impl": resolve_impl("auto", device), "amp": False, "cuda_graph": graph, "compile": compile_it}
-    step_fn, (lq, gt, text) = _train_setup(run_cfg, device, 2)
-    g = torch.Generator(device="cpu").manual_seed(1)
-    losses = []
-    for _ in range(CURVE_STEPS):
-        batch = [torch.rand(t.shape, generator=g).to(device) for t in (lq, gt)]
-        losses.append(step_fn(batch[0], batch[1], text).clone())  # a graph's loss is overwritten by the next replay
-    return [float(v) for v in losses]
-
-
-def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Correctness on the device, fp32 with TF32 off: the device's path (``auto``) against the
-    reference (outputs, gradients), the block-compiled network against eager, and the training
-    curve with compile (and a CUDA graph on CUDA) against eager after CURVE_STEPS steps."""
-    device = torch.device(cfg["device"])
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    config = ModelConfig(text_dim=cfg["text_dim"], **cfg["net"])
-    torch.manual_seed(0)
-    reference = _randomized(TextPromptIR(config, impl="reference", device=device))
-    path = "fast" if resolve_impl("auto", device) == "reference" else resolve_impl("auto", device)
-    res: dict[str, Any] = {"device": str(device), "auto_impl": resolve_impl("auto", device)}
-    x, text = torch.rand(2, 3, 64, 96, device=device), torch.randn(2, cfg["text_dim"], device=device)
-    out_r, g_r = _output_and_grads(reference, x, text)
-    other = TextPromptIR(config, impl=path, device=device)
-    other.load_state_dict(reference.state_dict())
-    out_o, g_o = _output_and_grads(other, x, text)
-    res[f"{path}_vs_reference"] = {"out_rel": _rel(out_o, out_r), "grad_rel": _rel(g_o, g_r)}
-    from utils.train_step import compile_blocks
-
-    compiled = TextPromptIR(config, impl=res["auto_impl"], device=device)
-    compiled.load_state_dict(reference.state_dict())
-    compile_blocks(compiled)
-    t0 = time.perf_counter()
-    out_c, g_c = _output_and_grads(compiled, x, text)
-    res["compile_s"] = time.perf_counter() - t0
-    res["compiled_vs_reference"] = {"out_rel": _rel(out_c, out_r), "grad_rel": _rel(g_c, g_r)}
-    eager = _curve(cfg, device, compile_it=False, graph=False)
-    variants = {"compiled": (True, False)} | ({"cuda_graph": (False, True), "compiled_cuda_graph": (True, True)}
-                                              if device.type == "cuda" else {})
-    res["curve"] = {"steps": CURVE_STEPS, "eager_last": eager[-1]}
-    for name, (compile_it, graph) in variants.items():
-        losses = _curve(cfg, device, compile_it, graph)
-        res["curve"][name] = max(abs(a - b) for a, b in zip(losses, eager))
-    res["ok"] = (res[f"{path}_vs_reference"]["out_rel"] <= LIMITS["path_rel"]
-                 and res[f"{path}_vs_reference"]["grad_rel"] <= LIMITS["path_rel"]
-                 and res["compiled_vs_reference"]["out_rel"] <= LIMITS["compile_rel"]
-                 and res["compiled_vs_reference"]["grad_rel"] <= LIMITS["compile_rel"]
-                 and all(v <= LIMITS["curve_abs"] for k, v in res["curve"].items() if k not in ("steps", "eager_last")))
-    res["limits"] = LIMITS
-    return res
-
-
-def run_profile(cfg: dict[str, Any]) -> dict[str, Any]:
-    """torch.profiler over a few training steps: kernels (CUDA) or operators (CPU) per step,
-    and on CUDA the share of the wall time the GPU is busy running kernels."""
-    from torch.profiler import ProfilerActivity, profile
-
-    device = torch.device(cfg["device"])
-    batch = int(cfg["batch"])
-    step_fn, inputs = _train_setup(cfg, device, batch)
-    for _ in range(cfg["warmup"]):
-        step_fn(*inputs)
-    _sync(device)
-    steps = cfg["profile_steps"]
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step_fn(*inputs)
-        _sync(device)
-        wall_us = (time.perf_counter() - t0) * 1e6
-    events = prof.events()
-    if device.type == "cuda":
-        kernels = [e for e in events if e.device_type.name == "CUDA"]
-        spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
-        busy, end = 0.0, float("-inf")
-        for start, stop in spans:  # union of kernel intervals
-            if stop > end:
-                busy += stop - max(start, end)
-                end = stop
-        top = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=12)
-        launches = sum(1 for e in events if e.name in ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch"))
-        return dict(batch=batch, kernels_per_step=len(kernels) / steps, launches_per_step=launches / steps,
-                    gpu_busy_share=busy / wall_us, step_ms=wall_us / steps / 1e3, top=top)
-    ops = [e for e in events if e.name.startswith("aten::")]
-    return dict(batch=batch, ops_per_step=len(ops) / steps, step_ms=wall_us / steps / 1e3,
-                top=prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 WORKERS = {"infer": run_inference, "train": run_train, "flops": flops_per_image, "parity": official_parity,
@@ -511,7 +223,7 @@ def bench_parser() -> ArgumentParser:
     p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
-    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤64 that fits, CUDA)")
+    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤128 that fits, CUDA)")
     p.add_argument("--train_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (default %(default)s)")
     p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
@@ -522,7 +234,10 @@ def bench_parser() -> ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
     p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
     p.add_argument("--check", action="store_true", help="only the correctness check on --device")
-    p.add_argument("--profile", action="store_true", help="only profile training steps at the first --train_batch")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile training steps at the first --train_batch: GPU-busy share, kernels per step "
+                        "and the top kernels by GPU time (operators by CPU time on a CPU), also as <out>.md; "
+                        "bytes per kernel where inductor wrote its estimate (TORCHINDUCTOR_BENCHMARK_KERNEL=1)")
     p.add_argument("--profile_steps", type=positive_int, default=5)
     p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
     p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
@@ -671,10 +386,10 @@ def markdown_tables(result: dict[str, Any]) -> str:
                      + (f"error: {p['error']}" if "error" in p else ""))
     for key in ("check", "profile"):
         if result.get(key):
-            shown = {k: v for k, v in result[key].items() if k != "top"}
+            shown = {k: v for k, v in result[key].items() if k not in ("kernels", "table")}
             lines.append(f"{key}: {json.dumps(shown, indent=1)}")
-            if result[key].get("top"):
-                lines.append(result[key]["top"])
+            if result[key].get("table"):
+                lines.append(result[key]["table"])
     return "\n".join(lines)
 
 
@@ -709,7 +424,7 @@ def bench_main(argv: Sequence[str] | None) -> int:
 
     def report(kind: str, r: dict[str, Any]) -> None:
         what = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in r.items() if not isinstance(v, (list, dict)) and k != "top")
+                         for k, v in r.items() if not isinstance(v, (list, dict)) and k != "table")
         print(f"  {kind}: {what}", flush=True)
         out.write_text(json.dumps(result, indent=1))  # after every measurement: partial runs keep theirs
 
@@ -718,6 +433,10 @@ def bench_main(argv: Sequence[str] | None) -> int:
     print()
     print(markdown_tables(result))
     print(f"\nwrote {out}")
+    if result.get("profile", {}).get("table"):
+        table = out.with_suffix(".md")
+        table.write_text(f"{result['command']}\n\n{result['profile']['table']}\n")
+        print(f"wrote {table}")
     if args.check and not result["check"].get("ok"):
         return 1
     return 0

@@ -244,7 +244,8 @@ def load_network(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tenso
     """The restoration net on its device and the (1, text_dim) prompt of the instruction."""
     from utils.checkpoint import load_for_inference
 
-    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile)
+    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
+                                             args.compile_cache)
     if model.config.text_cond == "none":
         print(f"note: {args.ckpt} is a plain Restormer (no text conditioning); the instruction is ignored")
         return model, torch.zeros(1, model.config.text_dim), device

@@ -45,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         data_root=None, de_type=["denoise_15", "denoise_25", "denoise_50"], name="dev",
     ),
 }
-# Preset settings that only train.py takes (test.py scores in its own default precision: fp32 on a CPU).
+# Preset settings that only train.py takes (test.py scores in its own default precision: fp32).
 TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16")}
 
 
@@ -247,13 +247,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"0 to {MAX_SEED}")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="auto: bf16 autocast on a GPU, fp32 on a CPU; bf16: also on a CPU that computes bf16 "
-                        "natively (AVX512-BF16/AMX); fp32: fp32 everywhere")
+                   help="auto: on a GPU bf16 autocast where it computes bf16 natively (compute capability "
+                        ">= 8.0), fp16 with a gradient scaler on 7.x (V100, T4), fp32 below; fp32 on a CPU. "
+                        "bf16 / fp16: wherever the hardware computes them natively (bf16 also on a CPU with "
+                        "AVX512-BF16/AMX), else fp32; fp32: fp32 everywhere")
+    g.add_argument("--eager", action="store_true",
+                   help="turn off the CUDA defaults (compiled blocks, CUDA-graphed step); an explicit "
+                        "--compile or --cuda_graph still applies")
     g.add_argument("--compile", action="store_true",
-                   help="torch.compile each transformer block (identical blocks share one compiled graph)")
+                   help="torch.compile each transformer block (identical blocks share one compiled graph); "
+                        "the default on CUDA, off on a CPU")
     g.add_argument("--cuda_graph", action="store_true",
-                   help="capture the whole training step as one CUDA graph (one GPU, fixed batch shape); "
-                        "falls back to the normal step where that is not possible")
+                   help="capture the whole training step as one CUDA graph (fixed batch shape); the default "
+                        "on one GPU; not under DDP or with fp16, where training runs without it")
+    g.add_argument("--compile_cache", default=None, metavar="DIR",
+                   help="folder of torch.compile's cache, reused by resumed and later runs (default: "
+                        "$TORCHINDUCTOR_CACHE_DIR if set, else <ckpt_dir>/compile_cache)")
     g = p.add_argument_group("log")
     g.add_argument("--log_dir", default="logs")
     g.add_argument("--log_every", type=positive_int, default=20,
@@ -337,18 +346,25 @@ def add_check_data_option(p: argparse.ArgumentParser) -> None:
                         "exit (0: all as published, 2: something is missing or wrong)")
 
 
-def add_inference_options(p: argparse.ArgumentParser) -> None:
-    """Device, precision and implementation, shared by test.py and demo.py."""
+def add_inference_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
+    """Device, precision and implementation, shared by test.py (``precision="fp32"``: the paper's
+    protocol scores in fp32) and demo.py (``"auto"``)."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default) uses CUDA when present")
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="auto (default): bf16 autocast on a GPU, fp32 on a CPU; bf16: also on a CPU with native "
-                        "bf16; fp32: fp32 everywhere")
+    shown = dict(auto="auto (default): bf16 autocast on a GPU that computes bf16 natively, fp16 on 7.x, fp32 "
+                      "on a CPU; fp32: fp32 everywhere",
+                 fp32="fp32 (default, as the paper's protocol); auto: bf16 autocast on a GPU that computes "
+                      "bf16 natively, fp16 on 7.x, fp32 on a CPU")[precision]
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=precision,
+                   help=shown + "; bf16 / fp16: wherever the hardware computes them natively")
     p.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
                    help="auto: the faster computation for the device (same function)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each transformer block: pays off for many images of one size "
                         "(fixed --tile); each new size compiles again")
+    p.add_argument("--compile_cache", default=None, metavar="DIR",
+                   help="with --compile: folder of torch.compile's cache (default: $TORCHINDUCTOR_CACHE_DIR "
+                        "if set, else compile_cache/ beside the checkpoint)")
 
 
 def test_parser() -> argparse.ArgumentParser:
@@ -376,7 +392,7 @@ def test_parser() -> argparse.ArgumentParser:
                    help="replace results already in output/<name>/: rows of the same set, route and protocol, "
                         "saved images, or all of them when they are of another checkpoint (without it, such a "
                         "run stops before scoring anything; other sets and protocols are added either way)")
-    add_inference_options(p)
+    add_inference_options(p, precision="fp32")
     p.add_argument("--num_workers", type=non_negative_int, default=2)
     p.add_argument("--no_progress", action="store_true")
     add_pixel_limit_option(p)

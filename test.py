@@ -42,7 +42,7 @@ def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) ->
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
-    from utils.device import uses_bf16
+    from utils.device import resolve_precision
     from utils.evaluation import evaluate_set, saved_image_paths
     from utils.results import Protocol, Results
 
@@ -56,11 +56,12 @@ def evaluate_benchmarks(args: Namespace) -> int:
         print(line)
     if not sets:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
-    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile)
+    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
+                                             args.compile_cache)
     results = Results.open(out_dir, args.ckpt, args.overwrite)
     blind = model.config.text_cond == "none"
     protocol = Protocol(route="blind" if blind else "instruction", instruction=None if blind else args.instruction,
-                        precision="bf16" if uses_bf16(device, args.precision) else "fp32",
+                        precision=resolve_precision(device, args.precision)[0],
                         y_channel=args.y_channel, crop16=not args.no_crop16)
     save_dirs = {test_set.label: out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "")
                  for test_set in sets} if args.save_images else {}

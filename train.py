@@ -33,12 +33,22 @@ from utils import dist
 from utils.allocator import retain_freed_memory
 from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
-from utils.device import allow_tf32, autocast, describe
+from utils.compile_cache import compile_line, default_compile_cache, use_compile_cache
+from utils.device import allow_tf32, describe
 from utils.errors import UserError, user_message
 from utils.progress import progress, write
 from utils.sampler import EpochSampler
 from utils.schedulers import warmup_cosine
-from utils.train_step import TrainStep, compile_blocks, graphed_or_plain, make_optimizer, match_lr_type
+from utils.speed import SpeedPlan, first_step_line, plan_speed
+from utils.train_step import (
+    TrainStep,
+    compile_blocks,
+    eager_blocks,
+    finite_output,
+    graphed_or_plain,
+    make_optimizer,
+    match_lr_type,
+)
 
 DATA_WAIT_WARNING = 0.10  # warn when the step waits for data this share of the time
 CACHE_GB_MAX = 16.0
@@ -76,6 +86,8 @@ class Run:
     text_record: dict[str, Any] | None
     run_dir: Path
     pos: Position
+    plan: SpeedPlan
+    compile_cache: Path | None = None
     writer: Any = None
     step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
     graph_pending: bool = False
@@ -218,7 +230,17 @@ def claim_folders(args: Namespace, stack: contextlib.ExitStack) -> None:
     prepare_run_dir(args, run_dir)
 
 
-def build_run(args: Namespace, info: dist.DistInfo) -> Run:
+def plan_run_speed(args: Namespace, info: dist.DistInfo) -> tuple[SpeedPlan, Path | None]:
+    """What makes the step fast on this device (``utils.speed.plan_speed``) and, when blocks are
+    compiled, the compile cache, checked writable before any other folder is made."""
+    plan = plan_speed(info.device, info.world_size, args.compile, args.cuda_graph, args.eager, args.precision)
+    cache = None
+    if plan.compile:
+        cache = use_compile_cache(args.compile_cache or default_compile_cache(args.ckpt_dir), "--compile_cache")
+    return plan, cache
+
+
+def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None) -> Run:
     """Text embeddings, data, network, optimizer and schedule, resume, compile / DDP, logging."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     allow_tf32(info.device)
@@ -230,33 +252,38 @@ def build_run(args: Namespace, info: dist.DistInfo) -> Run:
         table = table.to(info.device)
     dataset, loader, sampler, steps_per_epoch = build_data(args, info, rows)
     model = TextPromptIR(model_config(args, text_dim), impl=args.impl, device=info.device)
-    graphed = args.cuda_graph and info.device.type == "cuda" and not info.distributed
+    graphed = plan.cuda_graph
     optimizer = make_optimizer(model, args.lr, args.weight_decay, info.device, graphed)
     scheduler = warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
-    pos = Position()
+    pos, scaler_state = Position(), None
     if args.resume:
         path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
-        pos = resume(path, model, optimizer, scheduler, args, info, graphed)
+        pos, scaler_state = resume(path, model, optimizer, scheduler, args, info, graphed)
     net: torch.nn.Module = model
-    if args.compile:
+    if plan.compile:
         n = compile_blocks(model)
         if info.is_main:
-            print(f"torch.compile: {n} transformer blocks (compiled on first use)")
+            print(f"torch.compile: {n} transformer blocks (compiled on first use); cache {cache}")
     if info.distributed:
         net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    if args.cuda_graph and not graphed and info.is_main:
-        print("note: --cuda_graph needs one CUDA GPU; training without it")
-    step = TrainStep(net, optimizer, info.device, args.precision, args.grad_clip, args.loss)
+    if info.is_main:
+        for note in plan.notes:
+            print(note)
+        print(plan.line(args.batch_size, info.device))
+    step = TrainStep(net, optimizer, info.device, plan.precision, args.grad_clip, args.loss)
+    if step.scaler is not None and scaler_state is not None:
+        step.scaler.load_state_dict(scaler_state)
     run = Run(args, info, model, step, scheduler, loader, sampler, steps_per_epoch, table, val_text,
-              validation_sets(args), text_record, run_dir, pos, step_fn=step, graph_pending=graphed)
+              validation_sets(args), text_record, run_dir, pos, plan, cache, step_fn=step, graph_pending=graphed)
     if info.is_main:
         open_log(run, dataset, text_dim)
     return run
 
 
 def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, scheduler: Any, args: Namespace,
-           info: dist.DistInfo, graphed: bool) -> Position:
-    """Continue ``path`` exactly where it stopped: weights, optimizer, schedule, position, RNG."""
+           info: dist.DistInfo, graphed: bool) -> tuple[Position, dict | None]:
+    """Continue ``path`` exactly where it stopped: weights, optimizer, schedule, position, RNG;
+    returns the position and the fp16 gradient scaler's state (None if it had none)."""
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume; start the run without --resume, or give "
                         "--resume the path of a checkpoint")
@@ -274,7 +301,7 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, sc
         if before is not None and before != args.batch_size:
             print(f"warning: --batch_size {args.batch_size} differs from the checkpoint's {before}: "
                   "steps per epoch and the learning-rate schedule's length change with it", file=sys.stderr)
-    return pos
+    return pos, ckpt.get("scaler")
 
 
 def validation_sets(args: Namespace) -> list:
@@ -341,7 +368,7 @@ def last_good(run: Run) -> str:
 
 def stop_non_finite(run: Run, what: str) -> NonFiniteLoss:
     """The error for a run whose loss or weights became NaN/inf: nothing is saved."""
-    advice = "lower --lr" + (" or use --precision fp32" if run.train_step.bf16 else "")
+    advice = "lower --lr" + (" or use --precision fp32" if run.train_step.precision != "fp32" else "")
     return NonFiniteLoss(f"{what} at epoch {run.pos.epoch + 1}, step {run.pos.step}; stopped without saving, "
                          f"{last_good(run)}; {advice}")
 
@@ -355,9 +382,7 @@ def check_weights(run: Run) -> None:
     last = run.log.get("last_batch")
     if last is not None:
         lq, text = last
-        with torch.no_grad() if not run.args.compile else contextlib.nullcontext(), \
-                autocast(run.info.device, run.args.precision):
-            finite = bool(torch.isfinite(run.model(lq, text)).all())
+        finite = finite_output(run.model, lq, text, run.info.device, run.train_step.precision)
         if not dist.all_true(finite):
             raise stop_non_finite(run, "the weights give NaN/inf outputs")
 
@@ -372,7 +397,8 @@ def save(run: Run, path: Path) -> None:
     save_checkpoint(path, dict(
         model=run.model.state_dict(), config=run.model.config.to_dict(), optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(), epoch=run.pos.epoch, step=run.pos.step,
-        batches_done_in_epoch=run.pos.done_in_epoch, rng=rng_state(), text_encoder=run.text_record, options=options))
+        batches_done_in_epoch=run.pos.done_in_epoch, rng=rng_state(), text_encoder=run.text_record, options=options,
+        **({} if run.train_step.scaler is None else {"scaler": run.train_step.scaler.state_dict()})))
     remove_stale_temps(path.parent)
     if path.name == "last.pt":
         run.pos.last_saved = (path, run.pos.step)
@@ -424,14 +450,31 @@ def one_step(run: Run, batch: dict, window: Window) -> None:
     gt = batch["gt"].to(device, non_blocking=True)
     text = None if run.table is None else run.table[batch["instruction_idx"].to(device, non_blocking=True)]
     run.log["last_batch"] = (lq, text)
+    first = "first_step_s" not in run.log
+    t0 = time.perf_counter()
     if run.graph_pending:
         run.graph_pending = False
         run.step_fn = graphed_or_plain(run.train_step, lq, gt, text)
     window.loss_sum = window.loss_sum + run.step_fn(lq, gt, text)
+    if first:
+        log_first_step(run, t0)
     run.scheduler.step()
     window.steps += 1
     run.pos.step += 1
     run.pos.done_in_epoch += 1
+
+
+def log_first_step(run: Run, t0: float) -> None:
+    """Say how long the first step (and compiling) took as soon as it is done, whatever the
+    progress interval: one host sync, once."""
+    if run.info.device.type == "cuda":
+        torch.cuda.synchronize(run.info.device)
+    run.log["first_step_s"] = time.perf_counter() - t0
+    if run.info.is_main:
+        write(first_step_line(run.log["first_step_s"], run.plan))
+        line = compile_line(run.compile_cache) if run.plan.compile else None
+        if line:
+            write(line)
 
 
 def end_epoch(run: Run) -> None:
@@ -476,6 +519,14 @@ def train_loop(run: Run) -> bool:
 
 @torch.no_grad()
 def validate(run: Run) -> None:
+    """Score the validation sets with the blocks run eagerly: compiled blocks would compile anew
+    for every image size."""
+    with eager_blocks():
+        validate_sets(run)
+    run.model.train()
+
+
+def validate_sets(run: Run) -> None:
     from utils.evaluation import evaluate_set
 
     for test_set in run.val_sets:
@@ -488,11 +539,10 @@ def validate(run: Run) -> None:
             tag = summary["label"].replace(" ", "_")
             run.writer.add_scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
             run.writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch, dataformats="HWC")
-    run.model.train()
 
 
-def train_restoration(args: Namespace, info: dist.DistInfo) -> int:
-    run = build_run(args, info)
+def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None) -> int:
+    run = build_run(args, info, plan, cache)
     start_step = run.pos.step
     if args.max_steps and run.pos.step >= args.max_steps:
         print(f"{run.pos.last_saved[0] if run.pos.last_saved else 'the run'} is at step {run.pos.step}, "
@@ -546,6 +596,7 @@ def train_main(argv: Sequence[str] | None) -> int:
     info = dist.setup(args.device)
     try:
         with contextlib.ExitStack() as held:
+            plan, cache = plan_run_speed(args, info) if args.stage != "text" else (None, None)
             if info.is_main:
                 claim_folders(args, held)
             if args.stage in ("text", "all"):
@@ -554,7 +605,7 @@ def train_main(argv: Sequence[str] | None) -> int:
                 dist.barrier()  # the other ranks read the encoder only once it is written
                 if args.stage == "text":
                     return 0
-            return train_restoration(args, info)
+            return train_restoration(args, info, plan, cache)
     finally:
         dist.cleanup()
 

@@ -28,4 +28,12 @@ def test_the_demo_preset_is_what_train_py_runs_and_a_flag_still_wins():
 
 def test_training_only_preset_values_reach_train_py_but_not_test_py():
     assert train_options(["--preset", "demo"]).precision == "bf16"
-    assert options.test_options(["--preset", "demo"]).precision == "auto"  # scores in fp32 on a CPU
+    assert options.test_options(["--preset", "demo"]).precision == "fp32"  # the protocol scores in fp32
+
+
+def test_test_py_scores_in_fp32_by_default_on_every_device_and_demo_py_keeps_auto():
+    import demo
+
+    assert options.test_options([]).precision == "fp32"
+    assert options.test_options(["--precision", "bf16"]).precision == "bf16"  # still an option
+    assert demo.build_parser().parse_args(["--input", "x", "--task", "denoise"]).precision == "auto"

@@ -150,6 +150,7 @@ def test_two_process_cpu_ddp(tiny_layout, text_ckpt, tmp_path):
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "on 2 x cpu" in r.stdout
+    assert "global batch 4 (--batch_size 2 per process x 2)" in r.stdout
     ck = torch.load(tmp_path / "ckpt/ddp/last.pt", weights_only=True)
     assert ck["step"] == 3
     assert ck["options"]["batch_size"] == 2

@@ -63,18 +63,6 @@ def test_the_psnr_loss_is_minus_the_mean_psnr_of_the_samples():
     assert float(restoration_loss(out, gt, "l1")) == pytest.approx(float((out - gt).abs().mean()))
 
 
-def test_precision_auto_is_bf16_on_a_gpu_only_and_bf16_needs_native_support_on_a_cpu(monkeypatch):
-    from utils import device as dev
-
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert dev.uses_bf16(cuda, "auto") and dev.uses_bf16(cuda, "bf16") and not dev.uses_bf16(cuda, "fp32")
-    assert not dev.uses_bf16(cpu, "auto") and not dev.uses_bf16(cpu, "fp32")
-    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: True)
-    assert dev.uses_bf16(cpu, "bf16")
-    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)
-    assert not dev.uses_bf16(cpu, "bf16")  # emulated bf16 would be slower: stays fp32
-
-
 def test_the_end_of_a_run_reports_steady_state_throughput(tiny_layout, text_ckpt, tmp_path, capsys):
     args = base_args(tiny_layout, text_ckpt, tmp_path, "speed") + ["--max_steps", "3", "--log_every", "1"]
     assert train.main(args) == 0

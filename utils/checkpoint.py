@@ -130,9 +130,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
 
 
 def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str = "auto", precision: str = "auto",
-                       compile_blocks_too: bool = False) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
+                       compile_blocks_too: bool = False, compile_cache: str | Path | None = None,
+                       ) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
     """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
-    device), with one line saying which implementation and precision it runs in."""
+    device), with one line saying which implementation and precision it runs in. Compiled blocks
+    (``compile_blocks_too``) keep their cache in ``compile_cache`` (default: beside the checkpoint)."""
+    from utils.compile_cache import default_compile_cache, use_compile_cache
     from utils.device import describe, pick_device
     from utils.train_step import compile_blocks
 
@@ -141,7 +144,10 @@ def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str 
     model.eval()
     print(f"{path}: {describe(model, device, precision)}")
     if compile_blocks_too:
+        cache = use_compile_cache(compile_cache or default_compile_cache(Path(path).parent), "--compile_cache")
         compile_blocks(model)
+        print(f"torch.compile: {len(model.transformer_blocks())} transformer blocks, compiled for each new image "
+              f"size; cache {cache}")
     return model, ckpt, device
 
 

@@ -1,4 +1,4 @@
-"""Where and in which precision the scripts compute: the device, bf16 autocast, TF32."""
+"""Where and in which precision the scripts compute: the device, bf16 / fp16 autocast, TF32."""
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +10,21 @@ import torch
 
 from utils.errors import UserError
 
-# auto: bf16 on a GPU, fp32 on a CPU; bf16: bf16 wherever the hardware computes it natively (a GPU,
-# or a CPU with AVX512-BF16 / AMX); fp32: fp32 everywhere
-PRECISION_CHOICES = ("auto", "bf16", "fp32")
+# --precision: auto picks by device (below); bf16 / fp16 wherever the hardware computes them natively
+# (else fp32, and the scripts say so); fp32 everywhere
+PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
+
+# What --precision auto computes in on a CUDA GPU, by compute capability: the first row the GPU
+# reaches. bf16 where the tensor cores compute it (Ampere and newer: the H200 measurements of
+# BENCHMARKS.md, "GPU", are bf16); fp16 with a gradient scaler on Volta and Turing (V100, T4),
+# which have fp16 but no bf16 tensor cores (PromptIR trained on V100s); fp32 below.
+CUDA_AUTO_PRECISION: tuple[tuple[tuple[int, int], str, str], ...] = (
+    ((8, 0), "bf16", "computes bf16 natively"),
+    ((7, 0), "fp16", "has fp16 but no bf16 tensor cores"),
+    ((0, 0), "fp32", "has no tensor cores"),
+)
+BF16_CAPABILITY = CUDA_AUTO_PRECISION[0][0]
 
 
 def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
@@ -37,21 +49,41 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def uses_bf16(device: torch.device, precision: str) -> bool:
-    """Whether ``precision`` means bf16 autocast on ``device`` (see PRECISION_CHOICES)."""
+def resolve_precision(device: torch.device, precision: str) -> tuple[str, str]:
+    """What ``precision`` (one of PRECISION_CHOICES) computes in on ``device``: ``"bf16"``,
+    ``"fp16"`` (autocast) or ``"fp32"``, and why, for the scripts' start-up lines."""
     if precision == "fp32":
-        return False
+        return "fp32", "--precision fp32"
     if device.type == "cuda":
-        return True
-    return precision == "bf16" and cpu_has_bf16()
+        major, minor = torch.cuda.get_device_capability(device)
+        gpu = f"compute capability {major}.{minor}"
+        if precision == "auto":
+            chosen, why = next((p, w) for cap, p, w in CUDA_AUTO_PRECISION if (major, minor) >= cap)
+            return chosen, f"auto: {gpu} {why}"
+        if precision == "bf16" and (major, minor) < BF16_CAPABILITY:
+            return "fp32", f"--precision bf16, but {gpu} has no bf16 tensor cores"
+        return precision, f"--precision {precision}"
+    if precision == "bf16":
+        return ("bf16", "--precision bf16 on a CPU with native bf16") if cpu_has_bf16() else \
+            ("fp32", "--precision bf16, but this CPU computes bf16 only emulated")
+    if precision == "fp16":
+        return "fp32", "--precision fp16 is for CUDA GPUs"
+    return "fp32", "auto: fp32 on a CPU"
+
+
+def autocast_as(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager:
+    """Autocast to a resolved ``precision`` (``"bf16"``, ``"fp16"``; ``"fp32"``: a no-op) on ``device``,
+    without resolving it again. ``cache=False`` is needed inside CUDA graph capture."""
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"{precision!r}: a resolved precision is bf16, fp16 or fp32 (see resolve_precision)")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision], cache_enabled=cache)
 
 
 def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast where ``precision`` asks for it on this device (``uses_bf16``); a no-op otherwise.
-    ``cache=False`` is needed inside CUDA graph capture."""
-    if uses_bf16(device, precision):
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
-    return contextlib.nullcontext()
+    """Autocast as ``precision`` (one of PRECISION_CHOICES) means on ``device`` (``resolve_precision``)."""
+    return autocast_as(device, resolve_precision(device, precision)[0], cache)
 
 
 def allow_tf32(device: torch.device) -> None:
@@ -64,5 +96,6 @@ def allow_tf32(device: torch.device) -> None:
 def describe(model: torch.nn.Module, device: torch.device, precision: str) -> str:
     """One line for the scripts' logs: the implementation the network chose and the precision."""
     impl = getattr(model, "impl", "?")
-    prec = "bf16 autocast" if uses_bf16(device, precision) else "fp32"
-    return f"implementation {impl} on {device.type} ({prec})"
+    resolved, why = resolve_precision(device, precision)
+    shown = "fp32" if resolved == "fp32" else f"{resolved} autocast"
+    return f"implementation {impl} on {device.type} ({shown}; {why})"

@@ -7,6 +7,7 @@ The step returns the loss as a device tensor; the training loop reads it (one sy
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.model import TextPromptIR
-from utils.device import autocast, uses_bf16
+from utils.device import autocast_as
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy inits happen there)
 COMPILE_RECOMPILE_LIMIT = 64  # graphs per block class: one per (width, heads, size, train/eval)
@@ -53,6 +54,22 @@ def compile_blocks(model: TextPromptIR) -> int:
     return len(blocks)
 
 
+def eager_blocks() -> contextlib.AbstractContextManager:
+    """Inside this context compiled blocks run their plain eager code: no compile, no recompile
+    (a forward in another grad mode or at another size would otherwise compile new graphs)."""
+    return torch.compiler.set_stance("force_eager")
+
+
+@torch.no_grad()
+def finite_output(model: nn.Module, lq: torch.Tensor, text: torch.Tensor | None, device: torch.device,
+                  precision: str) -> bool:
+    """Whether ``model`` gives a finite output on ``lq``: without autograd (no activation set is
+    kept, so the check needs no memory beyond one forward's) and with compiled blocks run
+    eagerly (nothing recompiles). ``precision`` is a resolved one (``autocast_as``)."""
+    with eager_blocks(), autocast_as(device, precision):
+        return bool(torch.isfinite(model(lq, text)).all())
+
+
 LOSS_CHOICES = ("l1", "psnr")
 
 
@@ -68,27 +85,39 @@ def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1") -> t
 
 
 class TrainStep:
-    """forward (bf16 autocast where ``precision`` asks for it), the loss, backward, optional gradient
-    clipping, AdamW step. ``step(lq, gt, text)`` returns the detached loss on the device: no host sync."""
+    """forward (autocast in ``precision``: ``"bf16"``, ``"fp16"`` or ``"fp32"``, as
+    ``utils.device.resolve_precision`` gives it), the loss, backward, optional gradient clipping,
+    AdamW step. fp16 scales the loss with a ``torch.amp.GradScaler`` (a step whose gradients
+    overflow is skipped and the scale lowered). ``step(lq, gt, text)`` returns the detached loss on
+    the device: no host sync (with fused AdamW the scaler's inf check stays on the device too)."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
                  precision: str, grad_clip: float = 0.0, loss: str = "l1") -> None:
+        autocast_as(device, precision)  # a resolved precision, or a ValueError
         self.net, self.optimizer, self.device = net, optimizer, device
         self.precision, self.loss = precision, loss
-        self.bf16 = uses_bf16(device, precision)
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.grad_clip = grad_clip
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def loss_and_update(self, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None,
                         autocast_cache: bool = True) -> torch.Tensor:
         """The step without zeroing the gradients first (the CUDA graph captures exactly this)."""
-        with autocast(self.device, self.precision, cache=autocast_cache):
+        with autocast_as(self.device, self.precision, cache=autocast_cache):
             out = self.net(lq, text)
         loss = restoration_loss(out.float(), gt, self.loss)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
+            self.optimizer.step()
+            return loss.detach()
+        self.scaler.scale(loss).backward()
         if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.detach()
 
     def __call__(self, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
@@ -103,6 +132,8 @@ class CudaGraphStep:
     optimizer state are put back afterwards, so training is the same as without the graph."""
 
     def __init__(self, step: TrainStep, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None) -> None:
+        if step.scaler is not None:
+            raise RuntimeError("the fp16 gradient scaler is not captured in a CUDA graph")
         self.step = step
         self.static = [t.clone() if t is not None else None for t in (lq, gt, text)]
         params = step.params

@@ -1,0 +1,87 @@
+"""How a training run is made fast on its device, decided in one place (``plan_speed``) and said
+in one start-up line: compiled transformer blocks, the CUDA-graphed step, the autocast precision,
+DDP, and the global batch.
+
+On CUDA the fastest configuration measured (BENCHMARKS.md, "GPU": compiled blocks plus the
+CUDA-graphed step, 5.8x the eager step on an H200) is the default; ``--eager`` opts out. On a CPU
+nothing is turned on by default; ``--compile`` still compiles there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from utils.device import resolve_precision
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    """What a run uses, and why (``plan_speed``)."""
+
+    compile: bool
+    cuda_graph: bool
+    precision: str  # resolved: "bf16", "fp16" or "fp32" (utils.device.resolve_precision)
+    world_size: int
+    why: dict[str, str]  # "compile", "cuda_graph", "precision" -> the reason, for the start-up line
+    notes: tuple[str, ...] = ()  # explicit requests that could not be met, one line each
+
+    @property
+    def ddp(self) -> bool:
+        return self.world_size > 1
+
+    def line(self, batch_size: int, device: torch.device) -> str:
+        """The start-up line: what is in use and why, and the global batch."""
+        unit = "GPU" if device.type == "cuda" else "process"
+        parts = [f"DDP over {self.world_size} processes" if self.ddp else "1 process",
+                 ("compiled blocks" if self.compile else "eager blocks") + f" ({self.why['compile']})",
+                 ("CUDA-graphed step" if self.cuda_graph else "step not graphed") + f" ({self.why['cuda_graph']})",
+                 ("fp32" if self.precision == "fp32" else f"{self.precision} autocast")
+                 + (" with a gradient scaler" if self.precision == "fp16" else "") + f" ({self.why['precision']})"]
+        return (f"speed: {', '.join(parts)}; global batch {batch_size * self.world_size} "
+                f"(--batch_size {batch_size} per {unit} x {self.world_size})")
+
+
+def plan_speed(device: torch.device, world_size: int, compile_requested: bool = False,
+               cuda_graph_requested: bool = False, eager: bool = False, precision: str = "auto") -> SpeedPlan:
+    """Compile, CUDA graph and precision for a run on ``device`` with ``world_size`` processes.
+
+    - CUDA: compiled blocks by default; the whole step as one CUDA graph by default on one GPU,
+      not under DDP (its gradient all-reduce runs between backward and the optimizer, outside
+      one capturable step) and not with fp16 (its gradient scaler is not captured).
+    - ``eager``: neither by default; an explicit ``--compile`` / ``--cuda_graph`` still applies.
+    - CPU: as asked (default: neither); a CUDA graph needs a CUDA GPU.
+    - precision: ``utils.device.resolve_precision`` (a table by compute capability on CUDA).
+    """
+    cuda = device.type == "cuda"
+    default = cuda and not eager
+    resolved, precision_why = resolve_precision(device, precision)
+    notes: list[str] = []
+    use_compile = compile_requested or default
+    compile_why = ("--compile" if compile_requested else "default on CUDA; --eager turns it off" if default
+                   else "--eager" if cuda else "on a CPU only with --compile")
+    wanted = cuda_graph_requested or default
+    how = "--cuda_graph" if cuda_graph_requested else "default on one GPU; --eager turns it off"
+    if not wanted:
+        graph, graph_why = False, "--eager" if cuda else "needs a CUDA GPU"
+    elif not cuda:
+        graph, graph_why = False, "needs a CUDA GPU"
+        notes.append("note: --cuda_graph needs one CUDA GPU; training without it")
+    elif world_size > 1:
+        graph, graph_why = False, "not under DDP: its gradient all-reduce is not in one capturable step"
+        if cuda_graph_requested:
+            notes.append("note: --cuda_graph needs one GPU, not DDP; training without it")
+    elif resolved == "fp16":
+        graph, graph_why = False, "not with fp16: its gradient scaler is not captured"
+        if cuda_graph_requested:
+            notes.append("note: --cuda_graph does not combine with fp16's gradient scaler; training without it")
+    else:
+        graph, graph_why = True, how
+    return SpeedPlan(use_compile, graph, resolved, world_size,
+                     dict(compile=compile_why, cuda_graph=graph_why, precision=precision_why), tuple(notes))
+
+
+def first_step_line(seconds: float, plan: SpeedPlan) -> str:
+    """The log line of a run's first step, printed as soon as it is done."""
+    extra = [what for what, on in (("compile", plan.compile), ("CUDA-graph capture", plan.cuda_graph)) if on]
+    return f"first step: {seconds:.1f} s" + (f" ({' and '.join(extra)} included)" if extra else "")
