@@ -26,6 +26,6 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 demo: install
-	$(BIN)/python -m utils.demo_data --out data/demo
+	$(BIN)/python -m utils.data.demo_data --out data/demo
 	$(BIN)/python train.py --preset demo --stage all --overwrite
 	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt --overwrite

@@ -40,11 +40,7 @@ from options import (
     positive_float,
     positive_int,
 )
-from utils.allocator import retain_freed_memory
-from utils.cli import ArgumentParser, cli_main
-from utils.device import cpu_has_bf16
-from utils.errors import UserError
-from utils.measure import (
+from utils.bench.measure import (
     build_net,
     official_parity,
     run_check,
@@ -52,6 +48,10 @@ from utils.measure import (
     run_profile,
     run_train,
 )
+from utils.cli import ArgumentParser, cli_main
+from utils.errors import UserError
+from utils.runtime.allocator import retain_freed_memory
+from utils.runtime.device import cpu_has_bf16
 from utils.tables import cell, header, row
 from utils.tasks import DEGRADATIONS
 
@@ -129,7 +129,8 @@ def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
     augment, noise, collate) with ``workers`` worker processes, as train.py builds it."""
     from torch.utils.data import DataLoader, RandomSampler
 
-    from utils.datasets import TrainDataset, find_train_pairs
+    from utils.data.layouts import find_train_pairs
+    from utils.data.train_set import TrainDataset
 
     de_types = []
     for de_type in cfg["de_type"] or DEGRADATIONS:
@@ -250,7 +251,7 @@ def bench_parser() -> ArgumentParser:
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
                    help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
-                        "memory (utils/allocator.py; Linux/glibc); as_shipped: each implementation as its "
+                        "memory (utils/runtime/allocator.py; Linux/glibc); as_shipped: each implementation as its "
                         "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
                         "the official default")
     p.add_argument("--timeout", type=positive_float, default=3600, help="seconds per measurement")
@@ -267,7 +268,7 @@ def base_config(args: Namespace) -> dict[str, Any]:
     impl_cfg: dict[str, dict[str, Any]] = {}
     allocator = "retain" if args.allocator == "as_shipped" else args.allocator
     if args.official:
-        from utils.official import OFFICIAL_TEXT_DIM, check_official_repo
+        from utils.bench.official import OFFICIAL_TEXT_DIM, check_official_repo
 
         if args.preset != "paper":
             raise UserError("--official: the official code builds the paper network only; drop --preset")

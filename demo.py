@@ -22,12 +22,12 @@ import torch
 
 from net.text_encoder import validate_instruction
 from options import add_inference_options, add_pixel_limit_option, non_negative_int, positive_float
-from utils.allocator import retain_freed_memory
 from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
-from utils.device import autocast
+from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
-from utils.image_io import PHOTO_EXTENSIONS
 from utils.progress import write
+from utils.runtime.allocator import retain_freed_memory
+from utils.runtime.device import autocast
 from utils.tasks import TASKS
 
 INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -171,8 +171,8 @@ def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Pa
 def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> torch.Tensor:
     """Encode the instruction once with the encoder the checkpoint was trained with and tell the
     user what it understood. Returns the (1, text_dim) prompt."""
-    from utils.instruction_prompt import encoder_for_checkpoint, instruction_prompt
-    from utils.instructions import DEFAULT_INSTRUCTIONS
+    from utils.text.bank import DEFAULT_INSTRUCTIONS
+    from utils.text.encoder_link import encoder_for_checkpoint, instruction_prompt
 
     encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
     instruction = DEFAULT_INSTRUCTIONS[args.task] if args.task else args.instruction
@@ -192,7 +192,7 @@ def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device:
     ``tile=None`` chooses from the memory budget; a run that still runs out of memory is
     retried with tiles half as large (down to 64 px). A NaN/inf result is a UserError.
     """
-    from utils.tiling import MIN_TILE, auto_tile_size, restore_tiled
+    from utils.runtime.tiling import MIN_TILE, auto_tile_size, restore_tiled
 
     img = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]  # (1, 3, H, W)
     h, w = img.shape[-2:]
@@ -224,7 +224,7 @@ def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device:
 
 def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
     """input | output side by side, 8-bit PNG."""
-    from utils.image_io import save_photo
+    from utils.data.image_io import save_photo
 
     gap = np.ones((before.shape[0], COMPARE_GAP, 3), np.float32)
     save_photo(path, np.concatenate([before, gap, after], axis=1))
@@ -255,7 +255,7 @@ def load_network(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tenso
 def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.Tensor, device: torch.device,
                  src: Path, dst: Path) -> str:
     """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
-    from utils.image_io import load_photo, save_photo
+    from utils.data.image_io import load_photo, save_photo
 
     photo = load_photo(src, args.max_pixels)
     budget = int(args.max_memory * 2**30) if args.max_memory else None
@@ -281,7 +281,7 @@ def demo_main(argv: Sequence[str] | None) -> int:
     from utils.progress import progress
 
     args = build_parser().parse_args(argv)
-    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     check_options(args)
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)

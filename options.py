@@ -20,12 +20,11 @@ from typing import Any, Callable, Sequence
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
 from utils.cli import ArgumentParser
-from utils.datasets import SYNTHETIC_TASKS
-from utils.device import PRECISION_CHOICES
+from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
-from utils.image_io import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
-from utils.tasks import DEGRADATIONS, TASKS
-from utils.train_step import LOSS_CHOICES
+from utils.runtime.device import PRECISION_CHOICES
+from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, TASKS
+from utils.train.step import LOSS_CHOICES
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -333,7 +332,7 @@ def check_test_paths(args: argparse.Namespace) -> None:
 
 
 def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
-    """``--max_pixels``, for every script that reads images (``utils.image_io.DEFAULT_MAX_PIXELS``)."""
+    """``--max_pixels``, for every script that reads images (``utils.data.image_io.DEFAULT_MAX_PIXELS``)."""
     p.add_argument("--max_pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image read, in pixels (default {DEFAULT_MAX_PIXELS:,}, i.e. 16384x16384): a "
                         "file claiming more is refused as a possible decompression bomb; raise it for "

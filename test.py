@@ -6,7 +6,7 @@
 
 Adds the sets it scores to output/<run>/results.{json,csv,md} after every set (a later failure
 keeps what was scored; nothing already there is replaced without --overwrite, see
-utils/results.py) and prints the tables beside the paper's numbers.
+utils/eval/results.py) and prints the tables beside the paper's numbers.
 """
 from __future__ import annotations
 
@@ -19,16 +19,16 @@ from typing import Sequence
 import torch
 
 from options import check_test_paths, test_options
-from utils.allocator import retain_freed_memory
 from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.errors import UserError, user_message
+from utils.runtime.allocator import retain_freed_memory
 
 
 def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
     """Each task's instruction (``--instruction`` or the fixed one from the validation bank),
     encoded once by the encoder the checkpoint was trained with."""
-    from utils.instruction_prompt import encoder_for_checkpoint, instruction_prompt, stored_default_prompts
-    from utils.instructions import DEFAULT_INSTRUCTIONS
+    from utils.text.bank import DEFAULT_INSTRUCTIONS
+    from utils.text.encoder_link import encoder_for_checkpoint, instruction_prompt, stored_default_prompts
 
     stored = None if args.instruction else stored_default_prompts(args.ckpt, ckpt, args.text_ckpt)
     if stored is not None:
@@ -41,10 +41,11 @@ def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) ->
 
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
-    from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
-    from utils.device import resolve_precision
-    from utils.evaluation import evaluate_set, saved_image_paths
-    from utils.results import Protocol, Results
+    from utils.data.layouts import EXPECTED_TEST_LAYOUT
+    from utils.eval.benchmarks import find_test_sets
+    from utils.eval.evaluate import evaluate_set, saved_image_paths
+    from utils.eval.results import Protocol, Results
+    from utils.runtime.device import resolve_precision
 
     if args.instruction is not None:
         from net.text_encoder import validate_instruction
@@ -97,14 +98,14 @@ def test_main(argv: Sequence[str] | None) -> int:
     args = test_options(argv)
     check_test_paths(args)
     if args.check_data:
-        from utils.data_check import check_test_data, print_report
+        from utils.data.check import check_test_data, print_report
 
         return print_report(check_test_data(args.test_root, args.mode))
-    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     if args.instructions:
         from net.text_encoder import InstructionEncoder
-        from utils.instruction_prompt import DEFAULT_TEXT_CKPT
-        from utils.instruction_report import instruction_report
+        from utils.text.encoder_link import DEFAULT_TEXT_CKPT
+        from utils.text.report import instruction_report
 
         report, _ = instruction_report(args.instructions, InstructionEncoder.load(args.text_ckpt or DEFAULT_TEXT_CKPT))
         print(report)

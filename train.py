@@ -6,7 +6,7 @@
     python train.py --preset demo --stage all         # the bundled demo, minutes on a CPU
 
 The loop reads like nanoGPT's: ``build_run`` sets everything up, each step is one call of the
-step function (``utils/train_step.py``, the unit that compile and CUDA graphs wrap), and the
+step function (``utils/train/step.py``, the unit that compile and CUDA graphs wrap), and the
 host waits for the GPU only every ``--log_every`` steps (loss check and logging) and at saves.
 """
 from __future__ import annotations
@@ -29,21 +29,20 @@ from torch.utils.data import DataLoader
 
 from net.model import TextPromptIR, count_parameters
 from options import check_train_paths, model_config, train_options
-from utils import dist
-from utils.allocator import retain_freed_memory
 from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
-from utils.compile_cache import compile_line, default_compile_cache, use_compile_cache
-from utils.device import allow_tf32, describe
+from utils.data.sampler import EpochSampler
 from utils.errors import UserError, user_message
 from utils.progress import progress, write
-from utils.sampler import EpochSampler
-from utils.schedulers import warmup_cosine
-from utils.speed import SpeedPlan, first_step_line, plan_speed
-from utils.train_step import (
+from utils.runtime.allocator import retain_freed_memory
+from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
+from utils.runtime.device import allow_tf32, describe
+from utils.tasks import TASKS
+from utils.train import dist
+from utils.train.schedulers import warmup_cosine
+from utils.train.speed import SpeedPlan, first_step_line, plan_speed
+from utils.train.step import (
     TrainStep,
-    compile_blocks,
-    eager_blocks,
     finite_output,
     graphed_or_plain,
     make_optimizer,
@@ -101,7 +100,7 @@ class Run:
 # ------------------------------------------------------------------ text stage
 def run_text_stage(args: Namespace) -> None:
     """Fine-tune the instruction encoder on the instruction bank (Sec. 3.1)."""
-    from utils.text_finetune import finetune_text_encoder
+    from utils.text.finetune import finetune_text_encoder
 
     extra = {k: v for k, v in dict(epochs=args.text_epochs, lr=args.text_lr).items() if v is not None}
     res = finetune_text_encoder(args.text_encoder, args.text_ckpt, batch_size=args.text_batch_size,
@@ -115,8 +114,8 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
     """What restoration training takes from the frozen, fine-tuned encoder (Sec. 3.1): the
     embeddings of the training bank (the Dataset only indexes rows), each task's fixed validation
     instruction, and the record of the encoder a checkpoint keeps."""
-    from utils.instruction_prompt import encoder_record
-    from utils.instructions import training_prompts
+    from utils.text.bank import training_prompts
+    from utils.text.encoder_link import encoder_record
 
     if info.is_main:  # rank 0 computes and stores them if needed; the others then read them
         prompts = training_prompts(args.text_ckpt, args.bank_root)
@@ -127,36 +126,30 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
 
 
 # ------------------------------------------------------------------ building a run
-def data_paths(args: Namespace) -> tuple[str, dict[str, str], list[Path]]:
-    """(training root, task folders overriding root/<Task>, extra denoising validation folders).
-    ``--preset dev`` trains on a folder of clean images: ``--data_root``, or BSD400 in
-    ``../shared/datasets`` when that folder exists (validating on its Kodak24 and McMaster)."""
+def data_paths(args: Namespace) -> tuple[str, dict[str, str]]:
+    """(training root, task folders overriding root/<Task>). ``--preset dev`` trains on a folder of
+    clean images, which ``--data_root`` must name."""
     if args.preset != "dev":
-        return args.data_root, {}, []
-    from utils.datasets import dev_data
-
-    shared = dev_data()
-    folder = args.data_root or (str(shared.denoise_train) if shared else None)
-    if folder is None:
+        return args.data_root, {}
+    if args.data_root is None:
         raise UserError("--preset dev trains on a folder of clean images: pass --data_root <folder>")
-    extra_val = shared.denoise_test if shared and args.val_root is None else []
-    return folder, {"denoise": folder}, extra_val
+    return args.data_root, {"denoise": args.data_root}
 
 
 def cache_budget(args: Namespace) -> int:
     """Bytes of decoded images to keep: --cache_gb, or a quarter of the available memory (≤16 GiB)."""
     if args.cache_gb is not None:
         return int(max(args.cache_gb, 0) * 2**30)
-    from utils.tiling import available_memory_bytes
+    from utils.runtime.tiling import available_memory_bytes
 
     return int(min(available_memory_bytes() / 4, CACHE_GB_MAX * 2**30))
 
 
 def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     """The training set, its distributed sampler and loader, and the steps per epoch."""
-    from utils.datasets import TrainDataset
+    from utils.data.train_set import TrainDataset
 
-    root, task_dirs, _ = data_paths(args)
+    root, task_dirs = data_paths(args)
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
                            instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
                            synthetic=args.synthesize, channel_shuffle=args.channel_shuffle,
@@ -217,7 +210,7 @@ def prepare_run_dir(args: Namespace, run_dir: Path) -> None:
 def claim_folders(args: Namespace, stack: contextlib.ExitStack) -> None:
     """Before any work (rank 0): every folder the run writes is writable, no other live run uses
     this run's folder (a lock held until the run ends), and no checkpoint is replaced unasked."""
-    from utils.run_lock import RunLock, describe_holder
+    from utils.train.run_lock import RunLock, describe_holder
 
     writable_folders(folders_to_write(args))
     if args.stage == "text":
@@ -231,7 +224,7 @@ def claim_folders(args: Namespace, stack: contextlib.ExitStack) -> None:
 
 
 def plan_run_speed(args: Namespace, info: dist.DistInfo) -> tuple[SpeedPlan, Path | None]:
-    """What makes the step fast on this device (``utils.speed.plan_speed``) and, when blocks are
+    """What makes the step fast on this device (``utils.train.speed.plan_speed``) and, when blocks are
     compiled, the compile cache, checked writable before any other folder is made."""
     plan = plan_speed(info.device, info.world_size, args.compile, args.cuda_graph, args.eager, args.precision)
     cache = None
@@ -305,15 +298,18 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, sc
 
 
 def validation_sets(args: Namespace) -> list:
-    """The test-layout sets of --val_root (and, for --preset dev, the shared denoising sets)."""
-    from utils.datasets import EXPECTED_TEST_LAYOUT, find_test_sets
+    """The test-layout sets of --val_root; with ``--preset dev`` it may also be one folder of clean
+    images (e.g. Kodak24), validated as a denoising set."""
+    from utils.data.layouts import EXPECTED_TEST_LAYOUT
+    from utils.eval.benchmarks import find_test_sets
 
-    _, _, extra = data_paths(args)
-    if not args.val_every or not (args.val_root or extra):
+    if not args.val_every or not args.val_root:
         return []
-    sets, _ = find_test_sets(args.val_root, "all", report_missing=False, denoise_dirs=extra,
-                             max_pixels=args.max_pixels)
-    if args.val_root and not sets:  # (the shared dev sets are only used without --val_root)
+    root = Path(args.val_root)
+    clean_folder = args.preset == "dev" and not any((root / task).is_dir() for task in TASKS)
+    sets, _ = find_test_sets(None if clean_folder else root, "all", report_missing=False,
+                             denoise_dirs=[root] if clean_folder else (), max_pixels=args.max_pixels)
+    if not sets:
         raise UserError(f"--val_root {args.val_root}: no test set found there; expected {EXPECTED_TEST_LAYOUT}, "
                         "or pass --val_every 0 to train without validation")
     return sets
@@ -332,7 +328,7 @@ def open_log(run: Run, dataset, text_dim: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if run.text_record is not None:
-        from utils.instruction_prompt import register_dependent
+        from utils.text.encoder_link import register_dependent
 
         register_dependent(args.text_ckpt, run.run_dir / "last.pt")
     print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
@@ -527,7 +523,7 @@ def validate(run: Run) -> None:
 
 
 def validate_sets(run: Run) -> None:
-    from utils.evaluation import evaluate_set
+    from utils.eval.evaluate import evaluate_set
 
     for test_set in run.val_sets:
         text = None if run.val_text is None else run.val_text[test_set.task]
@@ -588,11 +584,11 @@ def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     check_train_paths(args)
     if args.check_data:
-        from utils.data_check import check_training_data, print_report
+        from utils.data.check import check_training_data, print_report
 
-        root, task_dirs, _ = data_paths(args)
+        root, task_dirs = data_paths(args)
         return print_report(check_training_data(root, args.de_type, task_dirs))
-    retain_freed_memory()  # no page faults on big CPU tensors (utils/allocator.py)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     info = dist.setup(args.device)
     try:
         with contextlib.ExitStack() as held:

@@ -68,7 +68,7 @@ def prepare(datasets: Path, official: Path | None, text_ckpt: Path, data: Path =
     encoder's 83 MB do not fit the transfer), and the official network's source (net/model.py) from
     a clone or a bare mirror of the official repository. Nothing of it is committed (.gitignore)."""
     from utils.errors import UserError
-    from utils.instructions import training_prompts
+    from utils.text.bank import training_prompts
 
     for name in ("BSD400", "Kodak24"):
         if not (datasets / name).is_dir():
@@ -191,7 +191,7 @@ class Check:
         self.batch = 6 if self.cuda else 2  # the paper's batch per GPU; a dry run's stand-in
         import torch
 
-        from utils.device import allow_tf32
+        from utils.runtime.device import allow_tf32
 
         # train.py's TF32 setting: it is part of the compiled graphs' cache key, so d reuses b's
         allow_tf32(torch.device(args.device))
@@ -202,7 +202,7 @@ class Check:
 
     # a. ----------------------------------------------------------------
     def correctness(self, sec: Section) -> None:
-        from utils.measure import run_check
+        from utils.bench.measure import run_check
 
         size = [128, 128] if self.cuda else [32, 32]  # the curve's size too: one compile for both
         r = sec.item("check", lambda: run_check(self.cfg(check_size=size, check_batch=2, curve_batch=2)))
@@ -211,7 +211,7 @@ class Check:
     # b. ----------------------------------------------------------------
     def training(self, sec: Section) -> None:
         """In the order of what matters most, as the cap may cut the last ones."""
-        from utils.measure import MAX_BATCHES, run_train
+        from utils.bench.measure import MAX_BATCHES, run_train
 
         b, cuda = self.batch, self.cuda
         low = "bf16" if cuda else "fp32"  # a CPU dry run computes in fp32
@@ -244,7 +244,7 @@ class Check:
 
     # c. ----------------------------------------------------------------
     def inference(self, sec: Section) -> None:
-        from utils.measure import run_inference, run_inference_set
+        from utils.bench.measure import run_inference, run_inference_set
 
         cuda = self.cuda
         sizes = [[256, 256], [512, 512], [768, 1024]] if cuda else [[32, 32], [40, 48]]
@@ -277,7 +277,7 @@ class Check:
         cuda = self.cuda
         remaining = demo.wait(timeout=max(sec.left(), 1))
         if remaining != 0:
-            raise RuntimeError("utils.demo_data failed")
+            raise RuntimeError("utils.data.demo_data failed")
         train_root = work / "train"
         train_root.mkdir()
         (train_root / "Denoise").symlink_to(DATA / "Train/Denoise")
@@ -315,7 +315,7 @@ class Check:
 
     # e. ----------------------------------------------------------------
     def profile(self, sec: Section) -> None:
-        from utils.measure import run_profile
+        from utils.bench.measure import run_profile
 
         low = "bf16 compiled + CUDA graph" if self.cuda else "fp32 compiled"
         r = sec.item(f"{low}, batch {self.batch}",
@@ -365,7 +365,7 @@ def run_check(args: argparse.Namespace) -> int:
     # the shared compile cache, and inductor's estimate of each kernel's bytes (section e), set
     # before torch is imported so that every section and the real run compile alike
     os.environ.setdefault("TORCHINDUCTOR_BENCHMARK_KERNEL", "1")
-    from utils.compile_cache import use_compile_cache
+    from utils.runtime.compile import use_compile_cache
 
     use_compile_cache(work / "compile_cache", "--work")
     import torch
@@ -383,7 +383,7 @@ def run_check(args: argparse.Namespace) -> int:
     budget = args.budget or BUDGET_S * scale
     summary: dict[str, Any] = dict(machine=machine(args.device), budget_s=budget, caps_s=caps, sections={})
     print(json.dumps(summary["machine"]), flush=True)
-    demo = subprocess.Popen([sys.executable, "-m", "utils.demo_data", "--out", str(work / "demo")], cwd=ROOT,
+    demo = subprocess.Popen([sys.executable, "-m", "utils.data.demo_data", "--out", str(work / "demo")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # for d, made meanwhile
     check = Check(args)
     runs = {"a": check.correctness, "b": check.training, "c": check.inference,

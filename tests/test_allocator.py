@@ -1,4 +1,4 @@
-"""utils/allocator.py: after retain_freed_memory() big CPU tensors come from the heap, not
+"""utils/runtime/allocator.py: after retain_freed_memory() big CPU tensors come from the heap, not
 from fresh mmap'd pages, and freed memory stays in the process."""
 import platform
 import subprocess
@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 # free bytes kept in it, and how much more memory the tile planner then counts as available
 PROBE = """
 import ctypes, sys, torch
-from utils.allocator import malloc_free_heap_bytes, retain_freed_memory
-from utils.tiling import available_memory_bytes
+from utils.runtime.allocator import malloc_free_heap_bytes, retain_freed_memory
+from utils.runtime.tiling import available_memory_bytes
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
                                                 "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]

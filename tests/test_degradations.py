@@ -1,4 +1,4 @@
-"""utils/degradations.py: the paper's noise protocol, demo rain/haze and their calibration."""
+"""utils/data/degradations.py: the paper's noise protocol, demo rain/haze and their calibration."""
 import os
 import subprocess
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import degradations as deg
-from utils.demo_data import measure_calibration
+from utils.data import degradations as deg
+from utils.data.demo_data import measure_calibration
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,16 +46,16 @@ def test_noise_level_and_determinism():
 
 
 def test_noise_seed_is_stable_across_processes_and_distinct():
-    seeds = {deg.test_noise_seed(n, s) for n in ("0001.png", "0002.png") for s in (15, 25, 50)}
+    seeds = {deg.benchmark_noise_seed(n, s) for n in ("0001.png", "0002.png") for s in (15, 25, 50)}
     assert len(seeds) == 6
-    assert deg.test_noise_seed("a.png", 25, base_seed=1) != deg.test_noise_seed("a.png", 25)
-    code = "from utils.degradations import test_noise_seed; print(test_noise_seed('0001.png', 25))"
+    assert deg.benchmark_noise_seed("a.png", 25, base_seed=1) != deg.benchmark_noise_seed("a.png", 25)
+    code = "from utils.data.degradations import benchmark_noise_seed; print(benchmark_noise_seed('0001.png', 25))"
     outs = set()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         outs.add(subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                                 text=True, check=True).stdout.strip())
-    assert outs == {str(deg.test_noise_seed("0001.png", 25))}
+    assert outs == {str(deg.benchmark_noise_seed("0001.png", 25))}
 
 
 # --- rain -----------------------------------------------------------------------------------------

@@ -257,7 +257,7 @@ def test_a_retrained_encoder_is_refused_and_paths_resolve_from_the_checkpoint(tm
     import shutil
 
     from net.text_encoder import InstructionEncoder
-    from utils.instruction_prompt import encoder_record
+    from utils.text.encoder_link import encoder_record
 
     run_dir = tmp_path / "runs" / "r"
     encoder_dir = tmp_path / "runs" / "text_encoder"

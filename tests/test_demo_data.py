@@ -1,14 +1,17 @@
-"""utils/demo_data.py: the bundled demo set (offline, deterministic, paper layouts, split by photo)."""
+"""utils/data/demo_data.py: the bundled demo set (offline, deterministic, paper layouts, split by photo)."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from utils import datasets as ds
-from utils import demo_data as demo
+from utils.data import demo_data as demo
+from utils.data.image_io import image_size
+from utils.data.layouts import find_train_pairs
+from utils.data.train_set import TrainDataset
 from utils.errors import UserError
-from utils.image_io import image_size
+from utils.eval.benchmarks import find_test_sets
+from utils.tasks import DEGRADATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,13 +45,13 @@ def test_same_seed_same_bytes_other_seed_other_bytes(small_set, tmp_path):
 
 def test_layout_is_read_by_the_dataset_code(small_set):
     train = small_set / "Train"
-    for de_type in ds.DEGRADATIONS:
-        assert ds.find_train_pairs(train, de_type)
-    data = ds.TrainDataset(train, patch_size=64, repeats={"derain": 1})
+    for de_type in DEGRADATIONS:
+        assert find_train_pairs(train, de_type)
+    data = TrainDataset(train, patch_size=64, repeats={"derain": 1})
     assert data[(0, len(data) - 1)]["lq"].shape == (3, 64, 64)
     hazy = sorted((train / "Dehaze" / "synthetic" / "part1").iterdir())
     assert all(len(p.stem.split("_")) == 3 for p in hazy)  # ID_A_beta.jpg
-    sets, missing = ds.find_test_sets(small_set / "test")  # recognised as the demo set by its manifest
+    sets, missing = find_test_sets(small_set / "test")  # recognised as the demo set by its manifest
     assert missing == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze"}
     assert {s.name for s in sets} == {"demo"}
     for s in sets:
@@ -73,7 +76,7 @@ def test_rerun_skips_then_rebuilds_when_changed(small_set, tmp_path):
 def test_refuses_foreign_folders_and_files(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "photo.jpg").write_bytes(b"user data")
-    with pytest.raises(UserError, match="not empty and was not made by utils.demo_data"):
+    with pytest.raises(UserError, match="not empty and was not made by utils.data.demo_data"):
         demo.make_demo(tmp_path / "mine", small=True)
     assert (tmp_path / "mine" / "photo.jpg").read_bytes() == b"user data"
 
@@ -81,7 +84,7 @@ def test_refuses_foreign_folders_and_files(tmp_path):
 def test_command_line_error_has_no_traceback(tmp_path):
     target = tmp_path / "a_file"
     target.write_text("x")
-    run = subprocess.run([sys.executable, "-m", "utils.demo_data", "--out", str(target)],
+    run = subprocess.run([sys.executable, "-m", "utils.data.demo_data", "--out", str(target)],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()

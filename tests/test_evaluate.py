@@ -44,7 +44,7 @@ def test_results_json_matches_direct_computation(tiny_layout, tiny_ckpt, text_ck
 
     # direct: read the pairs, crop to a multiple of 16 at the centre, restore, score
     from net.text_encoder import InstructionEncoder
-    from utils.instructions import DEFAULT_INSTRUCTIONS
+    from utils.text.bank import DEFAULT_INSTRUCTIONS
 
     model = TextPromptIR(ModelConfig.from_dict(torch.load(tiny_ckpt, weights_only=True)["config"])).eval()
     model.load_state_dict(torch.load(tiny_ckpt, weights_only=True)["model"])
@@ -196,7 +196,7 @@ def test_ctrl_c_is_one_line(tiny_layout, tiny_ckpt, capsys, monkeypatch):
 
 
 def test_a_target_without_input_is_reported(tiny_layout, tmp_path):
-    from utils.datasets import find_test_sets
+    from utils.eval.benchmarks import find_test_sets
 
     root = copy_layout(tiny_layout, tmp_path)
     (root / "derain/Rain100L/input/1.png").unlink()

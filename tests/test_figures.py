@@ -1,12 +1,12 @@
-"""README's before/after picture (utils/figures.py): three rows (rain, σ=25 noise, haze), each
+"""README's before/after picture (utils/eval/figures.py): three rows (rain, σ=25 noise, haze), each
 input | restored | target, with the PSNRs printed on it."""
 from __future__ import annotations
 
 import numpy as np
 
 from tests.conftest import smooth_image, write
-from utils import figures
-from utils.image_io import read_image
+from utils.data.image_io import read_image
+from utils.eval import figures
 
 
 def test_the_picture_has_a_row_per_task_and_honest_psnrs(tmp_path, tiny_ckpt):

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from utils.bench.measure import TOP_KERNELS, _top_rows, inductor_kernel_bytes, kernel_table
 from utils.errors import UserError
-from utils.measure import TOP_KERNELS, _top_rows, inductor_kernel_bytes, kernel_table
 
 _spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts/gpu_check.py")
 gpu_check = importlib.util.module_from_spec(_spec)

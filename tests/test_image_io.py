@@ -1,11 +1,11 @@
-"""utils/image_io.py: fast uint8 reading/writing and faithful photo round trips."""
+"""utils/data/image_io.py: fast uint8 reading/writing and faithful photo round trips."""
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from utils.data.image_io import Photo, _orient, image_size, load_photo, read_image, save_photo, write_image
 from utils.errors import UserError
-from utils.image_io import Photo, _orient, image_size, load_photo, read_image, save_photo, write_image
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_save_and_load_errors(tmp_path):
 
 def test_an_image_over_the_pixel_limit_is_one_line_naming_the_limit_and_the_option(tmp_path):
     from tests.conftest import png_claiming
-    from utils.image_io import DEFAULT_MAX_PIXELS
+    from utils.data.image_io import DEFAULT_MAX_PIXELS
 
     bomb = png_claiming(tmp_path / "bomb.png", 20000, 20000)  # 400 megapixels claimed by ~100 bytes
     for read in (image_size, load_photo):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from utils.errors import UserError
-from utils.instructions import (
+from utils.tasks import TASKS
+from utils.text.bank import (
     BANK_ROOT,
     DEFAULT_INSTRUCTIONS,
     bank_embeddings,
@@ -17,7 +18,6 @@ from utils.instructions import (
     load_unrelated,
     read_instruction_tsv,
 )
-from utils.tasks import TASKS
 
 
 def norm(s: str) -> str:
@@ -121,7 +121,7 @@ def test_bank_embeddings_rows_and_index(tmp_path):
 def test_training_prompts_are_stored_and_redone_only_when_needed(tmp_path, text_ckpt, monkeypatch):
     import shutil
 
-    import utils.instructions as ins
+    import utils.text.bank as ins
 
     encoder_dir = tmp_path / "encoder"
     shutil.copytree(text_ckpt, encoder_dir)
@@ -167,7 +167,7 @@ def test_a_malicious_prompts_file_is_one_line_and_never_runs(tmp_path, text_ckpt
     import os
     import shutil
 
-    from utils.instructions import PROMPTS_FILE, training_prompts
+    from utils.text.bank import PROMPTS_FILE, training_prompts
 
     class RunsCode:
         def __reduce__(self):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from net.model import ModelConfig, TextPromptIR
-from utils.official import _official_name
+from utils.bench.official import _official_name
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = os.environ.get("TEXTPROMPTIR_OFFICIAL")

@@ -17,10 +17,10 @@ from net.model import TextPromptIR
 from tests.conftest import ROOT
 from tests.test_train import base_args
 from tests.test_train_step import SMALL
-from utils import device as dev
-from utils.compile_cache import default_compile_cache
-from utils.speed import plan_speed
-from utils.train_step import TrainStep, compile_blocks, finite_output, make_optimizer
+from utils.runtime import device as dev
+from utils.runtime.compile import compile_blocks, default_compile_cache
+from utils.train.speed import plan_speed
+from utils.train.step import TrainStep, finite_output, make_optimizer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
@@ -156,7 +156,7 @@ def test_the_compile_cache_defaults_beside_the_checkpoints_unless_the_environmen
 
 COMPILE_ONCE = """
 import sys, torch
-from utils.compile_cache import compile_stats, use_compile_cache
+from utils.runtime.compile import compile_stats, use_compile_cache
 use_compile_cache(sys.argv[1], "--compile_cache")
 f = torch.compile(lambda x: x.reshape(4, 4).t() @ x.reshape(4, 4))  # no kernel to build: quick on a CPU
 f(torch.randn(16))

@@ -14,9 +14,9 @@ import torch
 from net import text_encoder as te
 from net.text_encoder import TASKS, InstructionEncoder, default_encoder_path, validate_instruction
 from utils.errors import UserError
-from utils.instruction_report import instruction_report
-from utils.instructions import read_instruction_tsv
-from utils.text_finetune import augment, finetune_text_encoder, text_loss
+from utils.text.bank import read_instruction_tsv
+from utils.text.finetune import augment, finetune_text_encoder, text_loss
+from utils.text.report import instruction_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "instructions_small.tsv"
@@ -224,7 +224,7 @@ def test_finetune_smoke_on_a_tiny_bank(tmp_path):
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == weights
 
     # other settings, while a restoration checkpoint depends on it: refused unless --overwrite
-    from utils.instruction_prompt import register_dependent
+    from utils.text.encoder_link import register_dependent
 
     ckpt = tmp_path / "runs" / "last.pt"
     ckpt.parent.mkdir()
@@ -271,7 +271,7 @@ def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_proj
     import shutil
 
     from tests.test_train import tiny_bank
-    from utils.instruction_prompt import DEPENDENTS_FILE, dependents, register_dependent
+    from utils.text.encoder_link import DEPENDENTS_FILE, dependents, register_dependent
 
     project = tmp_path / "project"
     encoder, ckpt = project / "ckpt/text_encoder", project / "ckpt/run/last.pt"
@@ -292,7 +292,7 @@ def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_proj
 
 
 def test_records_of_absolute_paths_written_before_are_still_read_and_kept(tmp_path):
-    from utils.instruction_prompt import DEPENDENTS_FILE, dependents, register_dependent
+    from utils.text.encoder_link import DEPENDENTS_FILE, dependents, register_dependent
 
     encoder, old, new = tmp_path / "enc", tmp_path / "old/last.pt", tmp_path / "new/last.pt"
     for path in (encoder / "x", old, new):

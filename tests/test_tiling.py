@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from net.model import ModelConfig, TextPromptIR
-from utils.tiling import (
+from utils.runtime.tiling import (
     IMAGE_BYTES_PER_PIXEL,
     MIN_TILE,
     activation_bytes_per_pixel,

@@ -98,7 +98,7 @@ def test_weights_broken_by_an_epochs_last_step_are_never_saved(tiny_layout, text
     assert len(err.splitlines()) == 1 and "NaN/inf" in err and "stopped without saving" in err
     saved = sorted((tmp_path / "ckpt/boom").glob("*.pt"))
     from utils.checkpoint import load_model
-    from utils.datasets import TrainDataset
+    from utils.data.train_set import TrainDataset
 
     batch = TrainDataset(data, ["derain"], patch_size=32, repeats={"derain": 1})[0]
     for path in saved:  # whatever was written restores to finite images
@@ -230,8 +230,8 @@ def test_an_unreadable_image_met_by_a_worker_is_one_line_and_the_steps_done_are_
                                                                                         tmp_path, capsys):
     import shutil
 
-    from utils.datasets import TrainDataset
-    from utils.sampler import EpochSampler
+    from utils.data.sampler import EpochSampler
+    from utils.data.train_set import TrainDataset
 
     data = tmp_path / "Train"
     shutil.copytree(tiny_layout / "Train", data)
@@ -388,7 +388,7 @@ def test_read_only_run_log_and_encoder_folders_are_found_before_the_first_step(t
                                                                               capsys, monkeypatch):
     import shutil
 
-    from utils.instructions import training_prompts
+    from utils.text.bank import training_prompts
 
     encoder = tmp_path / "encoder"
     shutil.copytree(text_ckpt, encoder, copy_function=os.link)

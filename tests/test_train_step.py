@@ -8,7 +8,8 @@ import torch
 import train
 from net.model import ModelConfig, TextPromptIR
 from tests.test_train import base_args
-from utils.train_step import TrainStep, compile_blocks, make_optimizer
+from utils.runtime.compile import compile_blocks
+from utils.train.step import TrainStep, make_optimizer
 
 # encoder level 1 and decoder level 1 only: two block shapes, so compiling stays quick on a CPU
 SMALL = ModelConfig(text_dim=16, dim=8, num_blocks=(1, 0, 0, 0), num_refinement_blocks=0, heads=(1, 1, 1, 1))
@@ -53,7 +54,7 @@ def test_cuda_graph_on_a_cpu_trains_without_it(tiny_layout, text_ckpt, tmp_path,
 def test_the_psnr_loss_is_minus_the_mean_psnr_of_the_samples():
     from skimage.metrics import peak_signal_noise_ratio
 
-    from utils.train_step import restoration_loss
+    from utils.train.step import restoration_loss
 
     g = torch.Generator().manual_seed(0)
     gt = torch.rand(2, 3, 16, 16, generator=g)

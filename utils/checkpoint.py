@@ -135,9 +135,8 @@ def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str 
     """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
     device), with one line saying which implementation and precision it runs in. Compiled blocks
     (``compile_blocks_too``) keep their cache in ``compile_cache`` (default: beside the checkpoint)."""
-    from utils.compile_cache import default_compile_cache, use_compile_cache
-    from utils.device import describe, pick_device
-    from utils.train_step import compile_blocks
+    from utils.runtime.compile import compile_blocks, default_compile_cache, use_compile_cache
+    from utils.runtime.device import describe, pick_device
 
     device = pick_device(device_choice)
     model, ckpt = load_model(path, device=device, impl=impl)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from utils.errors import UserError
 
 TASKS = ("denoise", "derain", "dehaze")
+# Tasks whose degraded input the training set can synthesise on the fly from the clean target
+# (--synthesize), as it always does the noise
+SYNTHETIC_TASKS = ("derain", "dehaze")
 DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 
 

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.datasets import TASK_DIRS, _find_dir, _list_images, _subdirs
-from utils.image_io import image_size, read_image
-from utils.metrics import crop_to_multiple
+from utils.data.layouts import TASK_DIRS, find_dir, list_images, subdirs
+from utils.data.image_io import image_size, read_image
+from utils.eval.metrics import crop_to_multiple
 from utils.tasks import TASKS, task_of
 
 # Published sizes (TextPromptIR Sec. 4.1 trains and tests on PromptIR's data), each with its source.
@@ -73,10 +73,10 @@ def print_report(checks: list[SetCheck]) -> int:
 def _nested(folder: Path, markers: Sequence[str]) -> Path | None:
     """The only subfolder of ``folder`` when the expected ``markers`` (e.g. input/, target/) are in it
     rather than in ``folder`` itself: the set was unpacked one folder too deep."""
-    if folder is None or not folder.is_dir() or all(_find_dir(folder, m) for m in markers):
+    if folder is None or not folder.is_dir() or all(find_dir(folder, m) for m in markers):
         return None
-    subs = _subdirs(folder)
-    if len(subs) == 1 and all(_find_dir(subs[0], m) for m in markers):
+    subs = subdirs(folder)
+    if len(subs) == 1 and all(find_dir(subs[0], m) for m in markers):
         return subs[0]
     return None
 
@@ -88,7 +88,7 @@ def _too_deep(folder: Path, inner: Path) -> str:
 def _count_mismatch(found: int, expected: int, unit: str, folder: Path) -> str | None:
     if found == expected:
         return None
-    subs = _subdirs(folder)
+    subs = subdirs(folder)
     where = f" in {len(subs)} subfolders ({', '.join(s.name for s in subs[:4])}{', ...' if len(subs) > 4 else ''})" \
         if subs else ""
     hint = "; keep only the clean images" if subs and found > expected else ""
@@ -102,16 +102,16 @@ def _check_denoise_train(folder: Path) -> list[SetCheck]:
     if not folder.is_dir():
         return [SetCheck("BSD400 + WED", folder, None, BSD400_IMAGES + WED_IMAGES)]
     parts = {"bsd400": ("BSD400", BSD400_IMAGES), "wed": ("WED", WED_IMAGES), "waterlooed": ("WED", WED_IMAGES)}
-    named = [(parts[s.name.lower()], s) for s in _subdirs(folder) if s.name.lower() in parts]
+    named = [(parts[s.name.lower()], s) for s in subdirs(folder) if s.name.lower() in parts]
     if not named:  # one folder of both: only the total can be checked
-        n = len(_list_images(folder))
+        n = len(list_images(folder))
         total = BSD400_IMAGES + WED_IMAGES
         problem = None if n == total else (f"{'more' if n > total else 'fewer'} images than BSD400's "
                                            f"{BSD400_IMAGES} and WED's {WED_IMAGES:,} together")
         return [SetCheck("BSD400 + WED", folder, n, total, problem=problem)]
     checks = []
     for (name, expected), sub in named:
-        n = len(_list_images(sub))
+        n = len(list_images(sub))
         checks.append(SetCheck(name, sub, n, expected, problem=_count_mismatch(n, expected, "images", sub)))
     for name, expected in {v for v in parts.values()} - {p for p, _ in named}:
         checks.append(SetCheck(name, folder / name, None, expected))
@@ -121,13 +121,13 @@ def _check_denoise_train(folder: Path) -> list[SetCheck]:
 def _check_derain_train(folder: Path) -> SetCheck:
     inner = _nested(folder, ("rainy", "gt"))
     if inner is not None:
-        n = len(_list_images(inner / "rainy")) if (inner / "rainy").is_dir() else 0
+        n = len(list_images(inner / "rainy")) if (inner / "rainy").is_dir() else 0
         return SetCheck("Rain100L train", folder, n, RAIN100L_TRAIN_PAIRS, "pairs", _too_deep(folder, inner))
-    rainy, clean = _find_dir(folder, "rainy"), _find_dir(folder, "gt")
+    rainy, clean = find_dir(folder, "rainy"), find_dir(folder, "gt")
     if rainy is None or clean is None:
         return SetCheck("Rain100L train", folder, None, RAIN100L_TRAIN_PAIRS, "pairs",
                         None if not folder.is_dir() else f"expected {folder}/rainy/ and {folder}/gt/")
-    n, m = len(_list_images(rainy)), len(_list_images(clean))
+    n, m = len(list_images(rainy)), len(list_images(clean))
     problem = None
     if n != m:
         problem = f"{n:,} rainy images but {m:,} clean ones: a pair is missing its other half"
@@ -142,13 +142,13 @@ def _check_derain_train(folder: Path) -> SetCheck:
 def _check_dehaze_train(folder: Path) -> SetCheck:
     inner = _nested(folder, ("synthetic", "original"))
     if inner is not None:
-        n = len(_list_images(inner / "synthetic")) if (inner / "synthetic").is_dir() else 0
+        n = len(list_images(inner / "synthetic")) if (inner / "synthetic").is_dir() else 0
         return SetCheck("RESIDE OTS", folder, n, OTS_HAZY_IMAGES, "hazy images", _too_deep(folder, inner))
-    hazy, clear = _find_dir(folder, "synthetic"), _find_dir(folder, "original")
+    hazy, clear = find_dir(folder, "synthetic"), find_dir(folder, "original")
     if hazy is None or clear is None:
         return SetCheck("RESIDE OTS", folder, None, OTS_HAZY_IMAGES, "hazy images",
                         None if not folder.is_dir() else f"expected {folder}/synthetic/ and {folder}/original/")
-    n, m = len(_list_images(hazy)), len(_list_images(clear))
+    n, m = len(list_images(hazy)), len(list_images(clear))
     problem = None
     if n != OTS_HAZY_IMAGES or m != OTS_CLEAR_IMAGES:
         problem = (f"{n:,} hazy images of {m:,} clear ones; OTS as the official lists use it has "
@@ -165,9 +165,9 @@ def check_training_data(root: Path | str, de_types: Sequence[str],
     for task in dict.fromkeys(task_of(d) for d in de_types):
         if task in task_dirs:
             checks.append(SetCheck("your clean images", Path(task_dirs[task]),
-                                   len(_list_images(Path(task_dirs[task]))), None))
+                                   len(list_images(Path(task_dirs[task]))), None))
             continue
-        folder = _find_dir(root, TASK_DIRS[task]) or root / TASK_DIRS[task]
+        folder = find_dir(root, TASK_DIRS[task]) or root / TASK_DIRS[task]
         if task == "denoise":
             checks += _check_denoise_train(folder)
         elif task == "derain":
@@ -188,8 +188,8 @@ def _is_grey(path: Path) -> bool:
 def _check_denoise_test(task_dir: Path) -> list[SetCheck]:
     known = {"cbsd68": ("CBSD68", CBSD68_IMAGES), "urban100": ("Urban100", URBAN100_IMAGES)}
     checks, seen = [], set()
-    for folder in _subdirs(task_dir):
-        images = _list_images(folder)
+    for folder in subdirs(task_dir):
+        images = list_images(folder)
         key = folder.name.lower()
         if key == "bsd68":
             checks.append(SetCheck("CBSD68", folder, len(images), CBSD68_IMAGES,
@@ -216,7 +216,7 @@ def _check_denoise_test(task_dir: Path) -> list[SetCheck]:
 
 
 def _input_psnr(pairs: list[tuple[Path, Path]]) -> float:
-    from utils.metrics import psnr_ssim
+    from utils.eval.metrics import psnr_ssim
 
     values = []
     for lq, gt in pairs[:PSNR_SAMPLE]:
@@ -228,7 +228,7 @@ def _input_psnr(pairs: list[tuple[Path, Path]]) -> float:
 
 def _pairs_by_stem(folder: Path) -> tuple[list[tuple[Path, Path]], int, int]:
     """(input, target) pairs by file stem (as far as they pair), and the input and target counts."""
-    inputs, targets = _list_images(_find_dir(folder, "input")), _list_images(_find_dir(folder, "target"))
+    inputs, targets = list_images(find_dir(folder, "input")), list_images(find_dir(folder, "target"))
     by_stem = {p.stem: p for p in targets}
     for p in targets:
         by_stem.setdefault(p.stem.replace("norain", "rain"), p)
@@ -237,9 +237,9 @@ def _pairs_by_stem(folder: Path) -> tuple[list[tuple[Path, Path]], int, int]:
 
 
 def _derain_sets(task_dir: Path) -> list[tuple[str, Path]]:
-    if _find_dir(task_dir, "input") is not None:
+    if find_dir(task_dir, "input") is not None:
         return [("Rain100L", task_dir)]
-    return [(folder.name, folder) for folder in _subdirs(task_dir)]
+    return [(folder.name, folder) for folder in subdirs(task_dir)]
 
 
 def _check_derain_test(task_dir: Path) -> list[SetCheck]:
@@ -247,7 +247,7 @@ def _check_derain_test(task_dir: Path) -> list[SetCheck]:
     for name, folder in _derain_sets(task_dir):
         key = name.lower()
         if key not in ("rain100l", "rain100h"):
-            checks.append(SetCheck(name, folder, len(_list_images(folder)), None))
+            checks.append(SetCheck(name, folder, len(list_images(folder)), None))
             continue
         seen = True
         inner = _nested(folder, ("input", "target"))
@@ -255,7 +255,7 @@ def _check_derain_test(task_dir: Path) -> list[SetCheck]:
             checks.append(SetCheck("Rain100L", folder, _pairs_by_stem(inner)[1], RAIN100L_TEST_PAIRS, "pairs",
                                    _too_deep(folder, inner)))
             continue
-        if _find_dir(folder, "input") is None or _find_dir(folder, "target") is None:
+        if find_dir(folder, "input") is None or find_dir(folder, "target") is None:
             checks.append(SetCheck("Rain100L", folder, 0, RAIN100L_TEST_PAIRS, "pairs",
                                    f"expected {folder}/input/ and {folder}/target/"))
             continue
@@ -286,10 +286,10 @@ def _check_sots(name: str, folder: Path) -> SetCheck:
     inner = _nested(folder, ("input", "target"))
     if inner is not None:
         return SetCheck("SOTS outdoor", folder, _pairs_by_stem(inner)[1], SOTS_PAIRS, "pairs", _too_deep(folder, inner))
-    if _find_dir(folder, "input") is None or _find_dir(folder, "target") is None:
+    if find_dir(folder, "input") is None or find_dir(folder, "target") is None:
         return SetCheck("SOTS outdoor", folder, 0, SOTS_PAIRS, "pairs", f"expected {folder}/input/ and {folder}/target/")
     _, n, m = _pairs_by_stem(folder)
-    sizes = Counter(image_size(p) for p in _list_images(_find_dir(folder, "input")))
+    sizes = Counter(image_size(p) for p in list_images(find_dir(folder, "input")))
     indoor = sizes[SOTS_INDOOR_SIZE] >= 0.9 * max(n, 1)
     problem = None
     if indoor or "indoor" in name.lower():
@@ -303,9 +303,9 @@ def _check_sots(name: str, folder: Path) -> SetCheck:
 
 
 def _check_dehaze_test(task_dir: Path) -> list[SetCheck]:
-    if _find_dir(task_dir, "input") is not None:
+    if find_dir(task_dir, "input") is not None:
         return [_check_sots("SOTS", task_dir)]
-    subs = _subdirs(task_dir)
+    subs = subdirs(task_dir)
     if not subs:
         return [SetCheck("SOTS outdoor", task_dir, None, SOTS_PAIRS, "pairs")]
     return [_check_sots(folder.name, folder) for folder in subs]
@@ -316,7 +316,7 @@ def check_test_data(root: Path | str, mode: str = "all") -> list[SetCheck]:
     root = Path(root)
     checks: list[SetCheck] = []
     for task in TASKS if mode == "all" else (mode,):
-        task_dir = _find_dir(root, task) or root / task
+        task_dir = find_dir(root, task) or root / task
         if task == "denoise":
             checks += _check_denoise_test(task_dir) if task_dir.is_dir() else [
                 SetCheck("CBSD68", task_dir / "CBSD68", None, CBSD68_IMAGES),

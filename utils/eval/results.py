@@ -94,7 +94,7 @@ def file_sha256(path: str | Path) -> str:
 
 def project_version() -> str:
     """``git <commit>`` (``-dirty`` with uncommitted changes) of this checkout, else PROJECT_VERSION."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():
         try:
             done = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],

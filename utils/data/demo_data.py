@@ -1,8 +1,8 @@
 """Build the bundled demo set from the photos that ship with scikit-image (no download).
 
-    python -m utils.demo_data --out data/demo [--seed 0] [--small] [--force] [--sheet docs/demo_pairs.png]
+    python -m utils.data.demo_data --out data/demo [--seed 0] [--small] [--force] [--sheet docs/demo_pairs.png]
 
-It writes the paper's layouts (see ``utils/datasets.py``), so demo and benchmarks share one code path::
+It writes the paper's layouts (see ``utils/data/layouts.py``), so demo and benchmarks share one code path::
 
     <out>/Train/Denoise/<photo>_NN.png                                  clean tiles (noise added on the fly)
     <out>/Train/Derain/rainy/rain-N.png, gt/norain-N.png                synthetic rain (Rain100L-like)
@@ -13,7 +13,7 @@ It writes the paper's layouts (see ``utils/datasets.py``), so demo and benchmark
 
 Split by photo: the test set uses only ``coffee`` and the ``stereo_motorcycle`` pair (its real disparity
 gives the test haze its depth); training uses the other photos. Rain and haze come from
-``utils.degradations`` (calibrated to Rain100L and SOTS); noise follows the paper's protocol.
+``utils.data.degradations`` (calibrated to Rain100L and SOTS); noise follows the paper's protocol.
 
 Deterministic: the same seed gives the same bytes (each image has its own generator seeded by
 (seed, task, item); PNG/JPEG are written by OpenCV without timestamps). A ``demo_manifest.json`` lists
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from utils.datasets import DEMO_MANIFEST
-from utils.degradations import (
+from utils.data.layouts import DEMO_MANIFEST
+from utils.data.degradations import (
     OTS_A,
     OTS_BETA,
     add_gaussian_noise,
@@ -45,7 +45,7 @@ from utils.degradations import (
     rain_statistics,
     synth_haze,
     synth_rain,
-    test_noise_seed,
+    benchmark_noise_seed,
 )
 from utils.errors import UserError
 
@@ -269,13 +269,13 @@ def build_demo(
 
 
 def _manifest_key(seed: int, small: bool) -> dict:
-    return {"generator": "utils.demo_data", "version": VERSION, "seed": seed, "small": small}
+    return {"generator": "utils.data.demo_data", "version": VERSION, "seed": seed, "small": small}
 
 
 def _read_manifest(out: Path) -> dict | None:
     try:
         manifest = json.loads((out / MANIFEST).read_text())
-        return manifest if manifest.get("generator") == "utils.demo_data" else None
+        return manifest if manifest.get("generator") == "utils.data.demo_data" else None
     except (OSError, ValueError):
         return None
 
@@ -304,7 +304,7 @@ def make_demo(out: Path | str, seed: int = 0, small: bool = False, force: bool =
     manifest = _read_manifest(out) if out.is_dir() else None
     if out.is_dir() and manifest is None and any(out.iterdir()):
         raise UserError(
-            f"{out}: folder is not empty and was not made by utils.demo_data; choose another --out or empty it"
+            f"{out}: folder is not empty and was not made by utils.data.demo_data; choose another --out or empty it"
         )
     if not force and _up_to_date(out, manifest, seed, small):
         return False, [out / rel for rel in manifest["files"]]
@@ -350,7 +350,7 @@ def contact_sheet(out: Path | str, sheet: Path | str, height: int = 120) -> Path
     pairs = []
     for p in gts:
         gt = load(p)
-        pairs.append((add_gaussian_noise(gt, 25, np.random.default_rng(test_noise_seed(p.name, 25))), gt))
+        pairs.append((add_gaussian_noise(gt, 25, np.random.default_rng(benchmark_noise_seed(p.name, 25))), gt))
     rows.append(("denoise sigma=25", pairs))
     ins = pick(sorted((test / "derain" / "demo" / "input").glob("*.png")), ("coffee_crop", "motorcycle_crop"))
     rows.append(("derain", [(load(p), load(p.parent.parent / "target" / p.name)) for p in ins]))
@@ -454,7 +454,7 @@ def measure_calibration(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m utils.demo_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m utils.data.demo_data", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/demo", help="output folder (default data/demo)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--small", action="store_true", help="a reduced set, for quick tests")

@@ -32,7 +32,7 @@ def shorten(text: str, limit: int = ECHO_CHARS) -> str:
 
 def encoder_record(prompts: dict[str, Any], encoder_dir: str | Path, run_dir: str | Path) -> dict[str, Any]:
     """What a restoration checkpoint in ``run_dir`` stores about its instruction encoder, from the
-    encoder's prompts (``utils.instructions.training_prompts``): its folder relative to the
+    encoder's prompts (``utils.text.bank.training_prompts``): its folder relative to the
     checkpoint's, and the identity of its weights and instruction bank."""
     return {"dir": os.path.relpath(Path(encoder_dir).resolve(), Path(run_dir).resolve()),
             "fingerprint": prompts["fingerprint"], "bank_sha256": prompts["bank_sha256"],
@@ -96,7 +96,7 @@ def stored_default_prompts(ckpt_path: str | Path, ckpt: dict[str, Any],
     folder holds no encoder weights (a training machine's copy) and the prompts are of the encoder
     the checkpoint was trained with; None when the encoder itself should be used."""
     from net.text_encoder import has_encoder_weights
-    from utils.instructions import read_prompts
+    from utils.text.bank import read_prompts
 
     folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
     if has_encoder_weights(folder):

@@ -13,18 +13,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS, check_pixels
 from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 PHOTO_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")  # what save_photo writes
-# The largest image read, in pixels (the scripts' --max_pixels): a file whose header claims more is
-# refused before it is decoded, as a possible decompression bomb (a small file that expands to
-# gigabytes). 2^28 = 16384x16384 is more than a photo camera makes; decoded, it takes 0.75 GiB as
-# 8-bit RGB and 3 GiB as the float image demo.py restores.
-DEFAULT_MAX_PIXELS = 2**28
-OPENCV_MAX_PIXELS = 2**30  # OpenCV decodes no more (its default CV_IO_MAX_IMAGE_PIXELS)
 # check_pixels replaces Pillow's own guard (a warning from 89 megapixels, an error from 179), which
 # named neither the limit nor a way to raise it
 Image.MAX_IMAGE_PIXELS = None
@@ -80,17 +76,6 @@ def write_image(path: Path | str, rgb: np.ndarray) -> None:
     if not ok:
         raise UserError(f"{path}: cannot write this image format; use .png, .jpg or .tif")
     buf.tofile(str(path))
-
-
-def check_pixels(path: Path | str, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """UserError, naming the limit and how to raise it, for an image of more than ``max_pixels``."""
-    pixels = width * height
-    if pixels <= max_pixels:
-        return
-    fix = (f"if you trust this file, pass --max_pixels {pixels}" if pixels <= OPENCV_MAX_PIXELS else
-           f"OpenCV decodes at most {OPENCV_MAX_PIXELS:,} pixels: downscale or cut it first")
-    raise UserError(f"{path}: {width}x{height} is {pixels:,} pixels, more than the limit of {max_pixels:,} "
-                    f"that guards against decompression bombs; {fix}")
 
 
 def image_size(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
@@ -270,3 +255,11 @@ def save_photo(
         im.convert("RGBA").save(path)
     else:
         im.save(path)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float32 3xHxW in [0, 1]."""
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)  # 3xHxW
+    chw /= np.float32(255.0)
+    return torch.from_numpy(chw)
+

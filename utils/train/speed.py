@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.device import resolve_precision
+from utils.runtime.device import resolve_precision
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class SpeedPlan:
 
     compile: bool
     cuda_graph: bool
-    precision: str  # resolved: "bf16", "fp16" or "fp32" (utils.device.resolve_precision)
+    precision: str  # resolved: "bf16", "fp16" or "fp32" (utils.runtime.device.resolve_precision)
     world_size: int
     why: dict[str, str]  # "compile", "cuda_graph", "precision" -> the reason, for the start-up line
     notes: tuple[str, ...] = ()  # explicit requests that could not be met, one line each
@@ -51,7 +51,7 @@ def plan_speed(device: torch.device, world_size: int, compile_requested: bool = 
       one capturable step) and not with fp16 (its gradient scaler is not captured).
     - ``eager``: neither by default; an explicit ``--compile`` / ``--cuda_graph`` still applies.
     - CPU: as asked (default: neither); a CUDA graph needs a CUDA GPU.
-    - precision: ``utils.device.resolve_precision`` (a table by compute capability on CUDA).
+    - precision: ``utils.runtime.device.resolve_precision`` (a table by compute capability on CUDA).
     """
     cuda = device.type == "cuda"
     default = cuda and not eager

@@ -7,18 +7,16 @@ The step returns the loss as a device tensor; the training loop reads it (one sy
 """
 from __future__ import annotations
 
-import contextlib
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from net.model import TextPromptIR
-from utils.device import autocast_as
+from utils.runtime.compile import eager_blocks
+from utils.runtime.device import autocast_as
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy inits happen there)
-COMPILE_RECOMPILE_LIMIT = 64  # graphs per block class: one per (width, heads, size, train/eval)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device,
@@ -39,25 +37,6 @@ def match_lr_type(optimizer: torch.optim.Optimizer, device: torch.device, graphe
     for group in optimizer.param_groups:
         value = float(group["lr"])
         group["lr"] = torch.tensor(value, device=device) if graphed else value
-
-
-def compile_blocks(model: TextPromptIR) -> int:
-    """``torch.compile`` every transformer block in place (state_dict keys unchanged). Blocks of the
-    same width, heads and input size share one compiled graph, so the paper network compiles
-    five forward/backward graphs, not 44. Returns the number of blocks wrapped."""
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
-    blocks = model.transformer_blocks()
-    for block in blocks:
-        block.compile(dynamic=False)
-    return len(blocks)
-
-
-def eager_blocks() -> contextlib.AbstractContextManager:
-    """Inside this context compiled blocks run their plain eager code: no compile, no recompile
-    (a forward in another grad mode or at another size would otherwise compile new graphs)."""
-    return torch.compiler.set_stance("force_eager")
 
 
 @torch.no_grad()
@@ -86,7 +65,7 @@ def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1") -> t
 
 class TrainStep:
     """forward (autocast in ``precision``: ``"bf16"``, ``"fp16"`` or ``"fp32"``, as
-    ``utils.device.resolve_precision`` gives it), the loss, backward, optional gradient clipping,
+    ``utils.runtime.device.resolve_precision`` gives it), the loss, backward, optional gradient clipping,
     AdamW step. fp16 scales the loss with a ``torch.amp.GradScaler`` (a step whose gradients
     overflow is skipped and the scale lowered). ``step(lq, gt, text)`` returns the detached loss on
     the device: no host sync (with fused AdamW the scaler's inf check stays on the device too)."""

@@ -10,14 +10,38 @@ and settings, so runs of different configs share one folder safely.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
+import torch
+import torch.nn as nn
+
 from utils.errors import UserError
 
+COMPILE_RECOMPILE_LIMIT = 64  # graphs per block class: one per (width, heads, size, train/eval)
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 FOLDER_NAME = "compile_cache"
+
+
+def compile_blocks(model: nn.Module) -> int:
+    """``torch.compile`` every transformer block in place (state_dict keys unchanged). Blocks of the
+    same width, heads and input size share one compiled graph, so the paper network compiles
+    five forward/backward graphs, not 44. Returns the number of blocks wrapped."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
+    blocks = model.transformer_blocks()
+    for block in blocks:
+        block.compile(dynamic=False)
+    return len(blocks)
+
+
+def eager_blocks() -> contextlib.AbstractContextManager:
+    """Inside this context compiled blocks run their plain eager code: no compile, no recompile
+    (a forward in another grad mode or at another size would otherwise compile new graphs)."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def default_compile_cache(beside: str | Path) -> Path:

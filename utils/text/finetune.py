@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
 from utils.errors import UserError
-from utils.instruction_prompt import DEPENDENTS_FILE, dependents
-from utils.instruction_report import confusion_matrix, format_confusion
-from utils.instructions import BANK_ROOT, PROMPTS_FILE, load_bank, load_unrelated
 from utils.tasks import TASKS
+from utils.text.bank import BANK_ROOT, PROMPTS_FILE, load_bank, load_unrelated
+from utils.text.encoder_link import DEPENDENTS_FILE, dependents
+from utils.text.report import confusion_matrix, format_confusion
 
 DEFAULT_EPOCHS = 12
 DEFAULT_LR = 6e-5        # encoder; the freshly initialised head uses HEAD_LR_SCALE * lr

@@ -2,7 +2,7 @@
 set, each as input | restored | target with its PSNR, restored by a checkpoint with the task's
 default instruction.
 
-    python -m utils.figures --ckpt ckpt/demo/last.pt --demo data/demo --out docs/before_after.png
+    python -m utils.eval.figures --ckpt ckpt/demo/last.pt --demo data/demo --out docs/before_after.png
 """
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def _fit(img: np.ndarray) -> np.ndarray:
 def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
     """Write the picture and return, per row, the PSNR of the input and of the result."""
     from utils.checkpoint import load_model
-    from utils.degradations import add_gaussian_noise, test_noise_seed
-    from utils.image_io import read_image, write_image
-    from utils.instruction_prompt import encoder_for_checkpoint
-    from utils.instructions import DEFAULT_INSTRUCTIONS
-    from utils.metrics import psnr_ssim
+    from utils.data.degradations import add_gaussian_noise, benchmark_noise_seed
+    from utils.data.image_io import read_image, write_image
+    from utils.eval.metrics import psnr_ssim
+    from utils.text.bank import DEFAULT_INSTRUCTIONS
+    from utils.text.encoder_link import encoder_for_checkpoint
 
     model, state = load_model(ckpt)
     model.eval()
@@ -57,7 +57,7 @@ def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
     for title, task, lq_path, gt_path in _rows(demo):
         gt = read_image(gt_path)
         lq = read_image(lq_path) if lq_path else add_gaussian_noise(
-            gt, 25, np.random.default_rng(test_noise_seed(gt_path.name, 25)))  # the test set's own noisy input
+            gt, 25, np.random.default_rng(benchmark_noise_seed(gt_path.name, 25)))  # the test set's own noisy input
         text = encoder.embed([DEFAULT_INSTRUCTIONS[task]])
         with torch.inference_mode():
             x = torch.from_numpy(lq.astype(np.float32) / 255).permute(2, 0, 1)[None]  # (1, 3, H, W)
@@ -82,9 +82,9 @@ def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
 def figures_main(argv: Sequence[str] | None) -> int:
     from utils.cli import ArgumentParser
 
-    p = ArgumentParser(prog="python -m utils.figures", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m utils.eval.figures", description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default="ckpt/demo/last.pt")
-    p.add_argument("--demo", default="data/demo", help="the demo set built by utils.demo_data")
+    p.add_argument("--demo", default="data/demo", help="the demo set built by utils.data.demo_data")
     p.add_argument("--out", default="docs/before_after.png")
     args = p.parse_args(argv)
     for score in before_after(Path(args.ckpt), Path(args.demo), Path(args.out)):

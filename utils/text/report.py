@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from net.text_encoder import InstructionEncoder
-from utils.instructions import read_instruction_tsv
+from utils.text.bank import read_instruction_tsv
 
 
 def confusion_matrix(true: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> list[list[int]]:

@@ -21,8 +21,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
-from utils.allocator import malloc_live_bytes_fn
-from utils.device import autocast
+from utils.runtime.allocator import malloc_live_bytes_fn
+from utils.runtime.device import autocast
 
 MAX_BATCHES = (128, 96, 64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
 CURVE_STEPS = 50  # training-curve check: compiled / graphed against eager, same seed
@@ -78,13 +78,13 @@ def build_net(cfg: dict[str, Any], device: torch.device, compile_blocks_too: boo
     torch.manual_seed(0)
     compile_it = cfg["compile"] if compile_blocks_too is None else compile_blocks_too
     if cfg["impl"] == "official":
-        from utils.official import load_official_model
+        from utils.bench.official import load_official_model
 
         model = load_official_model(cfg["official"]).to(device)
         return torch.compile(model) if compile_it else model
     model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
     if compile_it:
-        from utils.train_step import compile_blocks
+        from utils.runtime.compile import compile_blocks
 
         compile_blocks(model)
     return model
@@ -123,7 +123,7 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
     """``passes`` passes over a set of images of the sizes ``sizes`` (a list of [H, W], one image
     each, in order), as test.py scores a benchmark: the seconds of each pass (the first includes
     compiling each new size when ``cfg["compile"]``) and the compile time."""
-    from utils.compile_cache import compile_stats
+    from utils.runtime.compile import compile_stats
 
     device = torch.device(cfg["device"])
     model = build_net(cfg, device).eval()
@@ -146,8 +146,8 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def train_setup(cfg: dict[str, Any], device: torch.device, batch: int):
     """Network, a training step (eager, compiled and/or CUDA-graphed as ``cfg`` asks) and one
-    random batch; the step is train.py's (``utils.train_step``)."""
-    from utils.train_step import TrainStep, graphed_or_plain, make_optimizer
+    random batch; the step is train.py's (``utils.train.step``)."""
+    from utils.train.step import TrainStep, graphed_or_plain, make_optimizer
 
     model = build_net(cfg, device).train()
     graphed = cfg["cuda_graph"] and device.type == "cuda"
@@ -183,7 +183,7 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
     data: median step time, images/s, peak memory of a step (``peak_mb``) and, on CUDA, of the
     whole run (``total_peak_mb``: weights, optimizer state, a CUDA graph's pool); the time to build
     and capture (``setup_s``), of the warm-up steps (``warmup_s``) and of compiling (``compile_s``)."""
-    from utils.compile_cache import compile_stats
+    from utils.runtime.compile import compile_stats
 
     device = torch.device(cfg["device"])
     before = compile_stats() or {"seconds": 0.0, "graphs": 0, "from_cache": 0}
@@ -219,7 +219,7 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
 def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     """Largest output difference between the official network and ours (reference and
     fast) carrying the same random weights, on a (2, 3, 64, 96) batch in fp32."""
-    from utils.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
+    from utils.bench.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
 
     torch.manual_seed(0)
     config = ModelConfig(text_dim=OFFICIAL_TEXT_DIM, **cfg["net"])
@@ -309,7 +309,7 @@ def _check(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     other.load_state_dict(reference.state_dict())
     out_o, g_o = _output_and_grads(other, x, text)
     res[f"{path}_vs_reference"] = {"out_rel": _rel(out_o, out_r), "grad_rel": _rel(g_o, g_r)}
-    from utils.train_step import compile_blocks
+    from utils.runtime.compile import compile_blocks
 
     compiled = TextPromptIR(config, impl=res["auto_impl"], device=device)
     compiled.load_state_dict(reference.state_dict())

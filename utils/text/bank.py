@@ -22,7 +22,7 @@ from net.text_encoder import InstructionEncoder, has_encoder_weights
 from utils.errors import UserError, not_weights_error
 from utils.tasks import TASKS
 
-BANK_ROOT = Path(__file__).resolve().parents[1] / "data" / "instructions"
+BANK_ROOT = Path(__file__).resolve().parents[2] / "data" / "instructions"
 HEADER = ("instruction", "task")
 PROMPTS_FILE = "prompts.pt"  # in the encoder folder: what restoration training needs from it
 

@@ -5,7 +5,7 @@ N(0, sigma) in grey levels is added to the uint8 image, the sum is clipped to [0
 Like the official code (``np.clip(...).astype(np.uint8)``), the cast TRUNCATES, which biases the noisy
 image by -0.5 grey level on average; we keep it so input PSNRs match the published protocol.
 
-Rain and haze are only used to build the bundled demo set (``utils/demo_data.py``); the paper trains
+Rain and haze are only used to build the bundled demo set (``utils/data/demo_data.py``); the paper trains
 on Rain100L and RESIDE OTS. Both are calibrated against the statistics of the real benchmarks given in
 ``shared/CALIBRATION.md`` (see ``test/README.md`` for the measured numbers):
 
@@ -36,7 +36,7 @@ def add_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) 
     return np.clip(img.astype(np.float32) + noise, 0.0, 255.0).astype(np.uint8)
 
 
-def test_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
+def benchmark_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
     """A stable 63-bit seed for the test noise of one image.
 
     Derived from the image's file name, sigma and a base seed with BLAKE2b (not Python's salted
@@ -48,7 +48,6 @@ def test_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-test_noise_seed.__test__ = False  # not a pytest test, despite the name
 
 
 # --- Rain (demo set) ----------------------------------------------------------------------------
@@ -193,7 +192,7 @@ def depth_proxy(img: np.ndarray) -> np.ndarray:
 def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the protocol of
     CALIBRATION.md: centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
-    from utils.metrics import crop_to_multiple, psnr_ssim
+    from utils.eval.metrics import crop_to_multiple, psnr_ssim
 
     x, y = (crop_to_multiple(im).astype(np.float64) / 255.0 for im in (degraded, clean))
     return psnr_ssim(x, y)

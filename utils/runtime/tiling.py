@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 
 from net.model import ModelConfig, pad_to_multiple
-from utils.allocator import malloc_free_heap_bytes
 from utils.progress import progress as progress_bar
+from utils.runtime.allocator import malloc_free_heap_bytes
 
 # Fixed per-pixel cost of a whole-image run outside the network: the input photo and
 # result as numpy arrays, the float tensors, the blending accumulators (bytes).
@@ -109,7 +109,7 @@ def activation_bytes_per_pixel(config: ModelConfig) -> float:
 
 def available_memory_bytes() -> int:
     """MemAvailable from /proc/meminfo (Linux) plus the free memory this process keeps in its
-    malloc heap (``utils.allocator``), else free physical pages via sysconf."""
+    malloc heap (``utils.runtime.allocator``), else free physical pages via sysconf."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from utils.device import pick_device
+from utils.runtime.device import pick_device
 
 
 @dataclass

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from utils.device import autocast
+from utils.data.image_io import write_image
 from utils.errors import UserError
-from utils.image_io import write_image
-from utils.metrics import psnr_ssim, to_numpy_image
+from utils.eval.metrics import psnr_ssim, to_numpy_image
 from utils.progress import progress as progress_bar
+from utils.runtime.device import autocast
 
 
 @dataclass
@@ -78,7 +78,7 @@ def evaluate_set(model: torch.nn.Module, test_set: Dataset, text: torch.Tensor |
                  max_images: int | None = None, save_dir: str | Path | None = None,
                  progress: bool = True, num_workers: int = 0) -> tuple[SetScore, list[np.ndarray]]:
     """Score ``model`` on ``test_set`` (items ``{lq, gt, name}``) with the prompt ``text``
-    of shape (D,), in ``precision`` (``utils.device.PRECISION_CHOICES``). Returns the scores
+    of shape (D,), in ``precision`` (``utils.runtime.device.PRECISION_CHOICES``). Returns the scores
     and, for a preview, the first image's (input, output, target) as (H, W, 3) arrays. A NaN or
     inf output is a UserError: the checkpoint is broken, and no score is made of it."""
     model.eval()
