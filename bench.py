@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,19 +37,21 @@ from options import (
     positive_float,
     positive_int,
 )
+from utils.bench.data_rate import run_data
+from utils.bench.machine import machine_info
 from utils.bench.measure import (
-    build_net,
+    flops_per_image,
     official_parity,
     run_check,
     run_inference,
     run_profile,
     run_train,
 )
+from utils.bench.report import markdown_tables
 from utils.cli import ArgumentParser, cli_main
 from utils.errors import UserError
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.device import cpu_has_bf16
-from utils.tables import cell, header, row
 from utils.tasks import DEGRADATIONS
 
 RESULT_TAG = "BENCH_RESULT "
@@ -111,69 +110,6 @@ def parse_batches(text: str, device: str) -> list[int | str]:
             out.append(int(item))
         else:
             raise UserError(f"--train_batch {text!r}: give batch sizes like 6 or 6,max (max on CUDA only)")
-    return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Training crops per second delivered by the DataLoader alone (decode or cache, crop,
-    augment, noise, collate) with ``workers`` worker processes, as train.py builds it."""
-    from torch.utils.data import DataLoader, RandomSampler
-
-    from utils.data.layouts import find_train_pairs
-    from utils.data.train_set import TrainDataset
-
-    de_types = []
-    for de_type in cfg["de_type"] or DEGRADATIONS:
-        try:
-            find_train_pairs(cfg["data_root"], de_type)
-            de_types.append(de_type)
-        except UserError:
-            continue
-    if not de_types:
-        raise UserError(f"{cfg['data_root']}: no Denoise/, Derain/ or Dehaze/ training images found; "
-                        "point --data_root at a data/Train layout (see data/Train/README.md)")
-    dataset = TrainDataset(cfg["data_root"], de_types, patch_size=cfg["train_size"], max_pixels=cfg["max_pixels"])
-    cached = dataset.preload(int(cfg["cache_gb"] * 2**30))[0] if cfg["cache_gb"] else 0
-    workers = cfg["workers"]
-    loader = DataLoader(dataset, batch_size=cfg["data_batch"], drop_last=True, num_workers=workers,
-                        sampler=RandomSampler(dataset, replacement=True, num_samples=10**9),
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
-    batches = iter(loader)
-    for _ in range(max(1, workers) * 2):  # workers started, first prefetches done
-        next(batches)
-    t0 = time.perf_counter()
-    n = cfg["data_batches"]
-    for _ in range(n):
-        next(batches)
-    seconds = time.perf_counter() - t0
-    crops_per_s = n * cfg["data_batch"] / seconds
-    return dict(workers=workers, crops_per_s=crops_per_s, crops_per_s_per_worker=crops_per_s / max(workers, 1),
-                cached_images=cached, de_types=de_types)
-
-
-def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
-    """Forward GFLOPs of one ``size``^2 image (matmuls and convolutions, as counted by
-    torch.utils.flop_counter; a multiply-add is 2 FLOPs), per implementation."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    out = {}
-    for impl in cfg["impls"]:
-        run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}
-        model = build_net(run_cfg, torch.device("cpu")).eval()
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
-            model(torch.rand(1, 3, size, size), torch.randn(1, run_cfg["text_dim"]))
-        out[impl] = counter.get_total_flops() / 1e9
     return out
 
 
@@ -336,75 +272,6 @@ def measure(args: Namespace, base: dict[str, Any], result: dict[str, Any], repor
     if args.official:
         result["official_parity"] = _spawn({**base, "kind": "parity", "device": "cpu"}, args.timeout)
         report("official parity", result["official_parity"])
-
-
-def markdown_tables(result: dict[str, Any]) -> str:
-    """The results as markdown: inference, training, data pipeline."""
-    impls = result["impls"]
-    baselines = [i for i in impls if i != "fast"] if "fast" in impls else []
-
-    def ratio(fast: float | None, base: float | None) -> str:
-        return f"{fast / base:.2f}x" if fast and base else "n/a"
-
-    lines = ["malloc: " + ", ".join(f"{k} {v}" for k, v in result.get("allocators", {}).items()), ""]
-    if result["inference"]:
-        names = ["size (HxW)", *(n for i in impls for n in (f"{i} ms", f"{i} peak MB")), *(f"fast / {b}" for b in baselines)]
-        lines += header(names)
-        for size in result["sizes"]:
-            cells, latency = [f"{size[0]}x{size[1]}"], {}
-            for impl in impls:
-                r = next(x for x in result["inference"] if x["impl"] == impl and x["size"] == size)
-                latency[impl] = r.get("latency_ms")
-                cells += [cell(r.get("latency_ms"), ".1f") if "error" not in r else f"error: {r['error']}",
-                          cell(r.get("peak_mb"), ".0f", "n/a")]
-            lines.append(row(cells + [ratio(latency["fast"], latency[b]) for b in baselines]))
-        lines.append("")
-    if result["train"]:
-        lines += header(["training", "images/s", "step s", "peak MB", "first steps s"])
-        for r in result["train"]:
-            label = f"{r['impl']}, {r['batch']}x{r['size']}^2" + (", CUDA graph" if r.get("cuda_graph") else "")
-            if "error" in r:
-                lines.append(row([label, f"error: {r['error']}", "", "", ""]))
-            else:
-                lines.append(row([label, f"{r['images_per_s']:.2f}", f"{r['step_s']:.3f}", cell(r["peak_mb"], ".0f", "n/a"),
-                                  cell(r.get("warmup_s"), ".1f")]))
-        lines.append("")
-    if result.get("data"):
-        lines += header(["DataLoader workers", "crops/s", "crops/s per worker", "images in memory"])
-        for r in result["data"]:
-            if "error" in r:
-                lines.append(row(["?", f"error: {r['error']}", "", ""]))
-            else:
-                lines.append(row([str(r["workers"]), f"{r['crops_per_s']:.1f}", f"{r['crops_per_s_per_worker']:.1f}",
-                                  str(r["cached_images"])]))
-        lines.append("")
-    if result.get("flops") and "error" not in result["flops"]:
-        lines.append("forward GFLOPs per 128x128 image: " + ", ".join(f"{v:.1f} ({k})" for k, v in result["flops"].items()))
-    if result.get("official_parity"):
-        p = result["official_parity"]
-        lines.append("largest |ours - official| with the same weights (fp32, 2x3x64x96): "
-                     + ", ".join(f"{v:.1e} ({k.split('_')[0]})" for k, v in p.items() if k != "error")
-                     + (f"error: {p['error']}" if "error" in p else ""))
-    for key in ("check", "profile"):
-        if result.get(key):
-            shown = {k: v for k, v in result[key].items() if k not in ("kernels", "table")}
-            lines.append(f"{key}: {json.dumps(shown, indent=1)}")
-            if result[key].get("table"):
-                lines.append(result[key]["table"])
-    return "\n".join(lines)
-
-
-def machine_info(device: str, threads: int) -> dict[str, Any]:
-    info = dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__,
-                python=platform.python_version(), torch_threads=threads or torch.get_num_threads())
-    if device == "cuda" and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
 
 
 def bench_main(argv: Sequence[str] | None) -> int:

@@ -27,10 +27,9 @@ from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.device import autocast
+from utils.runtime.device import autocast, is_out_of_memory
 from utils.tasks import TASKS
 
-INPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
 COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
 
@@ -84,13 +83,13 @@ def collect_inputs(spec: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS)
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in PHOTO_EXTENSIONS)
         if not files:
-            raise UserError(f"{spec}: no images in this folder ({', '.join(INPUT_EXTENSIONS)}); "
+            raise UserError(f"{spec}: no images in this folder ({', '.join(PHOTO_EXTENSIONS)}); "
                             "pass another --input")
         return files
     matches = sorted(Path(m) for m in glob.glob(spec, recursive=True))
-    files = [f for f in matches if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS]
+    files = [f for f in matches if f.is_file() and f.suffix.lower() in PHOTO_EXTENSIONS]
     unique: dict[Path, Path] = {}
     for f in files:
         unique.setdefault(f.resolve(), f)  # keep each file's first name
@@ -172,17 +171,12 @@ def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> tor
     """Encode the instruction once with the encoder the checkpoint was trained with and tell the
     user what it understood. Returns the (1, text_dim) prompt."""
     from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint, instruction_prompt
+    from utils.text.encoder_link import encoder_for_checkpoint, instruction_embedding
 
     encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
     instruction = DEFAULT_INSTRUCTIONS[args.task] if args.task else args.instruction
     label = f"instruction (forced with --task {args.task}): " if args.task else "instruction: "
-    return instruction_prompt(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
-
-
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e)))
+    return instruction_embedding(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
 
 
 def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device: torch.device, tile: int | None,
@@ -210,7 +204,7 @@ def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device:
                     out = restore_tiled(model, img, text, tile, min(overlap, tile // 2), progress=progress)
             break
         except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not (_is_oom(e) and auto) or (tile is not None and tile <= MIN_TILE):
+            if not (is_out_of_memory(e) and auto) or (tile is not None and tile <= MIN_TILE):
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -272,7 +266,7 @@ def failure_reason(src: Path, e: Exception) -> str:
     """One line for an image that could not be restored."""
     if isinstance(e, UserError):
         return str(e) if str(src) in str(e) else f"{src}: {e}"
-    if _is_oom(e):
+    if is_out_of_memory(e):
         return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
     return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
 

@@ -24,6 +24,7 @@ from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
 from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, TASKS
+from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -209,7 +210,7 @@ def _add_text_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text_ckpt", default="ckpt/text_encoder",
                    help="folder of the fine-tuned instruction encoder (written by --stage text)")
     g.add_argument("--pooling", choices=POOLING_CHOICES, default="mean")
-    g.add_argument("--bank_root", default="data/instructions")
+    g.add_argument("--bank_root", default=str(BANK_ROOT), help="folder of the instruction bank (default: the one in this repository)")
     g.add_argument("--text_epochs", type=positive_int, default=None, help="fine-tuning epochs (default: the stage's)")
     g.add_argument("--text_lr", type=positive_float, default=None)
     g.add_argument("--text_batch_size", type=positive_int, default=32)

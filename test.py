@@ -24,18 +24,18 @@ from utils.errors import UserError, user_message
 from utils.runtime.allocator import retain_freed_memory
 
 
-def task_prompts(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
+def task_embeddings(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
     """Each task's instruction (``--instruction`` or the fixed one from the validation bank),
     encoded once by the encoder the checkpoint was trained with."""
     from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint, instruction_prompt, stored_default_prompts
+    from utils.text.encoder_link import encoder_for_checkpoint, instruction_embedding, stored_default_embeddings
 
-    stored = None if args.instruction else stored_default_prompts(args.ckpt, ckpt, args.text_ckpt)
+    stored = None if args.instruction else stored_default_embeddings(args.ckpt, ckpt, args.text_ckpt)
     if stored is not None:
         return {task: stored[task] for task in tasks}
     encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
-    return {task: instruction_prompt(encoder, args.instruction or DEFAULT_INSTRUCTIONS[task], f"{task}: ",
-                                     None if args.instruction else task)
+    return {task: instruction_embedding(encoder, args.instruction or DEFAULT_INSTRUCTIONS[task], f"{task}: ",
+                                        None if args.instruction else task)
             for task in sorted(tasks)}
 
 
@@ -60,8 +60,9 @@ def evaluate_benchmarks(args: Namespace) -> int:
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
     results = Results.open(out_dir, args.ckpt, args.overwrite)
-    blind = model.config.text_cond == "none"
-    protocol = Protocol(route="blind" if blind else "instruction", instruction=None if blind else args.instruction,
+    unconditioned = model.config.text_cond == "none"
+    protocol = Protocol(route="unconditioned" if unconditioned else "instruction",
+                        instruction=None if unconditioned else args.instruction,
                         precision=resolve_precision(device, args.precision)[0],
                         y_channel=args.y_channel, crop16=not args.no_crop16)
     save_dirs = {test_set.label: out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "")
@@ -70,13 +71,13 @@ def evaluate_benchmarks(args: Namespace) -> int:
         results.refuse_replacing([test_set.label for test_set in sets], protocol)
         refuse_replacing([p for test_set in sets if test_set.label in save_dirs
                           for p in saved_image_paths(save_dirs[test_set.label], test_set)], "another --name")
-    texts = {}
-    if not blind:
-        texts = task_prompts(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)
+    embeddings = {}
+    if not unconditioned:
+        embeddings = task_embeddings(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)
     scored = 0
     for test_set in sets:
         try:
-            score, _ = evaluate_set(model, test_set, texts.get(test_set.task), device, precision=args.precision,
+            score, _ = evaluate_set(model, test_set, embeddings.get(test_set.task), device, precision=args.precision,
                                     y_channel=args.y_channel, save_dir=save_dirs.get(test_set.label),
                                     progress=not args.no_progress, num_workers=args.num_workers)
         except UserError as e:

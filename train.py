@@ -68,6 +68,19 @@ class Position:
 
 
 @dataclass
+class Throughput:
+    """What the loop measures of its own speed; the first log window (compile, graph capture,
+    worker start-up) is kept out of the steady-state sums."""
+
+    first_step_s: float | None = None
+    past_first_window: bool = False
+    warned_data_wait: bool = False
+    steady_images: int = 0
+    steady_seconds: float = 0.0
+    steady_wait_s: float = 0.0
+
+
+@dataclass
 class Run:
     """Everything one training run holds; the loop's functions read it and advance ``pos``."""
 
@@ -90,7 +103,8 @@ class Run:
     writer: Any = None
     step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
     graph_pending: bool = False
-    log: dict[str, Any] = field(default_factory=dict)
+    last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (input, embedding): the save check runs on it
+    speed: Throughput = field(default_factory=Throughput)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -114,15 +128,15 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
     """What restoration training takes from the frozen, fine-tuned encoder (Sec. 3.1): the
     embeddings of the training bank (the Dataset only indexes rows), each task's fixed validation
     instruction, and the record of the encoder a checkpoint keeps."""
-    from utils.text.bank import training_prompts
+    from utils.text.embeddings import training_embeddings
     from utils.text.encoder_link import encoder_record
 
     if info.is_main:  # rank 0 computes and stores them if needed; the others then read them
-        prompts = training_prompts(args.text_ckpt, args.bank_root)
+        cache = training_embeddings(args.text_ckpt, args.bank_root)
     dist.barrier()
     if not info.is_main:
-        prompts = training_prompts(args.text_ckpt, args.bank_root)
-    return prompts["table"], prompts["rows"], prompts["defaults"], encoder_record(prompts, args.text_ckpt, run_dir)
+        cache = training_embeddings(args.text_ckpt, args.bank_root)
+    return cache["table"], cache["rows"], cache["defaults"], encoder_record(cache, args.text_ckpt, run_dir)
 
 
 # ------------------------------------------------------------------ building a run
@@ -375,9 +389,8 @@ def check_weights(run: Run) -> None:
     bad = non_finite_tensors(run.model.state_dict())
     if bad:
         raise stop_non_finite(run, f"the weights became NaN/inf ({bad[0]})")
-    last = run.log.get("last_batch")
-    if last is not None:
-        lq, text = last
+    if run.last_batch is not None:
+        lq, text = run.last_batch
         finite = finite_output(run.model, lq, text, run.info.device, run.train_step.precision)
         if not dist.all_true(finite):
             raise stop_non_finite(run, "the weights give NaN/inf outputs")
@@ -427,17 +440,16 @@ def report(run: Run, window: Window, bar) -> None:
     if run.writer is not None:
         for tag, value in (("loss", loss), ("lr", lr), ("images_per_s", images_per_s), ("data_wait_share", wait_share)):
             run.writer.add_scalar(f"train/{tag}", value, run.pos.step)
-    if wait_share > DATA_WAIT_WARNING and run.info.is_main and not run.log.get("warned_data"):
-        run.log["warned_data"] = True
+    if wait_share > DATA_WAIT_WARNING and run.info.is_main and not run.speed.warned_data_wait:
+        run.speed.warned_data_wait = True
         write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
               f"(now {run.args.num_workers}) or --cache_gb", error=True)
-    run.log.update(loss=loss, images_per_s=images_per_s, data_wait_share=wait_share)
-    if not run.log.get("past_first_window"):  # compile, graph capture, worker start-up: not steady state
-        run.log["past_first_window"] = True
+    if not run.speed.past_first_window:  # compile, graph capture, worker start-up: not steady state
+        run.speed.past_first_window = True
         return
-    for key, value in (("steady_images", window.steps * run.args.batch_size * run.info.world_size),
-                       ("steady_seconds", seconds), ("steady_wait", window.wait_s)):
-        run.log[key] = run.log.get(key, 0) + value
+    run.speed.steady_images += window.steps * run.args.batch_size * run.info.world_size
+    run.speed.steady_seconds += seconds
+    run.speed.steady_wait_s += window.wait_s
 
 
 def one_step(run: Run, batch: dict, window: Window) -> None:
@@ -445,8 +457,8 @@ def one_step(run: Run, batch: dict, window: Window) -> None:
     lq = batch["lq"].to(device, non_blocking=True)
     gt = batch["gt"].to(device, non_blocking=True)
     text = None if run.table is None else run.table[batch["instruction_idx"].to(device, non_blocking=True)]
-    run.log["last_batch"] = (lq, text)
-    first = "first_step_s" not in run.log
+    run.last_batch = (lq, text)
+    first = run.speed.first_step_s is None
     t0 = time.perf_counter()
     if run.graph_pending:
         run.graph_pending = False
@@ -465,9 +477,9 @@ def log_first_step(run: Run, t0: float) -> None:
     progress interval: one host sync, once."""
     if run.info.device.type == "cuda":
         torch.cuda.synchronize(run.info.device)
-    run.log["first_step_s"] = time.perf_counter() - t0
+    run.speed.first_step_s = time.perf_counter() - t0
     if run.info.is_main:
-        write(first_step_line(run.log["first_step_s"], run.plan))
+        write(first_step_line(run.speed.first_step_s, run.plan))
         line = compile_line(run.compile_cache) if run.plan.compile else None
         if line:
             write(line)
@@ -573,11 +585,11 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
 
 def throughput(run: Run) -> str:
     """Images/s and data-wait share after the first log window (compile and start-up excluded)."""
-    seconds = run.log.get("steady_seconds", 0)
+    seconds = run.speed.steady_seconds
     if not seconds:
         return ""
-    return (f"; {run.log['steady_images'] / seconds:.1f} images/s after the first {run.args.log_every} steps, "
-            f"waiting for data {run.log['steady_wait'] / seconds:.0%} of the time")
+    return (f"; {run.speed.steady_images / seconds:.1f} images/s after the first {run.args.log_every} steps, "
+            f"waiting for data {run.speed.steady_wait_s / seconds:.0%} of the time")
 
 
 def train_main(argv: Sequence[str] | None) -> int:

@@ -16,7 +16,10 @@ TEXT_COND_CHOICES = ("film", "none")
 LAYERNORM_CHOICES = ("WithBias", "BiasFree")
 IMPL_CHOICES = ("auto", "fast", "reference")
 Impl = Literal["auto", "fast", "reference"]
-PROMPT_HIDDEN = 576  # text MLP: text_dim -> 576 -> 384 (Sec. 3.2)
+# The text MLP maps the encoder's embedding (text_dim wide: 768 for BERT-base, 384 for MiniLM)
+# through 576 to the prompt every block reads (Sec. 3.2). PROMPT_DIM is the paper's fixed prompt
+# width, whatever the encoder: MiniLM's 384 is text_dim, a different number that happens to be equal.
+PROMPT_HIDDEN = 576
 PROMPT_DIM = 384
 PAD_MULTIPLE = 8  # three 2x down-samplings
 
@@ -115,7 +118,7 @@ class BlockStack(nn.Module):
 class TextPromptIR(nn.Module):
     """Text-guided all-in-one restoration network.
 
-    ``forward(img (B,3,H,W) in [0,1], text (B,text_dim)) -> (B,3,H,W)`` for any H, W: the input
+    ``forward(img (B,3,H,W) in [0,1], embedding (B,text_dim)) -> (B,3,H,W)`` for any H, W: the input
     is padded to a multiple of 8 and the output cropped back.
 
     ``impl`` chooses, once, how the blocks compute (the parameters and the function are the
@@ -169,12 +172,12 @@ class TextPromptIR(nn.Module):
         """Every transformer block, in forward order (the unit that regional compilation wraps)."""
         return [m for m in self.modules() if isinstance(m, TransformerBlock)]
 
-    def forward(self, img: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         prompt = None
         if self.text_mlp is not None:
-            if text is None:
+            if embedding is None:
                 raise ValueError("this TextPromptIR is text-conditioned: pass an instruction embedding")
-            prompt = self.text_mlp(text.to(img.dtype))
+            prompt = self.text_mlp(embedding.to(img.dtype))  # (B, PROMPT_DIM)
         h, w = img.shape[-2:]
         x = pad_to_multiple(img)
 

@@ -57,18 +57,18 @@ class OutOfTime(Exception):
     """A section ran past its limit."""
 
 
-def _alarm(signum, frame):
+def _alarm(_signum, _frame):
     raise OutOfTime()
 
 
 # ------------------------------------------------------------------ preparing the carried folder
 def prepare(datasets: Path, official: Path | None, text_ckpt: Path, data: Path = DATA) -> None:
     """What the GPU machine cannot make itself (it has no network): BSD400 and Kodak24 from
-    ``datasets``, the instruction embeddings restoration training needs (prompts.pt, 0.5 MB: the
+    ``datasets``, the instruction embeddings restoration training needs (embeddings.pt, 0.5 MB: the
     encoder's 83 MB do not fit the transfer), and the official network's source (net/model.py) from
     a clone or a bare mirror of the official repository. Nothing of it is committed (.gitignore)."""
     from utils.errors import UserError
-    from utils.text.bank import training_prompts
+    from utils.text.embeddings import training_embeddings
 
     for name in ("BSD400", "Kodak24"):
         if not (datasets / name).is_dir():
@@ -79,9 +79,9 @@ def prepare(datasets: Path, official: Path | None, text_ckpt: Path, data: Path =
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(datasets / "BSD400", data / "Train/Denoise")
     shutil.copytree(datasets / "Kodak24", data / "test/denoise/Kodak24")
-    training_prompts(text_ckpt)
+    training_embeddings(text_ckpt)
     (data / "text_encoder").mkdir(parents=True)
-    shutil.copy2(text_ckpt / "prompts.pt", data / "text_encoder/prompts.pt")
+    shutil.copy2(text_ckpt / "embeddings.pt", data / "text_encoder/embeddings.pt")
     if official is not None:
         target = data / "official/net"
         target.mkdir(parents=True)
@@ -347,15 +347,32 @@ def _run_logged(cmd: list[str], log, limit: float) -> dict[str, Any]:
 
 
 def machine(device: str) -> dict[str, Any]:
-    import torch
+    """The machine record, with the compile settings this check ran under."""
+    from utils.bench.machine import machine_info
 
-    info: dict[str, Any] = dict(torch=torch.__version__, cuda=torch.version.cuda, python=sys.version.split()[0],
-                                cpu_count=os.cpu_count(), compile_cache=os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
-                                benchmark_kernel=os.environ.get("TORCHINDUCTOR_BENCHMARK_KERNEL"))
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, memory_gb=props.total_memory / 1e9, capability=f"{props.major}.{props.minor}")
-    return info
+    return {**machine_info(device), "compile_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+            "benchmark_kernel": os.environ.get("TORCHINDUCTOR_BENCHMARK_KERNEL")}
+
+
+def run_section(sec: Section, body: Callable[[Section], Any], alarm: bool) -> Section:
+    """Run one section within its limit (``alarm``: stopped by SIGALRM; section d stops its own
+    subprocess), record its status, write its JSON and free the GPU memory it held."""
+    if alarm:
+        signal.setitimer(signal.ITIMER_REAL, sec.data["limit_s"])
+    try:
+        body(sec)
+        errors = [n for n, r in sec.data["items"].items() if "error" in r]
+        sec.data["status"] = "failed" if errors or sec.data.get("ok") is False else "ok"
+    except OutOfTime:
+        sec.data["status"] = "out of time"
+    except Exception as e:
+        sec.data["status"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+        traceback.print_exc(limit=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    sec.write()
+    _free_memory()
+    return sec
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -373,7 +390,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device visible; run on a GPU machine, or --device cpu for a dry run", file=sys.stderr)
         return 2
-    if not (DATA / "Train/Denoise").is_dir() or not (DATA / "text_encoder/prompts.pt").is_file():
+    if not (DATA / "Train/Denoise").is_dir() or not (DATA / "text_encoder/embeddings.pt").is_file():
         print(f"error: {DATA} not found: run `python scripts/gpu_check.py --prepare <datasets>` and carry it",
               file=sys.stderr)
         return 2
@@ -395,22 +412,7 @@ def run_check(args: argparse.Namespace) -> int:
         # the time earlier sections left unused passes on; later sections keep their caps
         limit = max(budget - (time.monotonic() - start) - sum(caps[k] for k in keys[i + 1:]), 10.0)
         print(f"\n=== {key}. {SECTIONS[key]} (limit {limit:.0f} s) ===", flush=True)
-        sec = Section(out, key, limit)
-        if key != "d":
-            signal.setitimer(signal.ITIMER_REAL, limit)
-        try:
-            runs[key](sec)
-            errors = [n for n, r in sec.data["items"].items() if "error" in r]
-            sec.data["status"] = "failed" if errors or sec.data.get("ok") is False else "ok"
-        except OutOfTime:
-            sec.data["status"] = "out of time"
-        except Exception as e:
-            sec.data["status"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-            traceback.print_exc(limit=5)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        sec.write()
-        _free_memory()
+        sec = run_section(Section(out, key, limit), runs[key], alarm=key != "d")
         failed += sec.data["status"] != "ok"
         summary["sections"][key] = dict(status=sec.data["status"], elapsed_s=sec.data["elapsed_s"],
                                         limit_s=sec.data["limit_s"])

@@ -101,3 +101,14 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))
     return path
+
+
+def tiny_bank(folder: Path) -> Path:
+    """An instruction bank small enough that fine-tuning on it takes a second."""
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("instruction\ttask\nremove the noise\tdenoise\nremove the rain\tderain\n"
+                                      "remove the fog\tdehaze\n", encoding="utf-8")
+    (folder / "val.tsv").write_text("instruction\ttask\nreduce the grain\tdenoise\nrainy photo\tderain\n"
+                                    "hazy hills\tdehaze\n", encoding="utf-8")
+    (folder / "unrelated.txt").write_text("make me a sandwich\n", encoding="utf-8")
+    return folder

@@ -38,7 +38,7 @@ def test_prepare_takes_the_datasets_folder_and_the_official_source_from_a_bare_r
     data = tmp_path / "gpu_data"
     gpu_check.prepare(datasets, bare, encoder, data)
     assert (data / "Train/Denoise/1.png").is_file() and (data / "test/denoise/Kodak24/1.png").is_file()
-    assert (data / "text_encoder/prompts.pt").is_file()
+    assert (data / "text_encoder/embeddings.pt").is_file()
     assert (data / "official/net/model.py").read_text() == "class TextPromptIR: pass\n"
     with pytest.raises(UserError, match="Kodak24: not found; pass the folder holding BSD400/ and Kodak24/"):
         shutil.rmtree(datasets / "Kodak24")

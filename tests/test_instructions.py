@@ -13,11 +13,11 @@ from utils.tasks import TASKS
 from utils.text.bank import (
     BANK_ROOT,
     DEFAULT_INSTRUCTIONS,
-    bank_embeddings,
     load_bank,
     load_unrelated,
     read_instruction_tsv,
 )
+from utils.text.embeddings import bank_embeddings
 
 
 def norm(s: str) -> str:
@@ -121,34 +121,34 @@ def test_bank_embeddings_rows_and_index(tmp_path):
 def test_training_prompts_are_stored_and_redone_only_when_needed(tmp_path, text_ckpt, monkeypatch):
     import shutil
 
-    import utils.text.bank as ins
+    import utils.text.embeddings as ins
 
     encoder_dir = tmp_path / "encoder"
     shutil.copytree(text_ckpt, encoder_dir)
     root = make_bank(tmp_path / "bank")
     written = []
-    real_write = ins.write_prompts
-    monkeypatch.setattr(ins, "write_prompts", lambda *a, **k: written.append(1) or real_write(*a, **k))
+    real_write = ins.write_embeddings
+    monkeypatch.setattr(ins, "write_embeddings", lambda *a, **k: written.append(1) or real_write(*a, **k))
 
-    first = ins.training_prompts(encoder_dir, root)
+    first = ins.training_embeddings(encoder_dir, root)
     assert first["rows"] == {"denoise": [0, 1], "derain": [2], "dehaze": [3]}
     assert first["table"].shape == (4, 384) and set(first["defaults"]) == {"denoise", "derain", "dehaze"}
-    again = ins.training_prompts(encoder_dir, root)
+    again = ins.training_embeddings(encoder_dir, root)
     assert len(written) == 1 and torch.equal(again["table"], first["table"])  # read back, not recomputed
 
     make_bank(root, extra="drizzle\tderain\n")  # an edited bank is embedded again
-    edited = ins.training_prompts(encoder_dir, root)
+    edited = ins.training_embeddings(encoder_dir, root)
     assert len(written) == 2 and edited["rows"]["derain"] == [2, 3]
 
     only_prompts = tmp_path / "copied"  # e.g. what was copied to a training machine
     only_prompts.mkdir()
-    shutil.copy(encoder_dir / ins.PROMPTS_FILE, only_prompts)
-    assert torch.equal(ins.training_prompts(only_prompts, root)["table"], edited["table"])
+    shutil.copy(encoder_dir / ins.EMBEDDINGS_FILE, only_prompts)
+    assert torch.equal(ins.training_embeddings(only_prompts, root)["table"], edited["table"])
     make_bank(root, extra="drizzle\tderain\nhaze\tdehaze\n")
     with pytest.raises(UserError, match="another instruction bank"):
-        ins.training_prompts(only_prompts, root)
+        ins.training_embeddings(only_prompts, root)
     with pytest.raises(UserError, match="--stage text"):
-        ins.training_prompts(tmp_path / "empty", root)
+        ins.training_embeddings(tmp_path / "empty", root)
 
 
 def test_a_line_separator_inside_an_instruction_does_not_split_its_line(tmp_path):
@@ -167,7 +167,7 @@ def test_a_malicious_prompts_file_is_one_line_and_never_runs(tmp_path, text_ckpt
     import os
     import shutil
 
-    from utils.text.bank import PROMPTS_FILE, training_prompts
+    from utils.text.embeddings import EMBEDDINGS_FILE, training_embeddings
 
     class RunsCode:
         def __reduce__(self):
@@ -177,10 +177,10 @@ def test_a_malicious_prompts_file_is_one_line_and_never_runs(tmp_path, text_ckpt
     shutil.copytree(text_ckpt, with_weights)
     prompts_only.mkdir()
     for folder in (with_weights, prompts_only):
-        torch.save({"table": RunsCode(), "rows": {}, "fingerprint": "x"}, folder / PROMPTS_FILE)
+        torch.save({"table": RunsCode(), "rows": {}, "fingerprint": "x"}, folder / EMBEDDINGS_FILE)
         with pytest.raises(UserError) as caught:
-            training_prompts(folder)
+            training_embeddings(folder)
         message = str(caught.value)
-        assert len(message.splitlines()) == 1 and str(folder / PROMPTS_FILE) in message
+        assert len(message.splitlines()) == 1 and str(folder / EMBEDDINGS_FILE) in message
         assert "not a valid" in message and "weights_only" not in message
     assert not (tmp_path / "code_ran").exists()

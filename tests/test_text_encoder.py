@@ -13,6 +13,7 @@ import torch
 
 from net import text_encoder as te
 from net.text_encoder import TASKS, InstructionEncoder, default_encoder_path, validate_instruction
+from tests.conftest import tiny_bank
 from utils.errors import UserError
 from utils.text.bank import read_instruction_tsv
 from utils.text.finetune import augment, finetune_text_encoder, text_loss
@@ -197,13 +198,7 @@ def test_a_few_steps_lower_the_loss_on_their_batch(encoder):
 
 
 def test_finetune_smoke_on_a_tiny_bank(tmp_path):
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "train.tsv").write_text("instruction\ttask\nremove the noise\tdenoise\nremove the rain\tderain\n"
-                                    "remove the fog\tdehaze\nit's grainy\tdenoise\n", encoding="utf-8")
-    (bank / "val.tsv").write_text("instruction\ttask\nreduce the grain\tdenoise\nrainy photo\tderain\n"
-                                  "hazy hills\tdehaze\n", encoding="utf-8")
-    (bank / "unrelated.txt").write_text("make me a sandwich\nadd a cat\n", encoding="utf-8")
+    bank = tiny_bank(tmp_path / "bank")
     logs: list[str] = []
     res = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank,
                                 log=logs.append, max_steps=1)
@@ -270,7 +265,6 @@ def test_report_agrees_with_the_classifier(encoder):
 def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_project(tmp_path):
     import shutil
 
-    from tests.test_train import tiny_bank
     from utils.text.encoder_link import DEPENDENTS_FILE, dependents, register_dependent
 
     project = tmp_path / "project"

@@ -82,7 +82,7 @@ def test_no_seams_between_tiles():
 
 
 def test_tiled_matches_untiled_demo_preset():
-    """The issue's criterion: PSNR(tiled, untiled) >= 40 dB on a 300x200 image with the demo
+    """The criterion: PSNR(tiled, untiled) >= 40 dB on a 300x200 image with the demo
     preset. The random-init net changes the image a lot, so agreement is not trivial."""
     torch.manual_seed(0)
     net = TextPromptIR(DEMO_NET).eval()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import train
-from tests.conftest import ROOT, TINY_NET
+from tests.conftest import ROOT, TINY_NET, tiny_bank
 
 
 def base_args(layout: Path, text_ckpt: Path, tmp: Path, run: str) -> list[str]:
@@ -60,12 +60,17 @@ def test_resume_across_epoch_boundary_and_checkpoint_contents(tiny_layout, text_
     assert (tmp_path / "logs/epochs/options.yaml").is_file()
 
 
+def trained_for(args: list[str], steps: int, last: Path, capsys) -> bytes:
+    """Train ``steps`` steps with ``args``, and the bytes of the checkpoint ``last`` it wrote."""
+    assert train.main(args + ["--max_steps", str(steps)]) == 0
+    capsys.readouterr()
+    return last.read_bytes()
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_layout, text_ckpt, tmp_path, capsys):
     args = base_args(tiny_layout, text_ckpt, tmp_path, "nan")
-    assert train.main(args + ["--max_steps", "1"]) == 0
     last = tmp_path / "ckpt/nan/last.pt"
-    good = last.read_bytes()
-    capsys.readouterr()
+    good = trained_for(args, 1, last, capsys)
     # an absurd learning rate blows the weights up after the first step
     assert train.main(args + ["--lr", "1e30", "--warmup_epochs", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err
@@ -174,10 +179,8 @@ def test_a_new_run_never_replaces_an_existing_runs_checkpoint(tiny_layout, text_
 
 def test_resuming_at_max_steps_runs_no_step_and_changed_batch_size_warns(tiny_layout, text_ckpt, tmp_path, capsys):
     args = base_args(tiny_layout, text_ckpt, tmp_path, "limit")
-    assert train.main(args + ["--max_steps", "3"]) == 0
     last = tmp_path / "ckpt/limit/last.pt"
-    before = last.read_bytes()
-    capsys.readouterr()
+    before = trained_for(args, 3, last, capsys)
     assert train.main(args + ["--max_steps", "3", "--resume"]) == 0
     assert "already at --max_steps 3: nothing to do" in capsys.readouterr().out
     assert last.read_bytes() == before
@@ -287,17 +290,6 @@ def test_dev_preset_trains_on_a_folder_of_clean_images(text_ckpt, tmp_path):
 
 
 # ------------------------------------------------------------------ nothing of the user's is replaced
-def tiny_bank(folder: Path) -> Path:
-    """An instruction bank small enough that fine-tuning on it takes a second."""
-    folder.mkdir(parents=True)
-    (folder / "train.tsv").write_text("instruction\ttask\nremove the noise\tdenoise\nremove the rain\tderain\n"
-                                      "remove the fog\tdehaze\n", encoding="utf-8")
-    (folder / "val.tsv").write_text("instruction\ttask\nreduce the grain\tdenoise\nrainy photo\tderain\n"
-                                    "hazy hills\tdehaze\n", encoding="utf-8")
-    (folder / "unrelated.txt").write_text("make me a sandwich\n", encoding="utf-8")
-    return folder
-
-
 def test_the_text_stage_never_replaces_a_model_folder_it_did_not_write(tmp_path, capsys):
     mybert = tmp_path / "mybert"
     mybert.mkdir()
@@ -388,11 +380,11 @@ def test_read_only_run_log_and_encoder_folders_are_found_before_the_first_step(t
                                                                               capsys, monkeypatch):
     import shutil
 
-    from utils.text.bank import training_prompts
+    from utils.text.embeddings import training_embeddings
 
     encoder = tmp_path / "encoder"
     shutil.copytree(text_ckpt, encoder, copy_function=os.link)
-    training_prompts(encoder)  # what training would otherwise write there first
+    training_embeddings(encoder)  # what training would otherwise write there first
     args = base_args(tiny_layout, encoder, tmp_path, "ro")
     assert train.main(args + ["--max_steps", "1"]) == 0
     run_dir = tmp_path / "ckpt/ro"

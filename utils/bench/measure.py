@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
 from utils.runtime.allocator import malloc_live_bytes_fn
-from utils.runtime.device import autocast
+from utils.runtime.device import autocast, is_out_of_memory
 
 MAX_BATCHES = (128, 96, 64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
 CURVE_STEPS = 50  # training-curve check: compiled / graphed against eager, same seed
@@ -67,10 +67,6 @@ def peak_memory_mb(run: Callable[[], Any], device: torch.device) -> float | None
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
 
 
 def build_net(cfg: dict[str, Any], device: torch.device, compile_blocks_too: bool | None = None) -> torch.nn.Module:
@@ -170,7 +166,7 @@ def largest_batch(cfg: dict[str, Any], device: torch.device, at_most: int | None
             sync(device)
             return batch
         except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not is_oom(e):
+            if not is_out_of_memory(e):
                 raise
         finally:
             step_fn = inputs = None
@@ -433,3 +429,19 @@ def run_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     rows = _top_rows(times, steps, {})
     return dict(batch=batch, cuda_graph=graphed, ops_per_step=len(ops) / steps, step_ms=wall_us / steps / 1e3,
                 kernels=rows, table=kernel_table(rows, "operator (CPU self time)"))
+
+
+def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
+    """Forward GFLOPs of one ``size``^2 image (matmuls and convolutions, as counted by
+    torch.utils.flop_counter; a multiply-add is 2 FLOPs), per implementation."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out = {}
+    for impl in cfg["impls"]:
+        run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}
+        model = build_net(run_cfg, torch.device("cpu")).eval()
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model(torch.rand(1, 3, size, size), torch.randn(1, run_cfg["text_dim"]))
+        out[impl] = counter.get_total_flops() / 1e9
+    return out

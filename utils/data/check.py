@@ -6,9 +6,9 @@ nested one folder too deep. It reads file names and headers, and decodes a few i
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -118,42 +118,46 @@ def _check_denoise_train(folder: Path) -> list[SetCheck]:
     return sorted(checks, key=lambda c: c.name)
 
 
-def _check_derain_train(folder: Path) -> SetCheck:
-    inner = _nested(folder, ("rainy", "gt"))
+def _check_pairs(folder: Path, names: tuple[str, str], check: SetCheck,
+                 judge: Callable[[int, int], str | None]) -> SetCheck:
+    """``check`` completed for ``folder``'s two sub-folders ``names``: missing or one level too deep,
+    else their image counts as ``judge(first, second)`` finds them."""
+    inner = _nested(folder, names)
     if inner is not None:
-        n = len(list_images(inner / "rainy")) if (inner / "rainy").is_dir() else 0
-        return SetCheck("Rain100L train", folder, n, RAIN100L_TRAIN_PAIRS, "pairs", _too_deep(folder, inner))
-    rainy, clean = find_dir(folder, "rainy"), find_dir(folder, "gt")
-    if rainy is None or clean is None:
-        return SetCheck("Rain100L train", folder, None, RAIN100L_TRAIN_PAIRS, "pairs",
-                        None if not folder.is_dir() else f"expected {folder}/rainy/ and {folder}/gt/")
-    n, m = len(list_images(rainy)), len(list_images(clean))
-    problem = None
-    if n != m:
-        problem = f"{n:,} rainy images but {m:,} clean ones: a pair is missing its other half"
-    elif n == RAIN_RERELEASE_TRAIN_PAIRS:
-        problem = (f"{n:,} pairs is the later JORDER release's training set (Rain100H's, or the re-released light "
-                   f"one), not the {RAIN100L_TRAIN_PAIRS} pairs of Rain100L the paper trains on")
-    elif n != RAIN100L_TRAIN_PAIRS:
-        problem = _count_mismatch(n, RAIN100L_TRAIN_PAIRS, "pairs", rainy)
-    return SetCheck("Rain100L train", folder, n, RAIN100L_TRAIN_PAIRS, "pairs", problem)
+        n = len(list_images(inner / names[0])) if (inner / names[0]).is_dir() else 0
+        return replace(check, found=n, problem=_too_deep(folder, inner))
+    first, second = find_dir(folder, names[0]), find_dir(folder, names[1])
+    if first is None or second is None:
+        return replace(check, problem=None if not folder.is_dir()
+                       else f"expected {folder}/{names[0]}/ and {folder}/{names[1]}/")
+    n, m = len(list_images(first)), len(list_images(second))
+    return replace(check, found=n, problem=judge(n, m))
+
+
+def _check_derain_train(folder: Path) -> SetCheck:
+    def judge(n: int, m: int) -> str | None:
+        if n != m:
+            return f"{n:,} rainy images but {m:,} clean ones: a pair is missing its other half"
+        if n == RAIN_RERELEASE_TRAIN_PAIRS:
+            return (f"{n:,} pairs is the later JORDER release's training set (Rain100H's, or the re-released "
+                    f"light one), not the {RAIN100L_TRAIN_PAIRS} pairs of Rain100L the paper trains on")
+        if n != RAIN100L_TRAIN_PAIRS:
+            return _count_mismatch(n, RAIN100L_TRAIN_PAIRS, "pairs", find_dir(folder, "rainy"))
+        return None
+
+    return _check_pairs(folder, ("rainy", "gt"), SetCheck("Rain100L train", folder, None, RAIN100L_TRAIN_PAIRS,
+                                                          "pairs"), judge)
 
 
 def _check_dehaze_train(folder: Path) -> SetCheck:
-    inner = _nested(folder, ("synthetic", "original"))
-    if inner is not None:
-        n = len(list_images(inner / "synthetic")) if (inner / "synthetic").is_dir() else 0
-        return SetCheck("RESIDE OTS", folder, n, OTS_HAZY_IMAGES, "hazy images", _too_deep(folder, inner))
-    hazy, clear = find_dir(folder, "synthetic"), find_dir(folder, "original")
-    if hazy is None or clear is None:
-        return SetCheck("RESIDE OTS", folder, None, OTS_HAZY_IMAGES, "hazy images",
-                        None if not folder.is_dir() else f"expected {folder}/synthetic/ and {folder}/original/")
-    n, m = len(list_images(hazy)), len(list_images(clear))
-    problem = None
-    if n != OTS_HAZY_IMAGES or m != OTS_CLEAR_IMAGES:
-        problem = (f"{n:,} hazy images of {m:,} clear ones; OTS as the official lists use it has "
-                   f"{OTS_HAZY_IMAGES:,} hazy images of {OTS_CLEAR_IMAGES:,} clear ones (35 each)")
-    return SetCheck("RESIDE OTS", folder, n, OTS_HAZY_IMAGES, "hazy images", problem)
+    def judge(n: int, m: int) -> str | None:
+        if n != OTS_HAZY_IMAGES or m != OTS_CLEAR_IMAGES:
+            return (f"{n:,} hazy images of {m:,} clear ones; OTS as the official lists use it has "
+                    f"{OTS_HAZY_IMAGES:,} hazy images of {OTS_CLEAR_IMAGES:,} clear ones (35 each)")
+        return None
+
+    return _check_pairs(folder, ("synthetic", "original"), SetCheck("RESIDE OTS", folder, None, OTS_HAZY_IMAGES,
+                                                                     "hazy images"), judge)
 
 
 def check_training_data(root: Path | str, de_types: Sequence[str],

@@ -1,19 +1,20 @@
-"""Synthetic degradations: the paper's Gaussian noise, and demo rain and haze.
+"""Synthetic degradations: the paper's Gaussian noise, and Rain100L-like rain and OTS-like haze.
 
 Noise follows the paper's protocol exactly (Sec. 4.1, as in PromptIR/AirNet): float Gaussian noise
 N(0, sigma) in grey levels is added to the uint8 image, the sum is clipped to [0, 255] and cast to uint8.
 Like the official code (``np.clip(...).astype(np.uint8)``), the cast TRUNCATES, which biases the noisy
 image by -0.5 grey level on average; we keep it so input PSNRs match the published protocol.
 
-Rain and haze are only used to build the bundled demo set (``utils/data/demo_data.py``); the paper trains
-on Rain100L and RESIDE OTS. Both are calibrated against the statistics of the real benchmarks given in
-``shared/CALIBRATION.md`` (see ``test/README.md`` for the measured numbers):
+Rain and haze build the bundled demo set (``utils/data/demo_data.py``) and, with ``--synthesize``, the
+training inputs drawn anew per sample (``utils/data/train_set.py``); the paper trains on Rain100L and
+RESIDE OTS. Both are calibrated against the statistics of the real benchmarks (the targets and the
+measured values: "Calibration" in ``test/README.md``):
 
 * rain: a streak layer (sparse random drops, motion-blurred along one direction per image, widened
   by a small Gaussian blur) is screen-blended onto the image, I = 1 - (1 - J)(1 - R). Screen blending
   only brightens, as Rain100L's residual does.
 * haze: the atmospheric scattering model used to synthesise RESIDE OTS,
-  I = J t + A (1 - t), t = exp(-beta d), with A in [0.8, 1.0] and beta in [0.04, 0.2].
+  I = J t + A (1 - t), t = exp(-beta d), with A and beta from OTS's grids (``OTS_A``, ``OTS_BETA``).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def benchmark_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
 
 # --- Rain (demo set) ----------------------------------------------------------------------------
 
-# Quantiles of the streak tilt from vertical measured on Rain100L (CALIBRATION.md): we draw the tilt
+# Quantiles of the streak tilt from vertical measured on Rain100L (test/README.md, "Calibration"): we draw the tilt
 # by inverse-CDF interpolation through them, so the demo's tilt distribution matches by construction.
 RAIN_TILT_QUANTILES = ((0.0, 0.1, 0.5, 0.9, 1.0), (0.0, 3.0, 14.0, 32.0, 42.0))
 
@@ -134,8 +135,8 @@ def synth_haze(
     img: np.ndarray,
     depth: np.ndarray,
     rng: np.random.Generator,
-    A: tuple[float, float] | float = (0.8, 1.0),
-    beta: tuple[float, float] | float = (0.04, 0.2),
+    A: tuple[float, float] | float = OTS_A_RANGE,
+    beta: tuple[float, float] | float = OTS_BETA_RANGE,
     depth_scale: float = HAZE_DEPTH_SCALE,
     depth_offset: float = HAZE_DEPTH_OFFSET,
 ) -> tuple[np.ndarray, dict]:
@@ -190,8 +191,8 @@ def depth_proxy(img: np.ndarray) -> np.ndarray:
 
 
 def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the protocol of
-    CALIBRATION.md: centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
+    """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the calibration
+    protocol (test/README.md): centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
     from utils.eval.metrics import crop_to_multiple, psnr_ssim
 
     x, y = (crop_to_multiple(im).astype(np.float64) / 255.0 for im in (degraded, clean))
@@ -199,7 +200,7 @@ def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float
 
 
 def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:
-    """The Rain100L rain-layer statistics of CALIBRATION.md for one uint8 RGB pair: mean residual,
+    """The Rain100L rain-layer statistics of the calibration (test/README.md) for one uint8 RGB pair: mean residual,
     fraction brightened by > 0.05, 99th-percentile residual, and the streak tilt from vertical (deg)
     from the image's structure tensor (residual = input - target, averaged over RGB, in [0, 1])."""
     from skimage.feature import structure_tensor  # only for calibration

@@ -202,18 +202,13 @@ def _write_train_dehaze(train: Path, names, s: BuildSettings, small: bool, seed:
 def _write_test_noise_and_rain(test: Path, small: bool, seed: int, files: list[Path]) -> None:
     """Whole photos shrunk to 256 px on the long side, plus 256x256 full-resolution crops."""
     coffee, moto_r = load_photo_rgb("coffee"), load_photo_rgb("motorcycle_right")
-    denoise_set = {
-        "coffee_whole": _resize_long(coffee, 256),
-        "coffee_crop": coffee[144:400, 0:256],
-        "motorcycle_whole": _resize_long(moto_r, 256),
-        "motorcycle_crop": moto_r[100:356, 300:556],
-    }
-    derain_set = {
-        "coffee_whole": _resize_long(coffee, 256),
-        "coffee_crop": coffee[0:256, 344:600],
-        "motorcycle_whole": _resize_long(moto_r, 256),
-        "motorcycle_crop": moto_r[244:500, 0:256],
-    }
+
+    def whole_and_crops(coffee_crop: tuple[slice, slice], moto_crop: tuple[slice, slice]) -> dict[str, np.ndarray]:
+        return {"coffee_whole": _resize_long(coffee, 256), "coffee_crop": coffee[coffee_crop],
+                "motorcycle_whole": _resize_long(moto_r, 256), "motorcycle_crop": moto_r[moto_crop]}
+
+    denoise_set = whole_and_crops(np.s_[144:400, 0:256], np.s_[100:356, 300:556])
+    derain_set = whole_and_crops(np.s_[0:256, 344:600], np.s_[244:500, 0:256])
     if small:
         denoise_set = dict(list(denoise_set.items())[:1])
         derain_set = dict(list(derain_set.items())[:1])
@@ -414,7 +409,7 @@ def calibration_images() -> list[tuple[np.ndarray, np.ndarray | None]]:
 def measure_calibration(
     seed: int = 0, draws: int = 4, images: list[tuple[np.ndarray, np.ndarray | None]] | None = None
 ) -> dict[str, dict[str, float]]:
-    """Input statistics of the synthetic degradations, to compare with shared/CALIBRATION.md (the
+    """Input statistics of the synthetic degradations, to compare with the calibration targets in test/README.md (the
     numbers are recorded in test/README.md): PSNR/SSIM of noise (sigma 15/25/50), rain and haze, and
     the rain-layer statistics. ``images``: (uint8 RGB, depth or None for the proxy) pairs, by default
     ``calibration_images()``; haze draws (A, beta) from OTS's grid."""
@@ -461,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical set is there")
     parser.add_argument("--sheet", default=None, help="also save a contact sheet PNG of a few pairs here")
     parser.add_argument("--calibration", action="store_true",
-                        help="print the degradations' input statistics (vs shared/CALIBRATION.md) and exit")
+                        help="print the degradations' input statistics (vs the targets in test/README.md) and exit")
     args = parser.parse_args(argv)
     if args.calibration:
         for key, values in measure_calibration(args.seed).items():

@@ -20,7 +20,9 @@ from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS, check_
 from utils.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-PHOTO_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp")  # what save_photo writes
+# IMAGE_EXTENSIONS: the files of data sets (what the benchmarks ship); PHOTO_EXTENSIONS: a user's photos,
+# what demo.py takes and save_photo writes back in the same format
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # check_pixels replaces Pillow's own guard (a warning from 89 megapixels, an error from 179), which
 # named neither the limit nor a way to raise it
 Image.MAX_IMAGE_PIXELS = None

@@ -17,11 +17,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
     ``world``-th index (dropping the tail so all ranks see the same count) and can skip the
     first ``skip`` keys of an epoch (to resume mid-epoch)."""
 
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         if n < world_size:
             raise ValueError(f"{n} samples cannot be shared by {world_size} processes")
         self.n, self.rank, self.world_size = n, rank, world_size
-        self.seed, self.shuffle = seed, shuffle
+        self.seed = seed
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -31,11 +31,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return self.n // self.world_size - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
         per_rank = self.n // self.world_size
         mine = order[self.rank: per_rank * self.world_size: self.world_size]
         for idx in mine[self.skip:]:

@@ -76,8 +76,8 @@ class TrainDataset(Dataset):
     degraded input is synthesised on the fly from the clean target instead of read from a file, as
     the noise always is: ``derain`` draws a new rain layer (``utils.data.degradations.synth_rain``, made
     like Rain100L's) for every sample, after the flip/rotation, so streaks stay near vertical;
-    ``dehaze`` hazes the crop with the scattering model of RESIDE OTS, A ~ U(0.8, 1) and
-    beta ~ U(0.04, 0.2), over the depth proxy of the whole target image. ``channel_shuffle`` also
+    ``dehaze`` hazes the crop with the scattering model of RESIDE OTS, A and beta drawn
+    uniformly over OTS's ranges, over the depth proxy of the whole target image. ``channel_shuffle`` also
     permutes the RGB channels of each pair (one of 6 orders, the same for input and target; not in
     the paper): every degradation here treats the channels alike, and a small training set then
     teaches no colour cast.
@@ -248,7 +248,7 @@ class TrainDataset(Dataset):
             lq = synth_rain(np.ascontiguousarray(gt), rng)
         elif task == "dehaze" and task in self.synthetic:
             depth = _augment(self._depth(gt_path, full)[top:top + p, left:left + p], mode)[..., 0]
-            lq, _ = synth_haze(np.ascontiguousarray(gt), depth, rng, A=OTS_A_RANGE, beta=OTS_BETA_RANGE)
+            lq, _ = synth_haze(np.ascontiguousarray(gt), depth, rng)
         elif lq is None:
             lq = add_gaussian_noise(np.ascontiguousarray(gt), sigma_of(seg.de_type), rng)
         else:

@@ -53,12 +53,11 @@ class BenchmarkSet(Dataset):
         pairs: list[Pair],
         sigma: int | None = None,
         crop16: bool = True,
-        folder: Path | None = None,
         noise_seed: int = 0,
         image_root: Path | None = None,
     ) -> None:
         self.task, self.name, self.sigma, self.pairs = task, name, sigma, pairs
-        self.crop16, self.folder, self.noise_seed = crop16, folder, noise_seed
+        self.crop16, self.noise_seed = crop16, noise_seed
         self.label = f"{name} σ={sigma}" if sigma is not None else name
         self.paths = [_relative_name(lq or gt, image_root) for lq, gt in pairs]
 
@@ -191,7 +190,7 @@ def find_test_sets(
             _check_big_enough(check_pair_sizes(pairs, max_pixels=max_pixels), crop16)
             sigma_list = [int(s) for s in sigmas] if task == "denoise" else [None]
             image_root = folder if task == "denoise" else find_dir(folder, "input")
-            found += [BenchmarkSet(task, name, pairs, sigma=sigma, crop16=crop16, folder=folder, image_root=image_root)
+            found += [BenchmarkSet(task, name, pairs, sigma=sigma, crop16=crop16, image_root=image_root)
                       for sigma in sigma_list]
     return found, notes
 

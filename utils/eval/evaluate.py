@@ -73,26 +73,26 @@ def saved_image_paths(save_dir: Path, test_set: Dataset) -> list[Path]:
 
 
 @torch.no_grad()
-def evaluate_set(model: torch.nn.Module, test_set: Dataset, text: torch.Tensor | None,
+def evaluate_set(model: torch.nn.Module, test_set: Dataset, embedding: torch.Tensor | None,
                  device: torch.device, precision: str = "fp32", y_channel: bool = False,
                  max_images: int | None = None, save_dir: str | Path | None = None,
                  progress: bool = True, num_workers: int = 0) -> tuple[SetScore, list[np.ndarray]]:
-    """Score ``model`` on ``test_set`` (items ``{lq, gt, name}``) with the prompt ``text``
-    of shape (D,), in ``precision`` (``utils.runtime.device.PRECISION_CHOICES``). Returns the scores
+    """Score ``model`` on ``test_set`` (items ``{lq, gt, name}``) with the instruction
+    embedding ``embedding`` of shape (D,), in ``precision`` (``utils.runtime.device.PRECISION_CHOICES``). Returns the scores
     and, for a preview, the first image's (input, output, target) as (H, W, 3) arrays. A NaN or
     inf output is a UserError: the checkpoint is broken, and no score is made of it."""
     model.eval()
     subset = Subset(test_set, range(min(len(test_set), max_images))) if max_images else test_set
     loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
     score = SetScore(test_set.label, test_set.task, test_set.name, test_set.sigma)
-    prompt = None if text is None else text.to(device).float().unsqueeze(0)  # (1, D)
+    batch_embedding = None if embedding is None else embedding.to(device).float().unsqueeze(0)  # (1, D)
     preview: list[np.ndarray] = []
     bar = progress_bar(len(subset), test_set.label, enabled=progress, leave=False)
     saved_names = saved_image_names(test_set.paths) if save_dir is not None else {}
     for item in loader:
         lq, gt = item["lq"].to(device), item["gt"]
         with autocast(device, precision):
-            out = model(lq, prompt)
+            out = model(lq, batch_embedding)
         name, path = item["name"][0], item["path"][0]
         if not torch.isfinite(out).all():
             raise UserError(f"{test_set.label}, {name}: the network's output is NaN/inf, so its weights are "

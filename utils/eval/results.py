@@ -3,7 +3,7 @@ name, with its per-image scores; ``results.csv`` (one row per image) and ``resul
 tables beside the paper's Table 1, one per protocol) are made from it.
 
 Rows are keyed by the set, the task route (how the network is told the task: ``instruction``, a
-sentence per task; ``blind`` for a net without text conditioning) with its instruction, and the
+sentence per task; ``unconditioned`` for a net without text conditioning) with its instruction, and the
 protocol (precision, Y channel, crop): a run of other sets or of another protocol adds rows, and
 a row already there is replaced only with ``overwrite``. One file holds the results of one
 checkpoint (by the SHA-256 of its file): another checkpoint's replace them only with
@@ -13,13 +13,13 @@ this project); PSNR is known to move with the scikit-image version.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from utils.digest import file_sha256
 from utils.errors import UserError
 from utils.tables import cell, header, row
 
@@ -48,14 +48,14 @@ PAPER_COLUMNS = [("dehaze", "sots", None, "SOTS"), ("derain", "rain100l", None, 
 class Protocol:
     """How a set was scored, apart from the set itself: the part of a row's key a run shares."""
 
-    route: str  # "instruction" or "blind"
-    instruction: str | None  # None: each task's default instruction (or none, for "blind")
+    route: str  # "instruction", or "unconditioned" for a net without text conditioning
+    instruction: str | None  # None: each task's default instruction (or none, for "unconditioned")
     precision: str  # what the network computed in: "bf16" or "fp32"
     y_channel: bool
     crop16: bool
 
     def describe(self) -> str:
-        told = ("no instruction" if self.route == "blind" else
+        told = ("no instruction" if self.route == "unconditioned" else
                 "each task's default instruction" if self.instruction is None else f"instruction {self.instruction!r}")
         return (f"{self.route} route ({told}), {self.precision}, {'Y channel' if self.y_channel else 'RGB'}, "
                 f"{'centre crop to a multiple of 16' if self.crop16 else 'no crop'}")
@@ -82,14 +82,6 @@ def markdown_tables(summaries: list[dict]) -> str:
                           cell(PAPER_AVERAGE)]))
         lines.append(row(["ours", *(cell(v) for v in ours), cell(average)]))
     return "\n".join(lines)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def project_version() -> str:

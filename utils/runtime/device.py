@@ -99,3 +99,9 @@ def describe(model: torch.nn.Module, device: torch.device, precision: str) -> st
     resolved, why = resolve_precision(device, precision)
     shown = "fp32" if resolved == "fp32" else f"{resolved} autocast"
     return f"implementation {impl} on {device.type} ({shown}; {why})"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device (or the CPU allocator) running out of memory."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))

@@ -1,4 +1,4 @@
-"""The restoration prompt of a user's instruction (TextPromptIR Sec. 3.1): find the instruction
+"""The embedding of a user's instruction (TextPromptIR Sec. 3.1): find the instruction
 encoder a checkpoint was trained with, make sure it is that very encoder, encode the
 instruction once and tell the user what it understood.
 
@@ -30,13 +30,13 @@ def shorten(text: str, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def encoder_record(prompts: dict[str, Any], encoder_dir: str | Path, run_dir: str | Path) -> dict[str, Any]:
+def encoder_record(cache: dict[str, Any], encoder_dir: str | Path, run_dir: str | Path) -> dict[str, Any]:
     """What a restoration checkpoint in ``run_dir`` stores about its instruction encoder, from the
-    encoder's prompts (``utils.text.bank.training_prompts``): its folder relative to the
-    checkpoint's, and the identity of its weights and instruction bank."""
+    encoder's embedding cache (``utils.text.embeddings.training_embeddings``): its folder relative
+    to the checkpoint's, and the identity of its weights and instruction bank."""
     return {"dir": os.path.relpath(Path(encoder_dir).resolve(), Path(run_dir).resolve()),
-            "fingerprint": prompts["fingerprint"], "bank_sha256": prompts["bank_sha256"],
-            "id": prompts["encoder_id"], "hidden_size": prompts["hidden_size"]}
+            "fingerprint": cache["fingerprint"], "bank_sha256": cache["bank_sha256"],
+            "id": cache["encoder_id"], "hidden_size": cache["hidden_size"]}
 
 
 def _record_entry(encoder_dir: str | Path, ckpt_path: str | Path) -> str:
@@ -90,23 +90,23 @@ def checkpoint_encoder_dir(ckpt_path: str | Path, ckpt: dict[str, Any], override
     return Path(override) if override else stored_encoder_dir(ckpt_path, ckpt)
 
 
-def stored_default_prompts(ckpt_path: str | Path, ckpt: dict[str, Any],
-                           override: str | Path | None = None) -> dict[str, torch.Tensor] | None:
-    """Each task's default-instruction embedding from the encoder folder's ``prompts.pt``, when the
-    folder holds no encoder weights (a training machine's copy) and the prompts are of the encoder
+def stored_default_embeddings(ckpt_path: str | Path, ckpt: dict[str, Any],
+                              override: str | Path | None = None) -> dict[str, torch.Tensor] | None:
+    """Each task's default-instruction embedding from the encoder folder's ``embeddings.pt``, when the
+    folder holds no encoder weights (a training machine's copy) and the cache is of the encoder
     the checkpoint was trained with; None when the encoder itself should be used."""
     from net.text_encoder import has_encoder_weights
-    from utils.text.bank import read_prompts
+    from utils.text.embeddings import read_embeddings
 
     folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
     if has_encoder_weights(folder):
         return None
-    prompts = read_prompts(folder)
+    cache = read_embeddings(folder)
     expected = (ckpt.get("text_encoder") or {}).get("fingerprint")
-    if prompts is None or "defaults" not in prompts or (expected and prompts["fingerprint"] != expected):
+    if cache is None or "defaults" not in cache or (expected and cache["fingerprint"] != expected):
         return None
     print(f"{folder}: no encoder weights, using the stored embeddings of the default instructions")
-    return prompts["defaults"]
+    return cache["defaults"]
 
 
 def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim: int,
@@ -129,8 +129,8 @@ def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim
     return encoder
 
 
-def instruction_prompt(encoder: InstructionEncoder, instruction: str, label: str = "",
-                       expected_task: str | None = None) -> torch.Tensor:
+def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: str = "",
+                          expected_task: str | None = None) -> torch.Tensor:
     """Encode one instruction, print what the encoder understood (task, confidence, warnings)
     and return its (text_dim,) float32 embedding. ``expected_task`` warns when the encoder reads
     a task's own default instruction as another task."""

@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
+from utils.digest import file_sha256
 from utils.errors import UserError
 from utils.tasks import TASKS
-from utils.text.bank import BANK_ROOT, PROMPTS_FILE, load_bank, load_unrelated
+from utils.text.bank import BANK_ROOT, load_bank, load_unrelated
+from utils.text.embeddings import EMBEDDINGS_FILE, LEGACY_EMBEDDINGS_FILE
 from utils.text.encoder_link import DEPENDENTS_FILE, dependents
 from utils.text.report import confusion_matrix, format_confusion
 
@@ -112,14 +114,6 @@ def bank_accuracy(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tu
     return sum(a == b for a, b in zip(true, pred)) / len(true), confusion_matrix(true, pred, TASKS)
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str:
     """A hash of everything the fine-tuned encoder depends on: the base model (its files when it
     is a local folder), the instruction bank and the training settings. Training is seeded, so
@@ -128,8 +122,8 @@ def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
     bank = sorted(p for p in Path(bank_root).iterdir() if p.is_file()) if Path(bank_root).is_dir() else []
     payload = {"base": str(base or "packaged"), "settings": settings,
-               "base_files": {p.relative_to(source).as_posix(): _file_digest(p) for p in files},
-               "bank": {p.name: _file_digest(p) for p in bank}}
+               "base_files": {p.relative_to(source).as_posix(): file_sha256(p) for p in files},
+               "bank": {p.name: file_sha256(p) for p in bank}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -220,12 +214,12 @@ def _saved_here(folder: Path) -> bool:
 def foreign_files(folder: Path) -> list[Path]:
     """The files of ``folder`` that the text stage would replace but this project did not write:
     none for a missing or empty folder, an encoder it saved, or a copy holding only what training
-    adds beside one (``prompts.pt``, the record of dependent checkpoints)."""
+    adds beside one (``embeddings.pt``, the record of dependent checkpoints)."""
     if not folder.is_dir() or _saved_here(folder):
         return []
-    ours = {PROMPTS_FILE, Path(PROMPTS_FILE).with_suffix(".tmp").name, DEPENDENTS_FILE, DEPENDENTS_FILE + ".tmp"}
-    return sorted(p for p in folder.iterdir()
-                  if p.name not in ours and not (p.name.startswith("bank_") and p.suffix == ".pt"))
+    ours = {EMBEDDINGS_FILE, LEGACY_EMBEDDINGS_FILE, Path(EMBEDDINGS_FILE).with_suffix(".tmp").name,
+            DEPENDENTS_FILE, DEPENDENTS_FILE + ".tmp"}
+    return sorted(p for p in folder.iterdir() if p.name not in ours)
 
 
 def _reuse_or_refuse(out: Path, key: str, overwrite: bool, log: Callable[[str], None]) -> dict | None:
@@ -296,7 +290,7 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     result = {"val_accuracy": acc, "confusion": confusion, **history, "unrelated_max_prob": unrelated_max,
               "seconds": seconds}
     encoder.save(out, training={"key": key, **result})
-    for stale in [*out.glob("bank_*.pt"), out / PROMPTS_FILE, out / DEPENDENTS_FILE]:  # of the previous weights
+    for stale in (out / EMBEDDINGS_FILE, out / LEGACY_EMBEDDINGS_FILE, out / DEPENDENTS_FILE):  # of the previous weights
         stale.unlink(missing_ok=True)
     log(f"saved the instruction encoder to {out_dir} (val accuracy {acc:.3f}, {seconds:.0f}s)")
     return {**result, "out_dir": str(out_dir), "reused": False}
