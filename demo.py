@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from net.text_encoder import validate_instruction
 from options import add_inference_options, add_pixel_limit_option, non_negative_int, positive_float
@@ -27,7 +26,8 @@ from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.device import autocast, is_out_of_memory
+from utils.runtime.device import is_out_of_memory
+from utils.runtime.engine import Plan, Restorer
 from utils.tasks import TASKS
 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
@@ -167,55 +167,6 @@ def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Pa
     return [n for src, dst in plan.items() for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
 
 
-def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> torch.Tensor:
-    """Encode the instruction once with the encoder the checkpoint was trained with and tell the
-    user what it understood. Returns the (1, text_dim) prompt."""
-    from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint, instruction_embedding
-
-    encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
-    instruction = DEFAULT_INSTRUCTIONS[args.task] if args.task else args.instruction
-    label = f"instruction (forced with --task {args.task}): " if args.task else "instruction: "
-    return instruction_embedding(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
-
-
-def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device: torch.device, tile: int | None,
-            overlap: int, precision: str, budget: int | None, progress: bool) -> tuple[np.ndarray, int | None]:
-    """Restore one HxWx3 float image; returns the result and the tile size used (None: whole).
-
-    ``tile=None`` chooses from the memory budget; a run that still runs out of memory is
-    retried with tiles half as large (down to 64 px). A NaN/inf result is a UserError.
-    """
-    from utils.runtime.tiling import MIN_TILE, auto_tile_size, restore_tiled
-
-    img = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]  # (1, 3, H, W)
-    h, w = img.shape[-2:]
-    auto = tile is None
-    if auto:
-        tile = auto_tile_size(h, w, model.config, device, budget)
-    elif tile == 0 or tile >= max(h, w):
-        tile = None
-    while True:
-        try:
-            with torch.inference_mode(), autocast(device, precision):
-                if tile is None:
-                    out = model(img.to(device), text.to(device)).float().cpu()
-                else:
-                    out = restore_tiled(model, img, text, tile, min(overlap, tile // 2), progress=progress)
-            break
-        except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not (is_out_of_memory(e) and auto) or (tile is not None and tile <= MIN_TILE):
-                raise
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            tile = max(MIN_TILE, (min(tile or max(h, w), max(h, w)) // 2) // 8 * 8)
-            write(f"note: out of memory, retrying with {tile}px tiles")
-    if not torch.isfinite(out).all():
-        raise UserError("the network's output is NaN/inf, so the checkpoint's weights are broken; "
-                        "use another --ckpt")
-    return out[0].permute(1, 2, 0).clamp(0, 1).numpy(), tile  # (H, W, 3)
-
-
 def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
     """input | output side by side, 8-bit PNG."""
     from utils.data.image_io import save_photo
@@ -234,32 +185,33 @@ def check_options(args: argparse.Namespace) -> None:
         raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
 
 
-def load_network(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
-    """The restoration net on its device and the (1, text_dim) prompt of the instruction."""
-    from utils.checkpoint import load_for_inference
-
-    model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
-                                             args.compile_cache)
-    if model.config.text_cond == "none":
-        print(f"note: {args.ckpt} is a plain Restormer (no text conditioning); the instruction is ignored")
-        return model, torch.zeros(1, model.config.text_dim), device
-    return model, load_instruction(args, ckpt, model.config.text_dim), device
+def load_restorer(args: argparse.Namespace) -> Restorer:
+    """The checkpoint's network and encoder, loaded once for every image."""
+    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
+                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
 
 
-def restore_file(args: argparse.Namespace, model: torch.nn.Module, text: torch.Tensor, device: torch.device,
-                 src: Path, dst: Path) -> str:
+def show(plan: Plan) -> None:
+    """What was understood on stdout, warnings on stderr."""
+    for line in plan.lines:
+        print(line)
+    for w in plan.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def restore_file(args: argparse.Namespace, restorer: Restorer, plan: Plan, src: Path, dst: Path) -> str:
     """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
     from utils.data.image_io import load_photo, save_photo
 
     photo = load_photo(src, args.max_pixels)
-    budget = int(args.max_memory * 2**30) if args.max_memory else None
-    result, used = restore(model, photo.rgb, text, device, args.tile, args.tile_overlap, args.precision,
-                           budget, progress=not args.no_progress)
-    save_photo(dst, result, photo.alpha, photo.bit_depth, photo.grayscale)
+    done = restorer.restore(photo.rgb, plan, progress=not args.no_progress, note=write)
+    for line in done.lines:
+        write(line)
+    save_photo(dst, done.rgb, photo.alpha, photo.bit_depth, photo.grayscale)
     if args.compare:
-        save_compare(compare_path(dst, src, args.suffix), photo.rgb, result)
-    h, w = result.shape[:2]
-    return f"{src} -> {dst} ({w}x{h}, {f'{used}px tiles' if used else 'whole'})"
+        save_compare(compare_path(dst, src, args.suffix), photo.rgb, done.rgb)
+    h, w = done.rgb.shape[:2]
+    return f"{src} -> {dst} ({w}x{h}, {f'{done.tile}px tiles' if done.tile else 'whole'})"
 
 
 def failure_reason(src: Path, e: Exception) -> str:
@@ -279,16 +231,18 @@ def demo_main(argv: Sequence[str] | None) -> int:
     check_options(args)
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
-    plan = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
+    targets = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
     if not args.overwrite:
-        refuse_replacing(planned_files(plan, args.compare, args.suffix), "another --output or --suffix")
+        refuse_replacing(planned_files(targets, args.compare, args.suffix), "another --output or --suffix")
     writable_folder(out_dir, "--output")
-    model, text, device = load_network(args)
-    ok, failed = 0, len(inputs) - len(plan)  # skipped: their output would overwrite something
-    bar = progress(len(plan), "images", enabled=not args.no_progress)
-    for src, dst in plan.items():
+    restorer = load_restorer(args)
+    plan = restorer.plan(args.instruction, args.task)
+    show(plan)
+    ok, failed = 0, len(inputs) - len(targets)  # skipped: their output would overwrite something
+    bar = progress(len(targets), "images", enabled=not args.no_progress)
+    for src, dst in targets.items():
         try:
-            write(restore_file(args, model, text, device, src, dst))
+            write(restore_file(args, restorer, plan, src, dst))
             ok += 1
         except Exception as e:  # one bad image must not stop the batch: report it in one line
             write(f"error: {failure_reason(src, e)}", error=True)

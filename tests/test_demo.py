@@ -17,6 +17,7 @@ import demo
 from net.model import ModelConfig, TextPromptIR
 from utils.checkpoint import save_checkpoint
 from utils.errors import UserError
+from utils.runtime.engine import forward_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,13 +183,13 @@ class OOMAbove(torch.nn.Module):
 def test_out_of_memory_retries_with_smaller_tiles():
     rgb = np.random.default_rng(0).random((200, 150, 3), dtype=np.float32)
     model = OOMAbove(limit=100 * 100)
-    out, tile = demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), None, 16, "fp32",
-                             budget=1 << 40, progress=False)  # the budget says "fits", the forward disagrees
+    out, tile = forward_image(model, rgb, torch.zeros(1, 4), torch.device("cpu"), None, 16, "fp32",
+                              budget=1 << 40, progress=False)  # the budget says "fits", the forward disagrees
     assert tile is not None and tile * tile <= 100 * 100
     np.testing.assert_allclose(out, rgb, atol=1e-6)
     with pytest.raises(torch.OutOfMemoryError):  # an explicit --tile is the user's choice: no retry
-        demo.restore(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, "fp32", budget=None,
-                     progress=False)
+        forward_image(model, rgb, torch.zeros(1, 4), torch.device("cpu"), 128, 16, "fp32", budget=None,
+                      progress=False)
 
 
 def exploding_ckpt(tmp_path: Path, text_ckpt: Path) -> Path:

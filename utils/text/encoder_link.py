@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from net.text_encoder import InstructionEncoder
+from net.text_encoder import InstructionEncoder, Interpretation
 from utils.errors import UserError
 
 DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
@@ -135,12 +135,23 @@ def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: 
     and return its (text_dim,) float32 embedding. ``expected_task`` warns when the encoder reads
     a task's own default instruction as another task."""
     it = encoder.interpret(instruction)
-    probs = ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items())
-    print(f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {it.task} "
-          f"(confidence {it.confidence:.2f}; {probs})")
-    for w in it.warnings:
+    print(understood_line(it, instruction, label))
+    for w in reading_warnings(it, expected_task):
         print(f"warning: {w}", file=sys.stderr)
-    if expected_task and it.task != expected_task:
-        print(f"warning: the encoder reads the {expected_task} instruction as {it.task}; "
-              "was it trained for this checkpoint?", file=sys.stderr)
     return it.embedding.float()
+
+
+def understood_line(it: Interpretation, instruction: str, label: str = "") -> str:
+    """One line saying how the encoder read ``instruction``: the task, its confidence, every probability."""
+    probs = ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items())
+    return (f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {it.task} "
+            f"(confidence {it.confidence:.2f}; {probs})")
+
+
+def reading_warnings(it: Interpretation, expected_task: str | None = None) -> list[str]:
+    """The encoder's warnings, and one when a task's own default instruction reads as another task."""
+    warnings = list(it.warnings)
+    if expected_task and it.task != expected_task:
+        warnings.append(f"the encoder reads the {expected_task} instruction as {it.task}; "
+                        "was it trained for this checkpoint?")
+    return warnings
