@@ -23,7 +23,7 @@ from utils.cli import ArgumentParser
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
-from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, TASKS
+from utils.tasks import COMPOSITE, DEGRADATIONS, RESTORE_ORDER, SYNTHETIC_TASKS, TASKS, split_tasks
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 
@@ -78,6 +78,18 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
                 f"{text}: must be {low} or more" if high is None else f"{text}: must be from {low} to {high}")
         return value
     return parse
+
+
+def task_order(text: str) -> tuple[str, ...]:
+    """'dehaze,derain,denoise' -> the tasks in that order (each once)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        split_tasks("+".join(parts))
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: name each task once, e.g. {','.join(RESTORE_ORDER)}")
+    return tuple(parts)
 
 
 def float_in(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
@@ -375,7 +387,11 @@ def test_parser() -> argparse.ArgumentParser:
         parents=[_preset_parser()])
     p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
-    p.add_argument("--mode", choices=("all", *TASKS), default="all")
+    p.add_argument("--mode", choices=("all", *TASKS, COMPOSITE), default="all",
+                   help="which sets to score: all, one task's, or the composite sets (test/composite/)")
+    p.add_argument("--order", type=task_order, default=RESTORE_ORDER, metavar="TASK,TASK,...",
+                   help="the order a composite set's tasks are restored in, one pass each (default: "
+                        f"{','.join(RESTORE_ORDER)})")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--instruction", default=None,
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")

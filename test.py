@@ -10,11 +10,12 @@ utils/eval/results.py) and prints the tables beside the paper's numbers.
 """
 from __future__ import annotations
 
+import copy
 import sys
 from argparse import Namespace
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -39,12 +40,32 @@ def task_embeddings(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int)
             for task in sorted(tasks)}
 
 
+def scoring_rows(sets: list, order: Sequence[str], conditioned: bool) -> list[tuple[Any, tuple[str, ...] | None]]:
+    """Each row to score, as (set, the tasks its passes remove, in order; None: one pass with the set's
+    own task). A composite set is its tasks one after another in ``order``, then each of its tasks
+    alone, as rows "<set>, <task> only", to show what the sequence gains."""
+    from utils.tasks import COMPOSITE, restore_order
+
+    rows: list[tuple[Any, tuple[str, ...] | None]] = []
+    for test_set in sets:
+        if test_set.task != COMPOSITE or not conditioned:  # a plain Restormer: one pass, nothing to tell it
+            rows.append((test_set, None))
+            continue
+        rows.append((test_set, restore_order(test_set.tasks, order)))
+        for task in test_set.tasks:
+            alone = copy.copy(test_set)
+            alone.label = f"{test_set.label}, {task} only"
+            rows.append((alone, (task,)))
+    return rows
+
+
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.eval.benchmarks import find_test_sets
     from utils.eval.evaluate import evaluate_set, saved_image_paths
     from utils.eval.results import Protocol, Results
+    from utils.eval.routes import TaskChain
     from utils.runtime.device import resolve_precision
 
     if args.instruction is not None:
@@ -65,19 +86,22 @@ def evaluate_benchmarks(args: Namespace) -> int:
                         instruction=None if unconditioned else args.instruction,
                         precision=resolve_precision(device, args.precision)[0],
                         y_channel=args.y_channel, crop16=not args.no_crop16)
-    save_dirs = {test_set.label: out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "")
-                 for test_set in sets} if args.save_images else {}
+    rows = scoring_rows(sets, args.order, not unconditioned)
+    save_dirs = {test_set.label: out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "").replace(",", "")
+                 for test_set, _ in rows} if args.save_images else {}
     if not args.overwrite:  # nothing already written is replaced: checked before any image is scored
-        results.refuse_replacing([test_set.label for test_set in sets], protocol)
-        refuse_replacing([p for test_set in sets if test_set.label in save_dirs
+        results.refuse_replacing([test_set.label for test_set, _ in rows], protocol)
+        refuse_replacing([p for test_set, _ in rows if test_set.label in save_dirs
                           for p in saved_image_paths(save_dirs[test_set.label], test_set)], "another --name")
     embeddings = {}
     if not unconditioned:
-        embeddings = task_embeddings(args, ckpt, {test_set.task for test_set in sets}, model.config.text_dim)
+        embeddings = task_embeddings(args, ckpt, {t for test_set in sets for t in test_set.tasks},
+                                     model.config.text_dim)
     scored = 0
-    for test_set in sets:
+    for test_set, steps in rows:
+        net = model if steps is None else TaskChain(model, [embeddings[t] for t in steps])
         try:
-            score, _ = evaluate_set(model, test_set, embeddings.get(test_set.task), device, precision=args.precision,
+            score, _ = evaluate_set(net, test_set, None if steps else embeddings.get(test_set.task), device, precision=args.precision,
                                     y_channel=args.y_channel, save_dir=save_dirs.get(test_set.label),
                                     progress=not args.no_progress, num_workers=args.num_workers)
         except UserError as e:

@@ -52,8 +52,10 @@ def test_layout_is_read_by_the_dataset_code(small_set):
     hazy = sorted((train / "Dehaze" / "synthetic" / "part1").iterdir())
     assert all(len(p.stem.split("_")) == 3 for p in hazy)  # ID_A_beta.jpg
     sets, missing = find_test_sets(small_set / "test")  # recognised as the demo set by its manifest
-    assert missing == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze"}
-    assert {s.name for s in sets} == {"demo"}
+    assert missing == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze", "composite"}
+    assert {s.name for s in sets} == {"demo", "composite denoise+derain"}
+    composite = next(s for s in sets if s.task == "composite")
+    assert composite.tasks == ("denoise", "derain") and len(composite) == 1
     for s in sets:
         assert all(max(image_size(p)) <= 256 for pair in s.pairs for p in pair if p is not None)
         item = s[0]

@@ -9,6 +9,12 @@ TASKS = ("denoise", "derain", "dehaze")
 # (--synthesize), as it always does the noise
 SYNTHETIC_TASKS = ("derain", "dehaze")
 DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+# The order in which a compound request's tasks are restored, one pass each: the reverse of the
+# order the degradations arise in (haze in the air, rain in front of it, the sensor's noise last),
+# chosen by scoring every order on the composite test sets (README, "Compound requests").
+RESTORE_ORDER = ("denoise", "derain", "dehaze")
+# An input with several degradations at once (test/composite/<task+task>/), restored task by task
+COMPOSITE = "composite"
 
 
 def task_of(de_type: str) -> str:
@@ -21,3 +27,26 @@ def task_of(de_type: str) -> str:
 def sigma_of(de_type: str) -> int | None:
     """The noise level of a denoise_* type (15, 25 or 50), else None."""
     return int(de_type.split("_")[1]) if task_of(de_type) == "denoise" else None
+
+
+def join_tasks(tasks) -> str:
+    """A set of tasks as one name in TASKS order: {"derain", "denoise"} -> "denoise+derain"."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise UserError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+    return "+".join(t for t in TASKS if t in set(tasks))
+
+
+def split_tasks(name: str) -> tuple[str, ...]:
+    """"denoise+derain" -> ("denoise", "derain"), in TASKS order; a UserError for an unknown task."""
+    parts = [part.strip() for part in name.split("+") if part.strip()]
+    if not parts:
+        raise UserError(f"{name!r}: name one or more tasks joined with '+', e.g. denoise+derain")
+    join_tasks(parts)  # a UserError for an unknown task
+    return tuple(t for t in TASKS if t in set(parts))
+
+
+def restore_order(tasks, order=RESTORE_ORDER) -> tuple[str, ...]:
+    """``tasks`` in the order they are restored (``order``; tasks it leaves out go last, in TASKS order)."""
+    chosen = set(tasks)
+    return tuple(t for t in order if t in chosen) + tuple(t for t in TASKS if t in chosen and t not in order)

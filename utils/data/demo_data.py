@@ -10,6 +10,8 @@ It writes the paper's layouts (see ``utils/data/layouts.py``), so demo and bench
     <out>/test/denoise/demo/*.png                                       clean; noise added at test time
     <out>/test/derain/demo/{input,target}/*.png
     <out>/test/dehaze/{input,target}/   input/0001_0.8_0.2.jpg with target/0001.png (SOTS naming)
+    <out>/test/composite/<tasks>/{input,target}/*.png                  two or three degradations at once,
+                                                                        e.g. composite/denoise+derain
 
 Split by photo: the test set uses only ``coffee`` and the ``stereo_motorcycle`` pair (its real disparity
 gives the test haze its depth); training uses the other photos. Rain and haze come from
@@ -50,7 +52,7 @@ from utils.data.degradations import (
 from utils.errors import UserError
 
 MANIFEST = DEMO_MANIFEST
-VERSION = 1  # bump when the output of a given seed changes
+VERSION = 2  # bump when the output of a given seed changes
 
 TEST_PHOTOS = ("coffee", "motorcycle_left", "motorcycle_right")
 # Training photos and the tasks each one serves (space, microscopy and texture photos would make
@@ -240,6 +242,42 @@ def _write_test_haze(test: Path, small: bool, seed: int, files: list[Path]) -> N
             _write(test / "dehaze" / "input" / _ots_name(image_id, a, beta), hazy, files)
 
 
+# The composite test sets: every pair of the three degradations, and all three.
+COMPOSITE_SETS = (("denoise", "derain"), ("denoise", "dehaze"), ("derain", "dehaze"), ("denoise", "derain", "dehaze"))
+COMPOSITE_SIGMA = 25  # the middle of the paper's noise levels
+COMPOSITE_HAZE = (0.9, 0.12)  # (A, beta): the middle of OTS's grid
+
+
+def _write_test_composites(test: Path, small: bool, seed: int, files: list[Path]) -> None:
+    """The test photos with several degradations, applied in the order they arise: haze (in the
+    air), rain (in front of it), then the sensor's noise. Noise is stored in the input here, so a
+    composite set reads like a real photo with all its degradations."""
+    coffee, moto_l = load_photo_rgb("coffee"), load_photo_rgb("motorcycle_left")
+    _, _, disparity = skdata.stereo_motorcycle()
+    moto_depth = depth_from_disparity(disparity)
+    coffee_small = _resize_long(coffee, 256)
+    moto_small = _resize_long(moto_l, 256)
+    photos = [
+        ("coffee_whole", coffee_small, depth_proxy(coffee_small)),
+        ("motorcycle_whole", moto_small,
+         cv2.resize(moto_depth, moto_small.shape[1::-1], interpolation=cv2.INTER_AREA)),
+        ("motorcycle_crop", moto_l[100:356, 300:556], moto_depth[100:356, 300:556]),
+    ]
+    for i, tasks in enumerate(COMPOSITE_SETS[:1] if small else COMPOSITE_SETS):
+        folder = test / "composite" / "+".join(tasks)
+        for k, (name, img, depth) in enumerate(photos[:1] if small else photos):
+            rng = _rng(seed, 10 + i, k)
+            out = img
+            if "dehaze" in tasks:
+                out, _ = synth_haze(out, depth, rng, A=COMPOSITE_HAZE[0], beta=COMPOSITE_HAZE[1])
+            if "derain" in tasks:
+                out = synth_rain(out, rng)
+            if "denoise" in tasks:
+                out = add_gaussian_noise(out, COMPOSITE_SIGMA, rng)
+            _write(folder / "input" / f"{name}.png", out, files)
+            _write(folder / "target" / f"{name}.png", img, files)
+
+
 def build_demo(
     out: Path | str, seed: int = 0, small: bool = False, settings: BuildSettings | None = None
 ) -> list[Path]:
@@ -257,6 +295,7 @@ def build_demo(
     _write_train_dehaze(out / "Train", names, s, small, seed, files)
     _write_test_noise_and_rain(out / "test", small, seed, files)
     _write_test_haze(out / "test", small, seed, files)
+    _write_test_composites(out / "test", small, seed, files)
     return files
 
 

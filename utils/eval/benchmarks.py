@@ -30,7 +30,7 @@ from utils.data.layouts import (
 )
 from utils.errors import UserError
 from utils.eval.metrics import crop_to_multiple, min_test_side
-from utils.tasks import TASKS
+from utils.tasks import COMPOSITE, TASKS, join_tasks, split_tasks
 
 # --- test sets --------------------------------------------------------------------------------------
 
@@ -55,8 +55,10 @@ class BenchmarkSet(Dataset):
         crop16: bool = True,
         noise_seed: int = 0,
         image_root: Path | None = None,
+        tasks: tuple[str, ...] | None = None,
     ) -> None:
         self.task, self.name, self.sigma, self.pairs = task, name, sigma, pairs
+        self.tasks = tasks or (task,)  # what the input shows: one task, or a composite's several
         self.crop16, self.noise_seed = crop16, noise_seed
         self.label = f"{name} σ={sigma}" if sigma is not None else name
         self.paths = [_relative_name(lq or gt, image_root) for lq, gt in pairs]
@@ -162,14 +164,14 @@ def find_test_sets(
     image of more than ``max_pixels`` pixels, or one too small for the protocol (``crop16``) is a
     UserError naming it.
     """
-    if mode not in ("all", *TASKS):
-        raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}")
+    if mode not in ("all", *TASKS, COMPOSITE):
+        raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}, {COMPOSITE}")
     root = Path(root) if root is not None else None
     demo = root is not None and is_demo_root(root)
     report_missing = report_missing and root is not None
     found: list[BenchmarkSet] = []
     notes: list[str] = []
-    for task in TASKS if mode == "all" else (mode,):
+    for task in TASKS if mode == "all" else () if mode == COMPOSITE else (mode,):
         task_dir = (find_dir(root, task) or root / task) if root is not None else None
         if task == "denoise":
             sets = _denoise_sets(task_dir, denoise_dirs)
@@ -192,6 +194,26 @@ def find_test_sets(
             image_root = folder if task == "denoise" else find_dir(folder, "input")
             found += [BenchmarkSet(task, name, pairs, sigma=sigma, crop16=crop16, image_root=image_root)
                       for sigma in sigma_list]
+    if root is not None and mode in ("all", COMPOSITE):
+        found += _composite_sets(root, crop16, max_pixels, notes)
     return found, notes
+
+
+def _composite_sets(root: Path, crop16: bool, max_pixels: int, notes: list[str]) -> list[BenchmarkSet]:
+    """Each ``composite/<tasks>/{input,target}`` folder under ``root`` (``<tasks>`` such as
+    ``denoise+derain``) as one set whose input shows all of its tasks' degradations."""
+    folder = find_dir(root, COMPOSITE)
+    sets = []
+    for set_dir in subdirs(folder) if folder is not None else []:
+        try:
+            tasks = split_tasks(set_dir.name)
+        except UserError as e:
+            raise UserError(f"{set_dir}: name a composite set by its tasks joined with '+', e.g. "
+                            f"denoise+derain ({e})") from None
+        pairs = io_pairs(set_dir, lambda stem: stem, notes)
+        _check_big_enough(check_pair_sizes(pairs, max_pixels=max_pixels), crop16)
+        sets.append(BenchmarkSet(COMPOSITE, f"{COMPOSITE} {join_tasks(tasks)}", pairs, crop16=crop16,
+                                 image_root=find_dir(set_dir, "input"), tasks=tasks))
+    return sets
 
 
