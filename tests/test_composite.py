@@ -94,7 +94,6 @@ def test_the_blind_route_restores_what_the_image_shows_and_keeps_what_it_read():
 def test_test_py_scores_a_composite_set_with_its_sequence_and_each_task_alone(tmp_path, tiny_layout, text_ckpt,
                                                                              capsys):
     import train
-
     from tests.conftest import TINY_NET
 
     ck = tmp_path / "ckpt"

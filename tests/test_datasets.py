@@ -51,8 +51,8 @@ def _denoise(root, n=3, **kw):
 def test_task_and_sigma_names():
     assert [task_of(d) for d in DEGRADATIONS] == ["denoise"] * 3 + ["derain", "dehaze"]
     assert [sigma_of(d) for d in DEGRADATIONS] == [15, 25, 50, None, None]
-    with pytest.raises(UserError, match="unknown degradation type 'deblur'; choose from denoise_15"):
-        task_of("deblur")
+    with pytest.raises(UserError, match="unknown degradation type 'denoise'; choose from denoise_15"):
+        task_of("denoise")
 
 
 # --- pairing rules ------------------------------------------------------------------------------------

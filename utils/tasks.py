@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from utils.errors import UserError
 
-TASKS = ("denoise", "derain", "dehaze")
+TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")
+PAPER_TASKS = ("denoise", "derain", "dehaze")
 # Tasks whose degraded input the training set can synthesise on the fly from the clean target
 # (--synthesize), as it always does the noise
 SYNTHETIC_TASKS = ("derain", "dehaze")
@@ -15,12 +16,15 @@ DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 RESTORE_ORDER = ("denoise", "derain", "dehaze")
 # An input with several degradations at once (test/composite/<task+task>/), restored task by task
 COMPOSITE = "composite"
+# What --de_type accepts: the paper's three tasks (the default, DEGRADATIONS) and the five-task setting's
+# motion deblurring (GoPro) and low-light enhancement (LOL-v1)
+DEGRADATION_CHOICES = DEGRADATIONS + ("deblur", "lowlight")
 
 
 def task_of(de_type: str) -> str:
-    """'denoise_25' -> 'denoise', 'derain' -> 'derain', 'dehaze' -> 'dehaze'."""
-    if de_type not in DEGRADATIONS:
-        raise UserError(f"unknown degradation type {de_type!r}; choose from {', '.join(DEGRADATIONS)}")
+    """'denoise_25' -> 'denoise', 'derain' -> 'derain', 'deblur' -> 'deblur', ..."""
+    if de_type not in DEGRADATION_CHOICES:
+        raise UserError(f"unknown degradation type {de_type!r}; choose from {', '.join(DEGRADATION_CHOICES)}")
     return de_type.split("_")[0]
 
 

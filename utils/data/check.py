@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from utils.data.layouts import TASK_DIRS, find_dir, list_images, subdirs
+from utils.data.layouts import FLAT_PAIR_DIRS, GOPRO_IGNORED, TASK_DIRS, find_dir, list_images, subdirs
 from utils.data.image_io import image_size, read_image
 from utils.eval.metrics import crop_to_multiple
-from utils.tasks import TASKS, task_of
+from utils.tasks import PAPER_TASKS, TASKS, task_of
 
 # Published sizes (TextPromptIR Sec. 4.1 trains and tests on PromptIR's data), each with its source.
 BSD400_IMAGES = 400  # DnCNN (Zhang et al., TIP 2017, arXiv 1608.03981, Sec. IV-A): 400 BSD images for training
@@ -34,6 +34,10 @@ OTS_HAZY_IMAGES = OTS_CLEAR_IMAGES * 35  # 72,135: the lines of PromptIR's data_
 CBSD68_IMAGES = 68  # the 68 BSD test images of Roth & Black, in colour (DnCNN Sec. IV-A tests on BSD68 / CBSD68)
 URBAN100_IMAGES = 100  # Huang et al., CVPR 2015 (huggingface.co/datasets/Voxel51/Urban100: "100 images")
 SOTS_PAIRS = 500  # RESIDE SOTS: 500 outdoor and 500 indoor pairs (github.com/va1shn9v/PromptIR issue 15)
+GOPRO_TRAIN_PAIRS = 2103  # GoPro (Nah et al., CVPR 2017): 22 training sequences, 2,103 pairs, and 11 test
+GOPRO_TEST_PAIRS = 1111  # sequences, 1,111 pairs (the DeepDeblur release page's "Statistics" table)
+LOL_TRAIN_PAIRS = 485  # LOL-v1 (Wei et al., BMVC 2018): 500 pairs, 485 training ("our485") and 15 evaluation
+LOL_TEST_PAIRS = 15  # ("eval15"); e.g. NXP eiq-model-zoo tasks/vision/low-light-enhancement/README.md
 SOTS_INDOOR_SIZE = (460, 620)  # (h, w): indoor SOTS images are NYU Depth frames cropped to 620x460
 #   (github.com/cddlyf/GCANet issue 2); outdoor ones vary in size
 PSNR_SAMPLE = 10  # pairs decoded to measure the rain's strength
@@ -160,6 +164,43 @@ def _check_dehaze_train(folder: Path) -> SetCheck:
                                                                      "hazy images"), judge)
 
 
+def _count_pairs(pairs_found: tuple[int, int], expected: int, what: str, folder: Path) -> str | None:
+    n, m = pairs_found
+    if n != m:
+        return f"{n:,} inputs but {m:,} targets: a pair is missing its other half"
+    return None if n == expected else _count_mismatch(n, expected, "pairs", folder) + f" ({what})"
+
+
+def _flat_counts(folder: Path, task: str) -> tuple[int, int] | None:
+    for names in FLAT_PAIR_DIRS[task]:
+        dirs = [find_dir(folder, n) for n in names]
+        if all(dirs):
+            return len(list_images(dirs[0])), len(list_images(dirs[1]))
+    return None
+
+
+def _check_paired_train(folder: Path, task: str) -> SetCheck:
+    """GoPro (flat, or its <sequence>/{blur,sharp}/ folders, blur_gamma/ not counted) or LOL-v1."""
+    name, expected, what = (("GoPro train", GOPRO_TRAIN_PAIRS, "22 sequences") if task == "deblur" else
+                            ("LOL-v1 train", LOL_TRAIN_PAIRS, "our485"))
+    check = SetCheck(name, folder, None, expected, "pairs")
+    if not folder.is_dir():
+        return check
+    counts = _flat_counts(folder, task)
+    if counts is None and task == "deblur":
+        per_seq = [_flat_counts(seq, task) for seq in subdirs(folder)]
+        if per_seq and all(c is not None for c in per_seq):
+            counts = (sum(c[0] for c in per_seq), sum(c[1] for c in per_seq))
+    if counts is None:
+        inner = subdirs(folder)
+        if len(inner) == 1 and _flat_counts(inner[0], task) is not None:
+            return replace(check, found=_flat_counts(inner[0], task)[0], problem=_too_deep(folder, inner[0]))
+        layout = ", ".join(f"{a}/ + {b}/" for a, b in FLAT_PAIR_DIRS[task])
+        seq = f", or <sequence>/blur/ + <sequence>/sharp/ ({GOPRO_IGNORED}/ is not read)" if task == "deblur" else ""
+        return replace(check, found=0, problem=f"expected {layout} in {folder}{seq}")
+    return replace(check, found=counts[0], problem=_count_pairs(counts, expected, what, folder))
+
+
 def check_training_data(root: Path | str, de_types: Sequence[str],
                         task_dirs: dict[str, str] | None = None) -> list[SetCheck]:
     """The training sets of ``de_types`` under ``root`` (``task_dirs`` overrides a task's folder, as
@@ -176,8 +217,10 @@ def check_training_data(root: Path | str, de_types: Sequence[str],
             checks += _check_denoise_train(folder)
         elif task == "derain":
             checks.append(_check_derain_train(folder))
-        else:
+        elif task == "dehaze":
             checks.append(_check_dehaze_train(folder))
+        else:
+            checks.append(_check_paired_train(folder, task))
     return checks
 
 
@@ -315,13 +358,43 @@ def _check_dehaze_test(task_dir: Path) -> list[SetCheck]:
     return [_check_sots(folder.name, folder) for folder in subs]
 
 
+def _check_paired_test(task_dir: Path, task: str) -> list[SetCheck]:
+    """GoPro test (``deblur/GoPro/{input,target}``) or LOL-v1 eval15 (``lowlight/LOL/{input,target}``,
+    or ``low/`` + ``high/``); other sets are counted, not checked."""
+    name, expected = ("GoPro", GOPRO_TEST_PAIRS) if task == "deblur" else ("LOL", LOL_TEST_PAIRS)
+    flat = _flat_counts(task_dir, task) if task_dir.is_dir() else None
+    sets = [(name, task_dir)] if flat is not None else [(d.name, d) for d in subdirs(task_dir)]
+    checks, seen = [], False
+    for set_name, folder in sets:
+        if set_name.lower() != name.lower():
+            checks.append(SetCheck(set_name, folder, len(list_images(folder)), None))
+            continue
+        seen = True
+        counts = _flat_counts(folder, task)
+        if counts is None:
+            inner = _nested(folder, ("input", "target"))
+            problem = _too_deep(folder, inner) if inner is not None else f"expected {folder}/input/ and {folder}/target/"
+            checks.append(SetCheck(name, folder, 0, expected, "pairs", problem))
+            continue
+        checks.append(SetCheck(name, folder, counts[0], expected, "pairs",
+                               _count_pairs(counts, expected, "test pairs", folder)))
+    if not seen:
+        checks.append(SetCheck(name, task_dir / name, None, expected, "pairs"))
+    return checks
+
+
 def check_test_data(root: Path | str, mode: str = "all") -> list[SetCheck]:
-    """The benchmark sets under ``root`` (``test/`` layout) for ``mode`` ("all" or one task)."""
+    """The benchmark sets under ``root`` (``test/`` layout) for ``mode`` ("all" or one task). "all"
+    checks the paper's three tasks, and deblur / lowlight when their folders are there."""
     root = Path(root)
     checks: list[SetCheck] = []
     for task in TASKS if mode == "all" else (mode,):
         task_dir = find_dir(root, task) or root / task
-        if task == "denoise":
+        if mode == "all" and task not in PAPER_TASKS and not task_dir.is_dir():
+            continue
+        if task in ("deblur", "lowlight"):
+            checks += _check_paired_test(task_dir, task)
+        elif task == "denoise":
             checks += _check_denoise_test(task_dir) if task_dir.is_dir() else [
                 SetCheck("CBSD68", task_dir / "CBSD68", None, CBSD68_IMAGES),
                 SetCheck("Urban100", task_dir / "Urban100", None, URBAN100_IMAGES)]

@@ -1,6 +1,7 @@
 """Build the bundled demo set from the photos that ship with scikit-image (no download).
 
     python -m utils.data.demo_data --out data/demo [--seed 0] [--small] [--force] [--sheet docs/demo_pairs.png]
+    python -m utils.data.demo_data --out data/demo_five --five_task     # + motion blur and low light
 
 It writes the paper's layouts (see ``utils/data/layouts.py``), so demo and benchmarks share one code path::
 
@@ -12,6 +13,14 @@ It writes the paper's layouts (see ``utils/data/layouts.py``), so demo and bench
     <out>/test/dehaze/{input,target}/   input/0001_0.8_0.2.jpg with target/0001.png (SOTS naming)
     <out>/test/composite/<tasks>/{input,target}/*.png                  two or three degradations at once,
                                                                         e.g. composite/denoise+derain
+
+With ``--five_task`` (``build_demo(five_task=True)``) it also writes the five-task setting's tasks, made
+with ``utils.data.degradations`` (calibrated to GoPro and LOL-v1); without it the output is byte for byte
+what it was before the five-task tasks existed::
+
+    <out>/Train/Deblur/GOPR_<photo>/{blur,sharp}/NNNNNN.png            camera-shake blur, GoPro's layout
+    <out>/Train/Lowlight/{low,high}/N.png                               short exposure + sensor noise, LOL's
+    <out>/test/deblur/demo/{input,target}/*.png, test/lowlight/demo/{input,target}/*.png
 
 Split by photo: the test set uses only ``coffee`` and the ``stereo_motorcycle`` pair (its real disparity
 gives the test haze its depth); training uses the other photos. Rain and haze come from
@@ -46,6 +55,8 @@ from utils.data.degradations import (
     input_quality,
     rain_statistics,
     synth_haze,
+    synth_low_light,
+    synth_motion_blur,
     synth_rain,
     benchmark_noise_seed,
 )
@@ -71,6 +82,9 @@ TRAIN_PHOTOS = {
     "coins": ("denoise", "derain"),
 }
 SMALL_TRAIN = ("astronaut", "camera")
+# Training photos of the five-task setting's deblur and lowlight sets (photos of scenes a camera shakes on or
+# shoots in the dark; the test photos stay out)
+FIVE_TASK_TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "camera", "immunohistochemistry", "brick", "coins")
 
 
 def load_photo_rgb(name: str) -> np.ndarray:
@@ -140,6 +154,8 @@ class BuildSettings:
     haze_short: int = 256  # ... and to this one for haze (more scene per tile: depth cues)
     rain_variants: int = 2  # rain layers per training tile
     haze_variants: int = 6  # (A, beta) draws per training tile
+    blur_variants: int = 3  # camera-shake kernels per training tile (five-task set)
+    lowlight_variants: int = 3  # exposures per training tile (five-task set)
 
 
 def _train_tiles(names, settings: BuildSettings, short: int, task: str, small: bool):
@@ -276,13 +292,44 @@ def _write_test_composites(test: Path, small: bool, seed: int, files: list[Path]
                 out = add_gaussian_noise(out, COMPOSITE_SIGMA, rng)
             _write(folder / "input" / f"{name}.png", out, files)
             _write(folder / "target" / f"{name}.png", img, files)
+def _write_train_five_task(train: Path, names, s: BuildSettings, small: bool, seed: int, files: list[Path]) -> None:
+    """GoPro-layout blur pairs (one "sequence" per photo) and LOL-layout low-light pairs."""
+    n_blur, n_low = {}, 0
+    for name, _, tile, _, _ in _train_tiles(names, s, s.train_short, "denoise", small):
+        seq = train / "Deblur" / f"GOPR_{name}"
+        for _ in range(s.blur_variants):
+            k = n_blur[name] = n_blur.get(name, 0) + 1
+            item = 1000 * names.index(name) + k
+            _write(seq / "blur" / f"{k:06d}.png", synth_motion_blur(tile, _rng(seed, 5, item)), files)
+            _write(seq / "sharp" / f"{k:06d}.png", tile, files)
+        for _ in range(s.lowlight_variants):
+            n_low += 1
+            _write(train / "Lowlight" / "low" / f"{n_low}.png", synth_low_light(tile, _rng(seed, 6, n_low)), files)
+            _write(train / "Lowlight" / "high" / f"{n_low}.png", tile, files)
+
+
+def _write_test_five_task(test: Path, small: bool, seed: int, files: list[Path]) -> None:
+    """Whole test photos shrunk to 256 px on the long side and 256x256 full-resolution crops (other
+    regions than the denoise and derain sets'), blurred and darkened."""
+    coffee, moto_r = load_photo_rgb("coffee"), load_photo_rgb("motorcycle_right")
+    whole = {"coffee_whole": _resize_long(coffee, 256), "motorcycle_whole": _resize_long(moto_r, 256)}
+    sets = {"deblur": {**whole, "coffee_crop": coffee[100:356, 200:456], "motorcycle_crop": moto_r[0:256, 400:656]},
+            "lowlight": {**whole, "coffee_crop": coffee[200:456, 344:600], "motorcycle_crop": moto_r[244:500, 600:856]}}
+    synth = {"deblur": (7, synth_motion_blur), "lowlight": (8, synth_low_light)}
+    for task, images in sets.items():
+        stream, degrade = synth[task]
+        for k, (name, img) in enumerate(list(images.items())[:1] if small else images.items()):
+            _write(test / task / "demo" / "input" / f"{name}.png", degrade(img, _rng(seed, stream, k)), files)
+            _write(test / task / "demo" / "target" / f"{name}.png", img, files)
 
 
 def build_demo(
-    out: Path | str, seed: int = 0, small: bool = False, settings: BuildSettings | None = None
+    out: Path | str, seed: int = 0, small: bool = False, settings: BuildSettings | None = None,
+    five_task: bool = False,
 ) -> list[Path]:
     """Write the demo set under ``out`` and return the files written (see the module docstring).
-    ``small`` builds a reduced set (2 training photos, a few tiles) for fast tests."""
+    ``small`` builds a reduced set (2 training photos, a few tiles) for fast tests; ``five_task``
+    adds the deblur and lowlight sets (the three-task files are the same either way)."""
     out = Path(out)
     s = settings or BuildSettings()
     if small:
@@ -296,14 +343,20 @@ def build_demo(
     _write_test_noise_and_rain(out / "test", small, seed, files)
     _write_test_haze(out / "test", small, seed, files)
     _write_test_composites(out / "test", small, seed, files)
+    if five_task:
+        five_names = SMALL_TRAIN if small else FIVE_TASK_TRAIN_PHOTOS
+        assert not set(five_names) & set(TEST_PHOTOS)
+        _write_train_five_task(out / "Train", five_names, s, small, seed, files)
+        _write_test_five_task(out / "test", small, seed, files)
     return files
 
 
 # --- manifest / idempotence -------------------------------------------------------------------------
 
 
-def _manifest_key(seed: int, small: bool) -> dict:
-    return {"generator": "utils.data.demo_data", "version": VERSION, "seed": seed, "small": small}
+def _manifest_key(seed: int, small: bool, five_task: bool = False) -> dict:
+    key = {"generator": "utils.data.demo_data", "version": VERSION, "seed": seed, "small": small}
+    return {**key, "five_task": True} if five_task else key  # the three-task manifest as it always was
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -314,8 +367,10 @@ def _read_manifest(out: Path) -> dict | None:
         return None
 
 
-def _up_to_date(out: Path, manifest: dict | None, seed: int, small: bool) -> bool:
-    if manifest is None or any(manifest.get(k) != v for k, v in _manifest_key(seed, small).items()):
+def _up_to_date(out: Path, manifest: dict | None, seed: int, small: bool, five_task: bool = False) -> bool:
+    key = _manifest_key(seed, small, five_task)
+    if manifest is None or any(manifest.get(k) != v for k, v in key.items()) or \
+            bool(manifest.get("five_task")) != five_task:
         return False
     return all((out / rel).is_file() and (out / rel).stat().st_size == size for rel, size in manifest["files"].items())
 
@@ -330,8 +385,10 @@ def _remove_previous(out: Path, manifest: dict) -> None:
             folder.rmdir()
 
 
-def make_demo(out: Path | str, seed: int = 0, small: bool = False, force: bool = False) -> tuple[bool, list[Path]]:
-    """Build the demo set unless an identical one is there. Returns (built, files)."""
+def make_demo(out: Path | str, seed: int = 0, small: bool = False, force: bool = False,
+              five_task: bool = False) -> tuple[bool, list[Path]]:
+    """Build the demo set (with ``five_task``, also its deblur and lowlight sets) unless an identical
+    one is there. Returns (built, files)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is a file; --out must be a folder (e.g. data/demo)")
@@ -340,15 +397,15 @@ def make_demo(out: Path | str, seed: int = 0, small: bool = False, force: bool =
         raise UserError(
             f"{out}: folder is not empty and was not made by utils.data.demo_data; choose another --out or empty it"
         )
-    if not force and _up_to_date(out, manifest, seed, small):
+    if not force and _up_to_date(out, manifest, seed, small, five_task):
         return False, [out / rel for rel in manifest["files"]]
     if manifest is not None:
         _remove_previous(out, manifest)
         (out / MANIFEST).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    files = build_demo(out, seed=seed, small=small)
+    files = build_demo(out, seed=seed, small=small, five_task=five_task)
     sizes = {f.relative_to(out).as_posix(): f.stat().st_size for f in sorted(files)}
-    record = {**_manifest_key(seed, small), "files": sizes}
+    record = {**_manifest_key(seed, small, five_task), "files": sizes}
     (out / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return True, files
 
@@ -484,6 +541,30 @@ def measure_calibration(
     return out
 
 
+def measure_five_task_calibration(
+    seed: int = 0, draws: int = 4, images: list[np.ndarray] | None = None
+) -> dict[str, dict[str, float]]:
+    """Input PSNR/SSIM of the synthetic motion blur and low light (targets: GoPro test 25.6 dB, LOL-v1
+    eval15 7.77 dB / 0.19; test/README.md), on the demo's test photos as its test set uses them
+    (``five_task_calibration_images``) unless ``images`` are given."""
+    images = five_task_calibration_images() if images is None else images
+    out = {}
+    for key, degrade, stream in (("blur", synth_motion_blur, 300), ("lowlight", synth_low_light, 400)):
+        q = np.array([input_quality(degrade(img, np.random.default_rng([seed, p, stream + d])), img)
+                      for p, img in enumerate(images) for d in range(draws)])
+        out[key] = {"psnr": float(q[:, 0].mean()), "ssim": float(q[:, 1].mean())}
+    return out
+
+
+def five_task_calibration_images() -> list[np.ndarray]:
+    """Natural photos at the demo test set's scale: whole (256 px long side) and a 256x256 crop."""
+    out = []
+    for name in ("coffee", "motorcycle_right", "astronaut", "chelsea", "rocket"):
+        img = load_photo_rgb(name)
+        out += [_resize_long(img, 256), img[:256, :256]]
+    return out
+
+
 # --- command line -----------------------------------------------------------------------------------
 
 
@@ -493,19 +574,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--small", action="store_true", help="a reduced set, for quick tests")
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical set is there")
+    parser.add_argument("--five_task", action="store_true",
+                        help="also build the five-task setting's deblur and lowlight sets (the three-task files "
+                             "are unchanged); e.g. --out data/demo_five")
     parser.add_argument("--sheet", default=None, help="also save a contact sheet PNG of a few pairs here")
     parser.add_argument("--calibration", action="store_true",
                         help="print the degradations' input statistics (vs the targets in test/README.md) and exit")
     args = parser.parse_args(argv)
     if args.calibration:
-        for key, values in measure_calibration(args.seed).items():
+        stats = {**measure_calibration(args.seed), **measure_five_task_calibration(args.seed)}
+        for key, values in stats.items():
             print(key, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
         return 0
     try:
         if args.seed < 0:
             raise UserError(f"--seed {args.seed}: use a seed >= 0")
         start = time.perf_counter()
-        built, files = make_demo(args.out, seed=args.seed, small=args.small, force=args.force)
+        built, files = make_demo(args.out, seed=args.seed, small=args.small, force=args.force,
+                                 five_task=args.five_task)
         size = sum(f.stat().st_size for f in files) / 2**20
         verb = "built" if built else "up to date:"
         took = time.perf_counter() - start

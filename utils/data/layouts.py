@@ -6,12 +6,17 @@ Training (``--data_root``, default ``data/Train``)::
     Denoise/**/*.{jpg,png,...}                        clean images (BSD400 + WED); noise added on the fly
     Derain/rainy/rain-N.png  <->  Derain/gt/norain-N.png          (Rain100L; same names also accepted)
     Dehaze/synthetic/**/ID_A_B.jpg  <->  Dehaze/original/ID.jpg   (RESIDE OTS; .png also accepted)
+    Deblur/<sequence>/blur/N.png  <->  Deblur/<sequence>/sharp/N.png  (GoPro as shipped; blur_gamma/ ignored)
+    Lowlight/low/N.png  <->  Lowlight/high/N.png                  (LOL-v1's our485)
+    Deblur/ and Lowlight/ also take flat input/ + target/ (or blur/ + sharp/, low/ + high/), same names
 
 Test (``test/``; the sets themselves: ``utils.eval.benchmarks``)::
 
     denoise/<set>/*.png                 clean images (CBSD68, Urban100); noise seeded by file name
     derain/<set>/{input,target}/        same names (Rain100L)
     dehaze/{input,target}/              SOTS outdoor: input/0001_0.8_0.2.jpg <-> target/0001.png
+    deblur/<set>/{input,target}/        same names (GoPro test)
+    lowlight/<set>/{input,target}/      same names (LOL-v1 eval15; low/ + high/ also accepted)
 
 Every problem the user can fix raises ``utils.errors.UserError`` with one line naming the folder or
 file and the fix.
@@ -27,13 +32,17 @@ from utils.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, image_size
 from utils.errors import UserError
 from utils.tasks import task_of
 
-TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze"}
+TASK_DIRS = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze", "deblur": "Deblur", "lowlight": "Lowlight"}
 
 # How often each training image is visited per epoch, as in the official TextPromptIR code
 # (utils/dataset_utils.py): the denoising set (BSD400 + WED, 5144 images) once per sigma, x3; the
 # 200 Rain100L training pairs x200 (PromptIR used x120); the 72,135 OTS hazy images once.
 
-PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1}
+PAPER_REPEATS = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 200, "dehaze": 1,
+                 # the five-task setting's, as AdaIR, MoCE-IR and BaryIR all repeat them: GoPro's 2,103 pairs x5,
+                 # LOL-v1's 485 x20 (AdaIR utils/dataset_utils.py, MoCE-IR src/data/dataset_utils.py,
+                 # BaryIR util/dataset_utils.py)
+                 "deblur": 5, "lowlight": 20}
 
 
 # Optional list files in --list_dir, one image per line (blank lines and #comments skipped), given
@@ -43,18 +52,32 @@ LIST_FILES = {
     "denoise": ("denoise.txt", "noisy/denoise.txt"),
     "derain": ("derain.txt", "rainy/rainTrain.txt"),
     "dehaze": ("dehaze.txt", "hazy/hazy_outside.txt"),
+    "deblur": ("deblur.txt",),
+    "lowlight": ("lowlight.txt",),
 }
 
 _TRAIN_LAYOUT = {
     "denoise": "clean images anywhere under Denoise/ (e.g. BSD400 and WED)",
     "derain": "Derain/rainy/rain-N.png with Derain/gt/norain-N.png (Rain100L) or the same names",
     "dehaze": "Dehaze/synthetic/<any>/ID_A_B.jpg with Dehaze/original/ID.jpg or ID.png (RESIDE OTS)",
+    "deblur": "Deblur/<sequence>/blur/*.png with Deblur/<sequence>/sharp/*.png (GoPro as shipped), or "
+              "Deblur/input/ with Deblur/target/ (same names)",
+    "lowlight": "Lowlight/low/*.png with Lowlight/high/*.png (LOL-v1), or Lowlight/input/ with Lowlight/target/ "
+                "(same names)",
 }
+
+# The (input, target) folder names a flat paired training set may use, per task, in order of preference
+FLAT_PAIR_DIRS = {
+    "deblur": (("input", "target"), ("blur", "sharp")),
+    "lowlight": (("input", "target"), ("low", "high")),
+}
+GOPRO_IGNORED = "blur_gamma"  # GoPro's gamma-averaged blur; the benchmark's input is blur/ (MPRNet onwards)
 
 EXPECTED_TEST_LAYOUT = (
     "test/denoise/<set>/ (clean images, e.g. CBSD68, Urban100), "
     "test/derain/<set>/{input,target}/ (same names, e.g. Rain100L), "
-    "test/dehaze/{input,target}/ (SOTS outdoor: input/0001_0.8_0.2.jpg with target/0001.png)"
+    "test/dehaze/{input,target}/ (SOTS outdoor: input/0001_0.8_0.2.jpg with target/0001.png), "
+    "and for five tasks test/deblur/GoPro/{input,target}/ and test/lowlight/LOL/{input,target}/ (same names)"
 )
 
 DEMO_MANIFEST = "demo_manifest.json"  # written by utils.data.demo_data at the root of the demo set
@@ -201,6 +224,8 @@ def find_train_pairs(
                 f"{folder}: no images ({' '.join(IMAGE_EXTENSIONS)}) found; put clean training images there"
             )
         pairs: list[Pair] = [(None, p) for p in images]
+    elif task in FLAT_PAIR_DIRS:
+        image_dir, pairs = _paired_train_pairs(folder, task)
     else:
         sub_in, sub_gt = ("rainy", "gt") if task == "derain" else ("synthetic", "original")
         image_dir, gt_dir = folder / sub_in, folder / sub_gt
@@ -220,6 +245,52 @@ def find_train_pairs(
     return pairs
 
 
+
+
+def _same_name(stem: str) -> str:
+    return stem
+
+
+def _flat_dirs(folder: Path, task: str) -> tuple[Path, Path] | None:
+    """The first (input, target) folder pair of ``FLAT_PAIR_DIRS[task]`` present in ``folder``."""
+    for names in FLAT_PAIR_DIRS[task]:
+        found = [find_dir(folder, n) for n in names]
+        if all(found):
+            return found[0], found[1]
+    return None
+
+
+def _pairs_in(in_dir: Path, gt_dir: Path, task: str) -> list[Pair]:
+    inputs = list_images(in_dir)
+    if not inputs:
+        raise UserError(f"{in_dir}: no images found; expected {_TRAIN_LAYOUT[task]}")
+    return pair_by_name(inputs, in_dir, gt_dir, _same_name, "the same file name")
+
+
+def _paired_train_pairs(folder: Path, task: str) -> tuple[Path, list[Pair]]:
+    """The pairs of a deblur or lowlight training folder, and the folder its list file is relative to:
+    flat ``input/`` + ``target/`` (or ``blur/`` + ``sharp/``, ``low/`` + ``high/``) in ``folder``, else
+    (deblur) GoPro's ``<sequence>/blur/`` + ``<sequence>/sharp/`` in every subfolder, whose
+    ``blur_gamma/`` folders are ignored with one note."""
+    flat = _flat_dirs(folder, task)
+    if flat is not None:
+        return flat[0], _pairs_in(flat[0], flat[1], task)
+    sequences = [d for d in subdirs(folder) if _flat_dirs(d, task) is not None]
+    if task != "deblur" or not sequences:
+        raise UserError(f"{folder}: no paired folders found; expected {_TRAIN_LAYOUT[task]}")
+    other = [d for d in subdirs(folder) if d not in sequences]
+    if other:
+        raise UserError(f"{other[0]}: a GoPro sequence folder without blur/ and sharp/ (found "
+                        f"{len(sequences)} complete ones); add them or remove the folder")
+    pairs: list[Pair] = []
+    for seq in sequences:
+        in_dir, gt_dir = _flat_dirs(seq, task)
+        pairs += _pairs_in(in_dir, gt_dir, task)
+    gamma = [seq for seq in sequences if find_dir(seq, GOPRO_IGNORED) is not None]
+    if gamma:
+        print(f"note: {folder}: ignoring the {GOPRO_IGNORED}/ folders of {len(gamma)} GoPro sequences; the "
+              "benchmark's input is blur/ (as MPRNet, AdaIR and MoCE-IR train)")
+    return folder, pairs
 
 
 def size_mismatch(lq: Path, gt: Path, lq_hw, gt_hw) -> UserError:
@@ -266,10 +337,16 @@ def find_dir(parent: Path, name: str) -> Path | None:
     return None
 
 
-def io_pairs(set_dir: Path, gt_stem_of, notes: list[str]) -> list[Pair]:
-    """The (input, target) pairs of a test set's input/ and target/ folders; a target that no
-    input pairs with is not scored, and said so in ``notes``."""
+def io_pairs(set_dir: Path, gt_stem_of, notes: list[str], names: tuple[str, str] = ("input", "target")) -> list[Pair]:
+    """The (input, target) pairs of a test set's input/ and target/ folders (or ``names``, as
+    LOL's low/ and high/, when input/ is not there); a target that no input pairs with is not
+    scored, and said so in ``notes``."""
     in_dir, gt_dir = find_dir(set_dir, "input"), find_dir(set_dir, "target")
+    if in_dir is None and gt_dir is None and names != ("input", "target"):
+        in_dir, gt_dir = find_dir(set_dir, names[0]), find_dir(set_dir, names[1])
+        if in_dir is None or gt_dir is None:
+            raise UserError(f"{set_dir}: expected input/ and target/ (or {names[0]}/ and {names[1]}/) folders "
+                            "with the same image names")
     if in_dir is None or gt_dir is None:
         raise UserError(f"{set_dir}: expected input/ and target/ folders with the same image names")
     inputs = list_images(in_dir)

@@ -1,5 +1,6 @@
 """The benchmark sets of the paper's protocol (Sec. 4.2, Table 1): CBSD68 / Urban100 at three
-noise levels, Rain100L, SOTS outdoor (and the bundled demo set), found under a test-layout root."""
+noise levels, Rain100L, SOTS outdoor; the five-task setting's GoPro and LOL-v1; and the bundled
+demo set, found under a test-layout root."""
 
 
 
@@ -30,7 +31,7 @@ from utils.data.layouts import (
 )
 from utils.errors import UserError
 from utils.eval.metrics import crop_to_multiple, min_test_side
-from utils.tasks import COMPOSITE, TASKS, join_tasks, split_tasks
+from utils.tasks import COMPOSITE, PAPER_TASKS, TASKS, join_tasks, split_tasks
 
 # --- test sets --------------------------------------------------------------------------------------
 
@@ -108,7 +109,8 @@ def _check_big_enough(sizes: dict[Path, tuple[int, int]], crop16: bool) -> None:
 
 
 
-_PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",)}
+_PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",),
+               "deblur": ("GoPro",), "lowlight": ("LOL",)}
 
 
 def is_demo_root(root: Path | str) -> bool:
@@ -137,9 +139,10 @@ def _paired_sets(task: str, task_dir: Path | None, direct_name: str, notes: list
     if task_dir is None:
         return []
     gt_stem_of = ots_gt_stem if task == "dehaze" else rain_gt_stem
-    if find_dir(task_dir, "input") is not None:
-        return [(direct_name, task_dir, io_pairs(task_dir, gt_stem_of, notes))]
-    return [(folder.name, folder, io_pairs(folder, gt_stem_of, notes)) for folder in subdirs(task_dir)]
+    names = ("low", "high") if task == "lowlight" else ("input", "target")  # LOL's eval15 ships low/ + high/
+    if find_dir(task_dir, "input") is not None or find_dir(task_dir, names[0]) is not None:
+        return [(direct_name, task_dir, io_pairs(task_dir, gt_stem_of, notes, names))]
+    return [(folder.name, folder, io_pairs(folder, gt_stem_of, notes, names)) for folder in subdirs(task_dir)]
 
 
 def find_test_sets(
@@ -173,6 +176,8 @@ def find_test_sets(
     notes: list[str] = []
     for task in TASKS if mode == "all" else () if mode == COMPOSITE else (mode,):
         task_dir = (find_dir(root, task) or root / task) if root is not None else None
+        if mode == "all" and task not in PAPER_TASKS and (task_dir is None or not task_dir.is_dir()):
+            continue  # a five-task set is looked for (and missed) only when its task folder is there
         if task == "denoise":
             sets = _denoise_sets(task_dir, denoise_dirs)
         else:
@@ -191,7 +196,7 @@ def find_test_sets(
         for name, folder, pairs in sets:
             _check_big_enough(check_pair_sizes(pairs, max_pixels=max_pixels), crop16)
             sigma_list = [int(s) for s in sigmas] if task == "denoise" else [None]
-            image_root = folder if task == "denoise" else find_dir(folder, "input")
+            image_root = folder if task == "denoise" else (find_dir(folder, "input") or find_dir(folder, "low"))
             found += [BenchmarkSet(task, name, pairs, sigma=sigma, crop16=crop16, image_root=image_root)
                       for sigma in sigma_list]
     if root is not None and mode in ("all", COMPOSITE):

@@ -1,0 +1,273 @@
+"""The five-task setting's data and evaluation: GoPro and LOL-v1 layouts and their errors, --check_data
+counts, the five_task preset, the five-task table, and the demo set's motion blur and low light."""
+from __future__ import annotations
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from options import train_options
+from tests.conftest import ROOT, smooth_image
+from utils.data import demo_data as demo
+from utils.data.check import check_test_data, check_training_data
+from utils.data.image_io import write_image
+from utils.data.layouts import PAPER_REPEATS, find_train_pairs
+from utils.data.train_set import TrainDataset
+from utils.errors import UserError
+from utils.eval.benchmarks import find_test_sets
+from utils.eval.results import FIVE_TASK_PUBLISHED, markdown_tables
+from utils.tasks import DEGRADATION_CHOICES, DEGRADATIONS, task_of
+
+_spec = importlib.util.spec_from_file_location("test_script", ROOT / "test.py")
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+
+
+def _pair(lq_path, gt_path, seed=0, h=40, w=48):
+    img = smooth_image(np.random.default_rng(seed), h, w)
+    write_image(gt_path, img)
+    write_image(lq_path, img)
+
+
+def _gopro(root, sequences=("GOPR0372_07_00", "GOPR0374_11_01"), frames=2, gamma=True):
+    for s, seq in enumerate(sequences):
+        for f in range(frames):
+            name = f"{f:06d}.png"
+            _pair(root / "Deblur" / seq / "blur" / name, root / "Deblur" / seq / "sharp" / name, seed=10 * s + f)
+            if gamma:
+                _pair(root / "Deblur" / seq / "blur_gamma" / name, root / "Deblur" / seq / "sharp" / name, seed=9)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def _copies(folder, n: int, data: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i}.png").write_bytes(data)
+
+
+# --- task list and training layouts -----------------------------------------------------------------
+
+
+def test_the_new_types_are_accepted_and_the_default_stays_the_papers():
+    assert task_of("deblur") == "deblur" and task_of("lowlight") == "lowlight"
+    assert DEGRADATIONS == ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
+    assert train_options([]).de_type == list(DEGRADATIONS)
+    assert train_options(["--de_type", "deblur", "lowlight"]).de_type == ["deblur", "lowlight"]
+    with pytest.raises(UserError, match="unknown degradation type 'deblurr'"):
+        task_of("deblurr")
+
+
+def test_gopro_as_shipped_pairs_blur_with_sharp_and_ignores_blur_gamma_with_a_note(tmp_path, capsys):
+    _gopro(tmp_path)
+    pairs = find_train_pairs(tmp_path, "deblur")
+    assert len(pairs) == 4
+    assert all(lq.parent.name == "blur" and gt.parent.name == "sharp" and lq.name == gt.name
+               and lq.parent.parent == gt.parent.parent for lq, gt in pairs)
+    note = capsys.readouterr().out.strip().splitlines()
+    assert len(note) == 1 and "blur_gamma" in note[0] and "2 GoPro sequences" in note[0]
+    _gopro(tmp_path / "nogamma", gamma=False)
+    find_train_pairs(tmp_path / "nogamma", "deblur")
+    assert capsys.readouterr().out == ""  # no blur_gamma, no note
+
+
+@pytest.mark.parametrize("task,names", [("deblur", ("input", "target")), ("deblur", ("blur", "sharp")),
+                                        ("lowlight", ("low", "high")), ("lowlight", ("input", "target"))])
+def test_flat_pairs_are_read(tmp_path, task, names):
+    folder = tmp_path / ("Deblur" if task == "deblur" else "Lowlight")
+    for i in range(3):
+        _pair(folder / names[0] / f"{i}.png", folder / names[1] / f"{i}.png", seed=i)
+    pairs = find_train_pairs(tmp_path, task)
+    assert [(lq.name, gt.name) for lq, gt in pairs] == [(f"{i}.png", f"{i}.png") for i in range(3)]
+    data = TrainDataset(tmp_path, [task], patch_size=32, repeats={task: 2})
+    assert len(data) == 6 and data[5]["lq"].shape == (3, 32, 32) and data[5]["task"] == task
+
+
+def test_a_missing_training_folder_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"Deblur: folder not found; expected Deblur/<sequence>/blur/\*\.png"):
+        find_train_pairs(tmp_path, "deblur")
+    (tmp_path / "Lowlight" / "dark").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"Lowlight: no paired folders found; expected Lowlight/low/\*\.png"):
+        find_train_pairs(tmp_path, "lowlight")
+
+
+def test_an_unpaired_training_image_is_named(tmp_path):
+    for i in range(2):
+        _pair(tmp_path / "Lowlight" / "low" / f"{i}.png", tmp_path / "Lowlight" / "high" / f"{i}.png", seed=i)
+    _pair(tmp_path / "Lowlight" / "low" / "778.png", tmp_path / "elsewhere.png")
+    with pytest.raises(UserError, match=r"1 image\(s\) have no ground truth in .*high .*778\.png"):
+        find_train_pairs(tmp_path, "lowlight")
+    _gopro(tmp_path, sequences=("GOPR0372_07_00",))
+    (tmp_path / "Deblur" / "GOPR0384_11_00" / "blur").mkdir(parents=True)  # a sequence without sharp/
+    with pytest.raises(UserError, match=r"GOPR0384_11_00: a GoPro sequence folder without blur/ and sharp/"):
+        find_train_pairs(tmp_path, "deblur")
+
+
+# --- test layouts ---------------------------------------------------------------------------------
+
+
+def _test_root(root):
+    for i in range(2):
+        _pair(root / "deblur" / "GoPro" / "input" / f"{i}.png", root / "deblur" / "GoPro" / "target" / f"{i}.png",
+              seed=i, h=32, w=32)
+        _pair(root / "lowlight" / "LOL" / "input" / f"{i}.png", root / "lowlight" / "LOL" / "target" / f"{i}.png",
+              seed=i, h=32, w=32)
+
+
+def test_gopro_and_lol_test_sets_are_found_and_named(tmp_path):
+    _test_root(tmp_path)
+    sets, notes = find_test_sets(tmp_path, "all")
+    names = {(s.task, s.name, len(s)) for s in sets}
+    assert {("deblur", "GoPro", 2), ("lowlight", "LOL", 2)} <= names
+    assert "skipped GoPro" not in " ".join(notes) and "skipped LOL" not in " ".join(notes)
+    sets, _ = find_test_sets(tmp_path, "lowlight")
+    assert [s.name for s in sets] == ["LOL"]
+
+
+def test_a_three_task_test_root_reports_no_missing_five_task_set(tmp_path):
+    (tmp_path / "derain").mkdir()
+    _, notes = find_test_sets(tmp_path, "all")
+    assert notes == ["skipped CBSD68: " + str(tmp_path / "denoise" / "CBSD68") + " not found",
+                     "skipped Urban100: " + str(tmp_path / "denoise" / "Urban100") + " not found",
+                     "skipped Rain100L: " + str(tmp_path / "derain" / "Rain100L") + " not found",
+                     "skipped SOTS: " + str(tmp_path / "dehaze" / "{input,target}") + " not found"]
+    (tmp_path / "deblur").mkdir()  # a five-task folder without its set is reported
+    _, notes = find_test_sets(tmp_path, "all")
+    assert notes[-1] == f"skipped GoPro: {tmp_path / 'deblur' / 'GoPro'} not found"
+
+
+def test_an_unpaired_test_image_is_named(tmp_path):
+    _test_root(tmp_path)
+    _pair(tmp_path / "deblur" / "GoPro" / "input" / "9.png", tmp_path / "x.png", h=32, w=32)
+    with pytest.raises(UserError, match=r"GoPro/input: 1 image\(s\) have no ground truth .*9\.png"):
+        find_test_sets(tmp_path, "deblur")
+    (tmp_path / "lowlight" / "LOL" / "target").rename(tmp_path / "lowlight" / "LOL" / "gt")
+    with pytest.raises(UserError, match=r"LOL: expected input/ and target/ folders"):
+        find_test_sets(tmp_path, "lowlight")
+
+
+def test_lols_low_and_high_folders_are_accepted_at_test_time(tmp_path):
+    for i in range(2):
+        _pair(tmp_path / "lowlight" / "LOL" / "low" / f"{i}.png", tmp_path / "lowlight" / "LOL" / "high" / f"{i}.png",
+              seed=i, h=32, w=32)
+    sets, _ = find_test_sets(tmp_path, "lowlight")
+    assert [(s.name, len(s), s.paths) for s in sets] == [("LOL", 2, ["0.png", "1.png"])]
+
+
+# --- --check_data ----------------------------------------------------------------------------------
+
+
+def test_check_data_counts_gopro_and_lol_against_their_published_sizes(tmp_path, capsys):
+    data = _png(smooth_image(np.random.default_rng(0), 16, 16))
+    for seq, n in (("GOPR0372_07_00", 2000), ("GOPR0374_11_01", 103)):  # 2,103 pairs in two sequences
+        for sub in ("blur", "sharp", "blur_gamma"):
+            _copies(tmp_path / "Train" / "Deblur" / seq / sub, n, data)
+    for sub in ("low", "high"):
+        _copies(tmp_path / "Train" / "Lowlight" / sub, 484, data)  # one short of 485
+    lines = [c.line() for c in check_training_data(tmp_path / "Train", ["deblur", "lowlight"])]
+    assert lines[0].endswith("found 2,103 pairs, expected 2,103: ok")
+    assert "found 484 pairs, expected 485: fewer pairs than published" in lines[1]
+    for sub in ("input", "target"):
+        _copies(tmp_path / "test" / "deblur" / "GoPro" / sub, 1111, data)
+        _copies(tmp_path / "test" / "lowlight" / "LOL" / sub, 15 if sub == "input" else 14, data)
+    lines = [c.line() for c in check_test_data(tmp_path / "test", "all") if c.name in ("GoPro", "LOL")]
+    assert lines[0].endswith("found 1,111 pairs, expected 1,111: ok")
+    assert "15 inputs but 14 targets: a pair is missing its other half" in lines[1]
+    rc = test_script.main(["--test_root", str(tmp_path / "test"), "--mode", "deblur", "--check_data"])
+    assert rc == 0 and "GoPro" in capsys.readouterr().out
+
+
+def test_check_data_of_a_three_task_root_does_not_ask_for_gopro(tmp_path):
+    assert {c.name for c in check_test_data(tmp_path, "all")} == {"CBSD68", "Urban100", "Rain100L", "SOTS outdoor"}
+
+
+# --- preset and table ------------------------------------------------------------------------------
+
+
+def test_the_five_task_preset_sets_the_peers_recipe():
+    args = train_options(["--preset", "five_task"])
+    assert args.de_type == list(DEGRADATION_CHOICES)
+    repeats = {**PAPER_REPEATS, **dict(args.repeat)}
+    assert {k: repeats[k] for k in DEGRADATION_CHOICES} == {
+        "denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 120, "dehaze": 1, "deblur": 5, "lowlight": 20}
+    assert (args.patch_size, args.batch_size, args.lr, args.epochs, args.warmup_epochs, args.loss) == \
+        (128, 8, 2e-4, 150, 15, "l1")
+    assert train_options(["--preset", "five_task", "--patch_size", "64"]).patch_size == 64  # flags win
+
+
+def _summary(task, name, sigma=None, psnr=30.0, input_psnr=20.0):
+    label = f"{name} σ={sigma}" if sigma else name
+    return dict(label=label, task=task, name=name, sigma=sigma, n=1, psnr=psnr, ssim=0.9,
+                input_psnr=input_psnr, input_ssim=0.5)
+
+
+def test_the_five_task_table_shows_the_published_numbers_only_beside_the_real_sets():
+    real = [_summary("dehaze", "SOTS"), _summary("derain", "Rain100L"), _summary("denoise", "CBSD68", 25),
+            _summary("deblur", "GoPro", psnr=28.0), _summary("lowlight", "LOL", psnr=22.0)]
+    table = markdown_tables(real)
+    assert "| SOTS | Rain100L | BSD68 σ=25 | GoPro | LOL-v1 | Average |" in table
+    for name in FIVE_TASK_PUBLISHED:
+        assert f"| {name} (published) |" in table
+    assert "| MoCE-IR (published) | 30.48 / 0.974 | 38.04 / 0.982 | 31.34 / 0.887 | 30.05 / 0.899 | 23.00 / 0.852 " \
+           "| 30.58 / 0.919 |" in table
+    assert "| ours | 30.00 / 0.900 | 30.00 / 0.900 | 30.00 / 0.900 | 28.00 / 0.900 | 22.00 / 0.900 " \
+           "| 28.00 / 0.900 |" in table
+    demo_sets = [_summary(task, "demo", sigma) for task, sigma in
+                 (("dehaze", None), ("derain", None), ("denoise", 15), ("denoise", 25), ("deblur", None),
+                  ("lowlight", None))]
+    table = markdown_tables(demo_sets)
+    assert "(published)" not in table and "31.05" not in table and "not comparable" in table
+    assert "| degraded input | 20.00 / 0.500 |" in table and "demo σ=25 (denoise)" in table
+    three = markdown_tables(real[:3])
+    assert "GoPro" not in three and "(published)" not in three  # no five-task table without its new tasks
+
+
+def test_each_published_average_is_the_mean_of_its_five_sets():
+    for name, values in FIVE_TASK_PUBLISHED.items():
+        psnr = sum(v[0] for v in values[:5]) / 5
+        assert abs(psnr - values[5][0]) < 0.006, name
+
+
+# --- demo data --------------------------------------------------------------------------------------
+
+
+def test_synthetic_blur_and_low_light_are_calibrated_to_gopro_and_lol():
+    stats = demo.measure_five_task_calibration(draws=1)
+    assert abs(stats["blur"]["psnr"] - 25.6) < 1.0  # GoPro test's blurred input: 25.6 dB
+    assert abs(stats["lowlight"]["psnr"] - 7.8) < 1.0  # LOL-v1 eval15's low-light input: 7.77 dB
+    assert 0.05 < stats["lowlight"]["ssim"] < 0.3  # LOL's: about 0.19
+
+
+@pytest.fixture(scope="module")
+def five_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo5") / "demo"
+    demo.make_demo(out, seed=0, small=True, five_task=True)
+    return out
+
+
+def test_the_five_task_demo_set_is_deterministic_and_read_by_the_data_code(five_set, tmp_path):
+    demo.make_demo(tmp_path / "again", seed=0, small=True, five_task=True)
+    demo.make_demo(tmp_path / "other", seed=1, small=True, five_task=True)
+    assert demo.tree_digest(tmp_path / "again") == demo.tree_digest(five_set)
+    assert demo.tree_digest(tmp_path / "other") != demo.tree_digest(five_set)
+    assert len(find_train_pairs(five_set / "Train", "deblur")) == len(find_train_pairs(five_set / "Train", "lowlight"))
+    sets, notes = find_test_sets(five_set / "test")
+    assert notes == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze", "deblur", "lowlight"}
+    assert {s.name for s in sets} == {"demo"}
+
+
+def test_the_five_task_option_leaves_the_three_task_files_as_they_are(five_set, tmp_path):
+    three = tmp_path / "three"
+    demo.make_demo(three, seed=0, small=True)
+    manifest = (three / demo.MANIFEST).read_text()
+    assert "five_task" not in manifest
+    for path in sorted(p for p in three.rglob("*") if p.is_file() and p.name != demo.MANIFEST):
+        assert (five_set / path.relative_to(three)).read_bytes() == path.read_bytes(), path
+    built, _ = demo.make_demo(three, seed=0, small=True)
+    assert not built  # up to date: the three-task manifest is read as before
+    built, _ = demo.make_demo(three, seed=0, small=True, five_task=True)
+    assert built and (three / "Train" / "Lowlight").is_dir()
