@@ -585,10 +585,10 @@ def plan_budget(run: Run) -> None:
               f"steps; schedule planned for {budget.total_steps} steps (warm-up {budget.warmup_steps})")
 
 
-def budget_stop(run: Run, at_log: bool) -> str | None:
+def budget_stop(run: Run, check_time: bool) -> str | None:
     """After each step: measure the rate and plan (at fixed steps, so every process plans alike),
-    and the reason to stop, if any: "plan" (its last step) or "time" (checked at log points, where
-    the device is synchronised anyway, by every process together)."""
+    and the reason to stop, if any: "plan" (its last step) or "time" (when ``check_time``, by every
+    process together)."""
     budget = run.budget
     if budget is None:
         return None
@@ -601,7 +601,7 @@ def budget_stop(run: Run, at_log: bool) -> str | None:
             plan_budget(run)
     if budget.planned and run.pos.step >= budget.total_steps:
         return "plan"
-    if at_log and not dist.all_true(trained_s(run) < budget.budget_s):
+    if check_time and not dist.all_true(trained_s(run) < budget.budget_s):
         return "time"
     return None
 
@@ -640,8 +640,10 @@ def train_loop(run: Run) -> str | None:
             if at_log:
                 report(run, window, bar)
                 window = Window()
-            stop = budget_stop(run, at_log) or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps
-                                                else None)
+            # the time is read every step on a CPU; on a GPU at log points, where the device is synchronised
+            check_time = at_log or run.info.device.type != "cuda"
+            stop = budget_stop(run, check_time) or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps
+                                                    else None)
             save_fractions(run, final=stop in ("plan", "time"))
         report(run, window, bar)
         bar.close()

@@ -250,7 +250,7 @@ def official_arm(args: argparse.Namespace) -> int:
                         at = fraction_steps(list(FRACTIONS), plan.total_steps)
                         print(f"time budget {plan.minutes:g} min: {plan.step_s * 1e3:.1f} ms per step; schedule "
                               f"planned for {plan.total_steps} steps (warm-up {plan.warmup_steps})", flush=True)
-                if step % targs.log_every == 0:
+                if step % targs.log_every == 0 or info.device.type != "cuda":  # as train.py reads the time
                     sync()
                     if not torch.isfinite(loss):
                         raise RuntimeError(f"the official network's loss became {loss.item()} at step {step}")
