@@ -51,12 +51,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test", name="demo_gpu",
         repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
         synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr", time_budget=10.0,
-        epochs=20, warmup_epochs=1, batch_size=8, patch_size=128, lr=5e-4, num_workers=8,
+        epochs=20, warmup_epochs=1, batch_size=8, patch_size=128, lr=5e-4,
         save_every=0, val_every=0, val_max_images=4,
     ),
 }
-# Preset settings that only train.py takes (test.py scores in its own default precision: fp32).
-TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16")}
+# Preset settings that only train.py takes (test.py scores in its own default precision, fp32, with its
+# own loader workers).
+TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16"),
+                                               "demo_gpu": dict(num_workers=8)}
 
 
 # Upper bounds of options whose absurd values would allocate without end (typos such as an extra
