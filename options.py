@@ -76,9 +76,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=10, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
         save_every=0, val_every=5, val_max_images=4,
     ),
+    # `make demo-gpu`: the paper's network for 10 minutes of training steps on one GPU, on the demo
+    # set's recipe (denoising photos from --denoise_root, e.g. BSD400, where given); the warm-up
+    # takes 1/20 of the planned steps. Its quality in that budget is pending a GPU run (BENCHMARKS.md).
+    "demo_gpu": dict(
+        data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test", name="demo_gpu",
+        repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
+        synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr", time_budget=10.0,
+        epochs=20, warmup_epochs=1, batch_size=8, patch_size=128, lr=5e-4,
+        save_every=0, val_every=0, val_max_images=4,
+    ),
 }
-# Preset settings that only train.py takes (test.py scores in its own default precision: fp32).
-TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16"), "demo_five": dict(precision="bf16")}
+# Preset settings that only train.py takes (test.py scores in its own default precision, fp32, with its
+# own loader workers).
+TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16"), "demo_five": dict(precision="bf16"),
+                                               "demo_gpu": dict(num_workers=8)}
 
 
 # Upper bounds of options whose absurd values would allocate without end (typos such as an extra
@@ -88,6 +100,7 @@ MAX_REPEAT = 1000  # visits of an image per epoch; the official recipe's largest
 MAX_DIM = 256  # channels of level 1; the paper's net has 48
 MAX_BLOCKS = 64  # transformer blocks per level; the paper's deepest level has 8
 MAX_FFN_EXPANSION = 16.0  # the paper's is 2.66
+MAX_TIME_BUDGET_MIN = 60.0 * 24 * 365  # a year of training
 MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
 
 
@@ -224,6 +237,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--de_type", nargs="+", choices=DEGRADATION_CHOICES, default=list(DEGRADATIONS),
                    help="degradations to train on (default: the paper's three tasks; deblur and lowlight add "
                         "the five-task setting's GoPro and LOL-v1, see --preset five_task)")
+    g.add_argument("--denoise_root", default=None, metavar="DIR",
+                   help="a folder of clean photos (e.g. BSD400) the denoising tasks train on, in place of "
+                        "<data_root>/Denoise")
     g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
                    help=f"per-degradation repeat factors overriding the paper's, e.g. derain=120 (N from 1 "
                         f"to {MAX_REPEAT})")
@@ -289,6 +305,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_every", type=non_negative_int, default=10,
                    help="also keep epoch_XXX.pt every N epochs (0: never)")
     g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
+    g.add_argument("--time_budget", type=float_in(0.0, MAX_TIME_BUDGET_MIN, low_open=True), default=None,
+                   metavar="MINUTES",
+                   help="train for this many minutes of training steps (the first step's compile and graph "
+                        "capture, validation and saves are timed apart), in place of --epochs: the warm-up and "
+                        "cosine schedule is planned for the steps the budget allows, measured after the first "
+                        "steps, with the warm-up share of --warmup_epochs/--epochs; --resume keeps the plan")
+    g.add_argument("--save_at", type=float_in(0.0, 1.0, low_open=True), nargs="+", default=None, metavar="FRACTION",
+                   help="also keep ckpt/<name>/at_<f>.pt when each fraction of the schedule's steps is reached, "
+                        "e.g. 0.25 0.5 1 (with --time_budget: of the planned steps, 1 being the budget's end)")
     g.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"0 to {MAX_SEED}")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
@@ -370,11 +395,14 @@ def check_train_paths(args: argparse.Namespace) -> None:
     if args.stage != "text" and not args.check_data:
         _folder_option(args.list_dir, "--list_dir", must_exist=True)
         _folder_option(args.val_root, "--val_root", must_exist=True)
+        _folder_option(args.denoise_root, "--denoise_root", must_exist=True)
 
 
 def check_test_paths(args: argparse.Namespace) -> None:
     """Before any work: the folder test.py writes is a folder (or does not exist yet)."""
     _folder_option(args.output_dir, "--output_dir")
+    for folder in args.denoise_dirs:
+        _folder_option(folder, "--denoise_dirs", must_exist=True)
 
 
 def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
@@ -426,6 +454,9 @@ def test_parser() -> argparse.ArgumentParser:
                    help="the order a composite set's tasks are restored in, one pass each (default: "
                         f"{','.join(RESTORE_ORDER)})")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
+    p.add_argument("--denoise_dirs", nargs="+", default=[], metavar="DIR",
+                   help="more folders of clean images scored as denoising sets at sigma 15/25/50, named after "
+                        "the folder (e.g. Kodak24 McMaster)")
     p.add_argument("--instruction", default=None,
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
     p.add_argument("--instructions", default=None, metavar="FILE.tsv",

@@ -73,7 +73,8 @@ def evaluate_benchmarks(args: Namespace) -> int:
 
         validate_instruction(args.instruction)
     out_dir = writable_folder(Path(args.output_dir) / args.name, "--output_dir")
-    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16, max_pixels=args.max_pixels)
+    sets, notes = find_test_sets(args.test_root, args.mode, crop16=not args.no_crop16, max_pixels=args.max_pixels,
+                                 denoise_dirs=args.denoise_dirs)
     for line in notes:
         print(line)
     if not sets:

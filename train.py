@@ -39,6 +39,18 @@ from utils.runtime.compile import compile_blocks, compile_line, default_compile_
 from utils.runtime.device import allow_tf32, describe
 from utils.tasks import TASKS
 from utils.train import dist
+from utils.train.budget import (
+    MEASURE_SKIP,
+    MEASURE_STEPS,
+    Apart,
+    BudgetPlan,
+    TrainClock,
+    fraction_name,
+    fraction_steps,
+    measuring_scheduler,
+    plan_steps,
+    planned_scheduler,
+)
 from utils.train.schedulers import warmup_cosine
 from utils.train.speed import SpeedPlan, first_step_line, plan_speed
 from utils.train.step import (
@@ -105,6 +117,12 @@ class Run:
     graph_pending: bool = False
     last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (input, embedding): the save check runs on it
     speed: Throughput = field(default_factory=Throughput)
+    budget: BudgetPlan | None = None  # --time_budget's plan (utils/train/budget.py)
+    clock: TrainClock = field(default_factory=TrainClock)
+    start_step: int = 0  # the step this session started from
+    measure_from_s: float = 0.0  # the training clock when the rate's timed steps began
+    fraction_at: dict[float, int] = field(default_factory=dict)  # --save_at fraction -> its step
+    fractions_saved: set[float] = field(default_factory=set)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -142,9 +160,9 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
 # ------------------------------------------------------------------ building a run
 def data_paths(args: Namespace) -> tuple[str, dict[str, str]]:
     """(training root, task folders overriding root/<Task>). ``--preset dev`` trains on a folder of
-    clean images, which ``--data_root`` must name."""
+    clean images, which ``--data_root`` must name; ``--denoise_root`` is one the denoising tasks take."""
     if args.preset != "dev":
-        return args.data_root, {}
+        return args.data_root, {} if args.denoise_root is None else {"denoise": args.denoise_root}
     if args.data_root is None:
         raise UserError("--preset dev trains on a folder of clean images: pass --data_root <folder>")
     return args.data_root, {"denoise": args.data_root}
@@ -261,11 +279,13 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
     model = TextPromptIR(model_config(args, text_dim), impl=args.impl, device=info.device)
     graphed = plan.cuda_graph
     optimizer = make_optimizer(model, args.lr, args.weight_decay, info.device, graphed)
-    scheduler = warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
+    budget = BudgetPlan(args.time_budget, args.warmup_epochs / args.epochs) if args.time_budget else None
     pos, scaler_state = Position(), None
     if args.resume:
         path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
-        pos, scaler_state = resume(path, model, optimizer, scheduler, args, info, graphed)
+        pos, scaler_state, scheduler, budget = resume(path, model, optimizer, steps_per_epoch, args, info, graphed)
+    else:
+        scheduler = make_scheduler(args, optimizer, steps_per_epoch, budget)
     net: torch.nn.Module = model
     if plan.compile:
         n = compile_blocks(model)
@@ -281,22 +301,58 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
     if step.scaler is not None and scaler_state is not None:
         step.scaler.load_state_dict(scaler_state)
     run = Run(args, info, model, step, scheduler, loader, sampler, steps_per_epoch, table, val_text,
-              validation_sets(args), text_record, run_dir, pos, plan, cache, step_fn=step, graph_pending=graphed)
+              validation_sets(args), text_record, run_dir, pos, plan, cache, step_fn=step, graph_pending=graphed,
+              budget=budget, start_step=pos.step)
+    if args.save_at and (budget is None or budget.planned):
+        run.fraction_at = fraction_steps(args.save_at, budget.total_steps if budget else args.epochs * steps_per_epoch)
     if info.is_main:
         open_log(run, dataset, text_dim)
     return run
 
 
-def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, scheduler: Any, args: Namespace,
-           info: dist.DistInfo, graphed: bool) -> tuple[Position, dict | None]:
+def make_scheduler(args: Namespace, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                   budget: BudgetPlan | None) -> Any:
+    """The paper's warm-up and cosine (Sec. 4.1) over --epochs, or over the steps a time budget
+    allows once they are measured (``utils.train.budget``)."""
+    if budget is None:
+        return warmup_cosine(optimizer, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
+    return planned_scheduler(optimizer, budget) if budget.planned else measuring_scheduler(optimizer)
+
+
+def resumed_budget(path: Path, ckpt: dict[str, Any], args: Namespace, is_main: bool) -> BudgetPlan | None:
+    """The time budget a resumed run continues: the checkpoint's plan is kept (a --time_budget that
+    differs is ignored, with a note); a run planned for --epochs cannot take one."""
+    stored = ckpt.get("budget")
+    if stored is None:
+        if args.time_budget:
+            raise UserError(f"{path}: this run's schedule was planned for --epochs, not a time budget; resume it "
+                            "without --time_budget, or start a new run (--name NEW) with --time_budget")
+        return None
+    budget = BudgetPlan.from_dict(stored)
+    if is_main:
+        if args.time_budget and args.time_budget != budget.minutes:
+            print(f"note: --time_budget {args.time_budget:g} ignored: the run keeps its plan for "
+                  f"{budget.minutes:g} minutes", file=sys.stderr)
+        left = max(budget.budget_s - budget.trained_s, 0.0)
+        planned = (f"planned for {budget.total_steps} steps, {budget.total_steps - ckpt['step']} to go" if budget.planned
+                   else "its step rate not yet measured")
+        print(f"time budget {budget.minutes:g} min: {budget.trained_s:.1f} s trained, {left:.1f} s left; {planned}")
+    return budget
+
+
+def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, steps_per_epoch: int, args: Namespace,
+           info: dist.DistInfo, graphed: bool) -> tuple[Position, dict | None, Any, BudgetPlan | None]:
     """Continue ``path`` exactly where it stopped: weights, optimizer, schedule, position, RNG;
-    returns the position and the fp16 gradient scaler's state (None if it had none)."""
+    returns the position, the fp16 gradient scaler's state (None if it had none), the schedule
+    and the time budget (None if the run has none)."""
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint to resume; start the run without --resume, or give "
                         "--resume the path of a checkpoint")
     ckpt = load_checkpoint(path)
     check_same_config(path, ckpt, model.config)
     model.load_state_dict(ckpt["model"])
+    budget = resumed_budget(path, ckpt, args, info.is_main)
+    scheduler = make_scheduler(args, optimizer, steps_per_epoch, budget)  # before the optimizer's state: it sets the lr
     optimizer.load_state_dict(ckpt["optimizer"])
     match_lr_type(optimizer, info.device, graphed)
     scheduler.load_state_dict(ckpt["scheduler"])
@@ -308,7 +364,7 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, sc
         if before is not None and before != args.batch_size:
             print(f"warning: --batch_size {args.batch_size} differs from the checkpoint's {before}: "
                   "steps per epoch and the learning-rate schedule's length change with it", file=sys.stderr)
-    return pos, ckpt.get("scaler")
+    return pos, ckpt.get("scaler"), scheduler, budget
 
 
 def validation_sets(args: Namespace) -> list:
@@ -396,6 +452,11 @@ def check_weights(run: Run) -> None:
             raise stop_non_finite(run, "the weights give NaN/inf outputs")
 
 
+def trained_s(run: Run) -> float:
+    """Seconds spent in training steps: this session's and, under a time budget, the earlier ones'."""
+    return (run.budget.trained_s if run.budget else 0.0) + run.clock.elapsed()
+
+
 def save(run: Run, path: Path) -> None:
     """Write a checkpoint (rank 0) of weights that :func:`check_weights` passed: no checkpoint
     that gives NaN/inf is ever written."""
@@ -407,7 +468,8 @@ def save(run: Run, path: Path) -> None:
         model=run.model.state_dict(), config=run.model.config.to_dict(), optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(), epoch=run.pos.epoch, step=run.pos.step,
         batches_done_in_epoch=run.pos.done_in_epoch, rng=rng_state(), text_encoder=run.text_record, options=options,
-        **({} if run.train_step.scaler is None else {"scaler": run.train_step.scaler.state_dict()})))
+        **({} if run.train_step.scaler is None else {"scaler": run.train_step.scaler.state_dict()}),
+        **({} if run.budget is None else {"budget": {**run.budget.to_dict(), "trained_s": trained_s(run)}})))
     remove_stale_temps(path.parent)
     if path.name == "last.pt":
         run.pos.last_saved = (path, run.pos.step)
@@ -466,6 +528,8 @@ def one_step(run: Run, batch: dict, window: Window) -> None:
     window.loss_sum = window.loss_sum + run.step_fn(lq, gt, text)
     if first:
         log_first_step(run, t0)
+        run.clock.add_apart("first step", run.speed.first_step_s)
+        run.clock.start()  # the training clock counts every step after the first
     run.scheduler.step()
     window.steps += 1
     run.pos.step += 1
@@ -486,26 +550,85 @@ def log_first_step(run: Run, t0: float) -> None:
 
 
 def end_epoch(run: Run) -> None:
-    """Save last.pt (and epoch_XXX.pt every --save_every epochs), validate every --val_every."""
+    """Save last.pt (and epoch_XXX.pt every --save_every epochs), validate every --val_every;
+    none of it counts in a time budget."""
     args = run.args
     run.pos.epoch, run.pos.done_in_epoch = run.pos.epoch + 1, 0
-    save(run, run.run_dir / "last.pt")
-    if args.save_every and run.pos.epoch % args.save_every == 0:
-        save(run, run.run_dir / f"epoch_{run.pos.epoch:03d}.pt")
-    if run.info.is_main and run.val_sets and (run.pos.epoch % args.val_every == 0 or run.pos.epoch == args.epochs):
+    with Apart(run.clock, "saving"):
+        save(run, run.run_dir / "last.pt")
+        if args.save_every and run.pos.epoch % args.save_every == 0:
+            save(run, run.run_dir / f"epoch_{run.pos.epoch:03d}.pt")
+    if run.info.is_main and run.val_sets and (run.pos.epoch % args.val_every == 0
+                                              or (run.budget is None and run.pos.epoch == args.epochs)):
         validate(run)
-    dist.barrier()
+    with Apart(run.clock, "waiting for the other processes"):
+        dist.barrier()
 
 
-def train_loop(run: Run) -> bool:
-    """Train until --epochs or --max_steps; returns True when stopped by --max_steps."""
+def sync(run: Run) -> None:
+    if run.info.device.type == "cuda":
+        torch.cuda.synchronize(run.info.device)
+
+
+def plan_budget(run: Run) -> None:
+    """At the end of the measuring phase: the seconds per step (mean over the processes), the
+    steps the budget allows, the schedule for them and the --save_at steps."""
+    budget = run.budget
+    step_s = (run.clock.elapsed() - run.measure_from_s) / MEASURE_STEPS
+    step_s = float(dist.all_reduce_mean(torch.tensor(step_s, dtype=torch.float64, device=run.info.device)))
+    plan_steps(budget, run.pos.step, trained_s(run), step_s)
+    run.scheduler = planned_scheduler(run.optimizer, budget, run.pos.step)
+    if run.args.save_at:
+        run.fraction_at = fraction_steps(run.args.save_at, budget.total_steps)
+    if run.info.is_main:
+        write(f"time budget {budget.minutes:g} min: {step_s * 1e3:.1f} ms per step measured over {MEASURE_STEPS} "
+              f"steps; schedule planned for {budget.total_steps} steps (warm-up {budget.warmup_steps})")
+
+
+def budget_stop(run: Run, check_time: bool) -> str | None:
+    """After each step: measure the rate and plan (at fixed steps, so every process plans alike),
+    and the reason to stop, if any: "plan" (its last step) or "time" (when ``check_time``, by every
+    process together)."""
+    budget = run.budget
+    if budget is None:
+        return None
+    done = run.pos.step - run.start_step
+    if not budget.planned and done in (1 + MEASURE_SKIP, 1 + MEASURE_SKIP + MEASURE_STEPS):
+        sync(run)
+        if done == 1 + MEASURE_SKIP:
+            run.measure_from_s = run.clock.elapsed()
+        else:
+            plan_budget(run)
+    if budget.planned and run.pos.step >= budget.total_steps:
+        return "plan"
+    if check_time and not dist.all_true(trained_s(run) < budget.budget_s):
+        return "time"
+    return None
+
+
+def save_fractions(run: Run, final: bool = False) -> None:
+    """Keep ``at_<f>.pt`` when the step of a --save_at fraction is reached (``final``: the end of a
+    time budget stands for fraction 1, also when the time ran out a few steps before the plan)."""
+    for fraction, step in run.fraction_at.items():
+        due = run.start_step < step <= run.pos.step or (final and fraction == 1)
+        if due and fraction not in run.fractions_saved:
+            run.fractions_saved.add(fraction)
+            with Apart(run.clock, "saving"):
+                save(run, run.run_dir / fraction_name(fraction))
+
+
+def train_loop(run: Run) -> str | None:
+    """Train until --epochs, --max_steps or the time budget; returns why it stopped before
+    --epochs: "max_steps", "plan" or "time" (None: all epochs done)."""
     args = run.args
-    while run.pos.epoch < args.epochs:
+    stop = None
+    while run.budget is not None or run.pos.epoch < args.epochs:
         run.sampler.set_epoch(run.pos.epoch, skip=run.pos.done_in_epoch * args.batch_size)
-        bar = progress(run.steps_per_epoch, f"epoch {run.pos.epoch + 1}/{args.epochs}",
-                       enabled=run.info.is_main and not args.no_progress, initial=run.pos.done_in_epoch)
+        label = f"epoch {run.pos.epoch + 1}" + ("" if run.budget else f"/{args.epochs}")
+        bar = progress(run.steps_per_epoch, label, enabled=run.info.is_main and not args.no_progress,
+                       initial=run.pos.done_in_epoch)
         window, batches = Window(), iter(run.loader)
-        while not (args.max_steps and run.pos.step >= args.max_steps):
+        while stop is None:
             t0 = time.perf_counter()
             batch = next(batches, None)
             if batch is None:
@@ -513,23 +636,31 @@ def train_loop(run: Run) -> bool:
             window.wait_s += time.perf_counter() - t0
             one_step(run, batch, window)
             bar.update(1)
-            if run.pos.step % args.log_every == 0:
+            at_log = run.pos.step % args.log_every == 0
+            if at_log:
                 report(run, window, bar)
                 window = Window()
+            # the time is read every step on a CPU; on a GPU at log points, where the device is synchronised
+            check_time = at_log or run.info.device.type != "cuda"
+            stop = budget_stop(run, check_time) or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps
+                                                    else None)
+            save_fractions(run, final=stop in ("plan", "time"))
         report(run, window, bar)
         bar.close()
-        if args.max_steps and run.pos.step >= args.max_steps:
-            save(run, run.run_dir / "last.pt")
-            return True
+        if stop is not None:
+            run.clock.pause()
+            with Apart(run.clock, "saving"):
+                save(run, run.run_dir / "last.pt")
+            return stop
         end_epoch(run)
-    return False
+    return None
 
 
 @torch.no_grad()
 def validate(run: Run) -> None:
     """Score the validation sets with the blocks run eagerly: compiled blocks would compile anew
-    for every image size."""
-    with eager_blocks():
+    for every image size. Timed apart from the training steps."""
+    with Apart(run.clock, "validation"), eager_blocks():
         validate_sets(run)
     run.model.train()
 
@@ -556,6 +687,9 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         print(f"{run.pos.last_saved[0] if run.pos.last_saved else 'the run'} is at step {run.pos.step}, "
               f"already at --max_steps {args.max_steps}: nothing to do")
         return 0
+    if run.budget is not None and run.budget.planned and run.pos.step >= run.budget.total_steps:
+        print(f"{run.pos.last_saved[0]} is at step {run.pos.step}, the last of its time budget's plan: nothing to do")
+        return 0
     run.model.train()
     last = run.run_dir / "last.pt"
     try:
@@ -577,10 +711,29 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
     finally:
         if run.writer is not None:
             run.writer.close()
+    if run.budget is not None and stopped in ("plan", "time") and run.val_sets and info.is_main:
+        validate(run)
     if info.is_main:
-        how = f"stopped at --max_steps {args.max_steps}" if stopped else "done"
+        how = {"max_steps": f"stopped at --max_steps {args.max_steps}", "plan": "time budget done",
+               "time": "time budget spent"}.get(stopped, "done")
         print(f"{how}: {last} (step {run.pos.step}){throughput(run)}")
+        if run.budget is not None:
+            print(how_far(run))
     return 0
+
+
+def how_far(run: Run) -> str:
+    """How far a time-budget run got: steps against the plan, epochs, images seen, the training time
+    against the budget, and the time spent apart from it."""
+    budget, pos = run.budget, run.pos
+    images = pos.step * run.args.batch_size * run.info.world_size
+    planned = (f"of the {budget.total_steps} planned" if budget.planned
+               else "(the budget ran out before the step rate was measured)")
+    apart = ", ".join(f"{kind} {s:.1f} s" for kind, s in run.clock.apart_s.items() if s >= 0.05) or "none"
+    return (f"time budget {budget.minutes:g} min: step {pos.step} {planned}, epoch {pos.epoch + 1} "
+            f"({pos.done_in_epoch}/{run.steps_per_epoch} batches into it), {images} images seen; "
+            f"{trained_s(run):.1f} s in training steps of the {budget.budget_s:.1f} s budget; "
+            f"timed apart this session: {apart}")
 
 
 def throughput(run: Run) -> str:
