@@ -23,7 +23,7 @@ from utils.cli import ArgumentParser
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
-from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, TASKS
+from utils.tasks import DEGRADATIONS, PAPER_TASKS, SYNTHETIC_TASKS
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 

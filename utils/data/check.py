@@ -15,7 +15,7 @@ import numpy as np
 from utils.data.layouts import TASK_DIRS, find_dir, list_images, subdirs
 from utils.data.image_io import image_size, read_image
 from utils.eval.metrics import crop_to_multiple
-from utils.tasks import TASKS, task_of
+from utils.tasks import PAPER_TASKS, task_of
 
 # Published sizes (TextPromptIR Sec. 4.1 trains and tests on PromptIR's data), each with its source.
 BSD400_IMAGES = 400  # DnCNN (Zhang et al., TIP 2017, arXiv 1608.03981, Sec. IV-A): 400 BSD images for training
@@ -319,7 +319,7 @@ def check_test_data(root: Path | str, mode: str = "all") -> list[SetCheck]:
     """The benchmark sets under ``root`` (``test/`` layout) for ``mode`` ("all" or one task)."""
     root = Path(root)
     checks: list[SetCheck] = []
-    for task in TASKS if mode == "all" else (mode,):
+    for task in PAPER_TASKS if mode == "all" else (mode,):
         task_dir = find_dir(root, task) or root / task
         if task == "denoise":
             checks += _check_denoise_test(task_dir) if task_dir.is_dir() else [

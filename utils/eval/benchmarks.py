@@ -30,7 +30,7 @@ from utils.data.layouts import (
 )
 from utils.errors import UserError
 from utils.eval.metrics import crop_to_multiple, min_test_side
-from utils.tasks import TASKS
+from utils.tasks import PAPER_TASKS
 
 # --- test sets --------------------------------------------------------------------------------------
 
@@ -162,14 +162,14 @@ def find_test_sets(
     image of more than ``max_pixels`` pixels, or one too small for the protocol (``crop16``) is a
     UserError naming it.
     """
-    if mode not in ("all", *TASKS):
-        raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(TASKS)}")
+    if mode not in ("all", *PAPER_TASKS):
+        raise UserError(f"unknown test mode {mode!r}; choose from all, {', '.join(PAPER_TASKS)}")
     root = Path(root) if root is not None else None
     demo = root is not None and is_demo_root(root)
     report_missing = report_missing and root is not None
     found: list[BenchmarkSet] = []
     notes: list[str] = []
-    for task in TASKS if mode == "all" else (mode,):
+    for task in PAPER_TASKS if mode == "all" else (mode,):
         task_dir = (find_dir(root, task) or root / task) if root is not None else None
         if task == "denoise":
             sets = _denoise_sets(task_dir, denoise_dirs)
