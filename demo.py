@@ -171,12 +171,20 @@ def load_instruction(args: argparse.Namespace, ckpt: dict, text_dim: int) -> tor
     """Encode the instruction once with the encoder the checkpoint was trained with and tell the
     user what it understood. Returns the (1, text_dim) prompt."""
     from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint, instruction_embedding
+    from utils.text.encoder_link import checkpoint_tasks, encoder_for_checkpoint, instruction_embedding
+    from utils.text.understand import understand
 
     encoder = encoder_for_checkpoint(args.ckpt, ckpt, text_dim, args.text_ckpt)
-    instruction = DEFAULT_INSTRUCTIONS[args.task] if args.task else args.instruction
-    label = f"instruction (forced with --task {args.task}): " if args.task else "instruction: "
-    return instruction_embedding(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
+    if args.task:
+        instruction = DEFAULT_INSTRUCTIONS[args.task]
+        label = f"instruction (forced with --task {args.task}): "
+        return instruction_embedding(encoder, instruction, label, expected_task=args.task)[None]  # (1, text_dim)
+    # an off-topic request, or one naming a task the checkpoint cannot restore, stops here in one line
+    understood = understand(encoder, args.instruction, checkpoint_tasks(ckpt), source=str(args.ckpt))
+    print(f"instruction: {understood.summary}")
+    for w in understood.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return understood.embedding[None]  # (1, text_dim)
 
 
 def restore(model: torch.nn.Module, rgb: np.ndarray, text: torch.Tensor, device: torch.device, tile: int | None,

@@ -375,12 +375,16 @@ def test_parser() -> argparse.ArgumentParser:
         parents=[_preset_parser()])
     p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
-    p.add_argument("--mode", choices=("all", *TASKS), default="all")
+    p.add_argument("--mode", choices=("all", *PAPER_TASKS), default="all")
     p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--instruction", default=None,
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
     p.add_argument("--instructions", default=None, metavar="FILE.tsv",
-                   help="only evaluate instruction understanding on a TSV with header instruction<TAB>task")
+                   help="only evaluate instruction understanding on a TSV with header instruction<TAB>task "
+                        "(task: one task, or a set such as denoise+derain): exact-set accuracy and confusion")
+    p.add_argument("--unrelated", default=None, metavar="FILE.txt",
+                   help="only evaluate refusal: a plain-text file of off-topic requests, one a line, each of "
+                        "which should be refused (with or without --instructions)")
     p.add_argument("--text_ckpt", default=None,
                    help="fine-tuned instruction encoder (default: the one the checkpoint was trained "
                         "with; ckpt/text_encoder for --instructions)")

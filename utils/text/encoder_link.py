@@ -10,6 +10,7 @@ wrongly.
 """
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from net.text_encoder import InstructionEncoder
 from utils.errors import UserError
+from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS
 
 DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
 DEPENDENTS_FILE = "restoration_checkpoints.txt"  # in the encoder folder: checkpoints trained with it
@@ -129,6 +131,22 @@ def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim
     return encoder
 
 
+def checkpoint_tasks(ckpt: dict[str, Any]) -> tuple[str, ...]:
+    """The tasks a restoration checkpoint was trained for (TASKS order), from the ``de_type`` of the
+    options it records (a list, or its text as train.py stores it); the paper's three tasks when it
+    records none (checkpoints written before options were stored)."""
+    de_type = (ckpt.get("options") or {}).get("de_type")
+    if isinstance(de_type, str):
+        try:
+            de_type = ast.literal_eval(de_type)
+        except (ValueError, SyntaxError):
+            de_type = [de_type]
+    if not isinstance(de_type, (list, tuple)):
+        return PAPER_TASKS
+    names = {str(d).split("_")[0] for d in de_type if str(d) in DEGRADATIONS or str(d) in TASKS}
+    return tuple(t for t in TASKS if t in names) or PAPER_TASKS
+
+
 def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: str = "",
                           expected_task: str | None = None) -> torch.Tensor:
     """Encode one instruction, print what the encoder understood (task, confidence, warnings)
@@ -136,11 +154,12 @@ def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: 
     a task's own default instruction as another task."""
     it = encoder.interpret(instruction)
     probs = ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items())
-    print(f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {it.task} "
+    read = "+".join(it.tasks) if it.tasks else "none of the tasks"
+    print(f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {read} "
           f"(confidence {it.confidence:.2f}; {probs})")
     for w in it.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if expected_task and it.task != expected_task:
-        print(f"warning: the encoder reads the {expected_task} instruction as {it.task}; "
+    if expected_task and it.tasks != (expected_task,):
+        print(f"warning: the encoder reads the {expected_task} instruction as {read}; "
               "was it trained for this checkpoint?", file=sys.stderr)
     return it.embedding.float()
