@@ -26,7 +26,15 @@ from utils.cli import ArgumentParser
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
-from utils.tasks import COMPOSITE, DEGRADATION_CHOICES, DEGRADATIONS, RESTORE_ORDER, SYNTHETIC_TASKS, TASKS, split_tasks
+from utils.tasks import (
+    COMPOSITE,
+    DEGRADATION_CHOICES,
+    DEGRADATIONS,
+    RESTORE_ORDER,
+    SYNTHETIC_TASKS,
+    TASKS,
+    split_tasks,
+)
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 
@@ -460,7 +468,11 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--instruction", default=None,
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
     p.add_argument("--instructions", default=None, metavar="FILE.tsv",
-                   help="only evaluate instruction understanding on a TSV with header instruction<TAB>task")
+                   help="only evaluate instruction understanding on a TSV with header instruction<TAB>task "
+                        "(task: one task, or a set such as denoise+derain): exact-set accuracy and confusion")
+    p.add_argument("--unrelated", default=None, metavar="FILE.txt",
+                   help="only evaluate refusal: a plain-text file of off-topic requests, one a line, each of "
+                        "which should be refused (with or without --instructions)")
     p.add_argument("--text_ckpt", default=None,
                    help="fine-tuned instruction encoder (default: the one the checkpoint was trained "
                         "with; ckpt/text_encoder for --instructions)")

@@ -3,6 +3,7 @@
     python test.py --ckpt ckpt/textpromptir/last.pt              # every set found under test/
     python test.py --mode derain --instruction "get rid of the rain"
     python test.py --instructions my_instructions.tsv             # instruction understanding only
+    python test.py --instructions data/instructions/compound_heldout.tsv --unrelated data/instructions/unrelated_heldout.txt
 
 Adds the sets it scores to output/<run>/results.{json,csv,md} after every set (a later failure
 keeps what was scored; nothing already there is replaced without --overwrite, see
@@ -128,12 +129,13 @@ def test_main(argv: Sequence[str] | None) -> int:
 
         return print_report(check_test_data(args.test_root, args.mode))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
-    if args.instructions:
+    if args.instructions or args.unrelated:
         from net.text_encoder import InstructionEncoder
         from utils.text.encoder_link import DEFAULT_TEXT_CKPT
         from utils.text.report import instruction_report
 
-        report, _ = instruction_report(args.instructions, InstructionEncoder.load(args.text_ckpt or DEFAULT_TEXT_CKPT))
+        report, _ = instruction_report(args.instructions, InstructionEncoder.load(args.text_ckpt or DEFAULT_TEXT_CKPT),
+                                       args.unrelated)
         print(report)
         return 0
     return evaluate_benchmarks(args)

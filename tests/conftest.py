@@ -60,11 +60,18 @@ def tiny_layout(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def text_ckpt(tmp_path_factory) -> Path:
-    """An instruction-encoder folder as ``train.py --stage text`` writes it (head untrained)."""
+    """An instruction-encoder folder as ``train.py --stage text`` writes it (head not trained: it
+    reads every request as denoise, so that a request is never refused by chance)."""
+    import torch
+
     from net.text_encoder import InstructionEncoder
 
     out = tmp_path_factory.mktemp("text_encoder")
-    InstructionEncoder(None).save(out)
+    encoder = InstructionEncoder(None)
+    with torch.no_grad():
+        encoder.head.weight.zero_()
+        encoder.head.bias.copy_(torch.tensor([3.0, -3.0, -3.0, -3.0, -3.0]))
+    encoder.save(out)
     return out
 
 

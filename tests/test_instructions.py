@@ -9,13 +9,16 @@ import pytest
 import torch
 
 from utils.errors import UserError
-from utils.tasks import TASKS
+from utils.tasks import TASKS, join_tasks
 from utils.text.bank import (
     BANK_ROOT,
     DEFAULT_INSTRUCTIONS,
     load_bank,
+    load_labelled,
     load_unrelated,
     read_instruction_tsv,
+    read_unrelated,
+    task_set,
 )
 from utils.text.embeddings import bank_embeddings
 
@@ -34,9 +37,10 @@ def test_bank_sizes():
 
 def test_no_duplicates_within_or_across_bank_files():
     seen: dict[str, str] = {}
-    groups = [("train", s) for v in load_bank("train").values() for s in v]
-    groups += [("val", s) for v in load_bank("val").values() for s in v]
+    groups = [(split, s) for split in ("train", "val") for s, _ in load_labelled(split)]
+    groups += [("compound_heldout", s) for s, _ in read_instruction_tsv(BANK_ROOT / "compound_heldout.tsv")]
     groups += [("unrelated", s) for s in load_unrelated()]
+    groups += [("unrelated_heldout", s) for s in read_unrelated(BANK_ROOT / "unrelated_heldout.txt")]
     for where, s in groups:
         key = norm(s)
         assert key not in seen, f"{s!r} in {where} repeats a sentence of {seen.get(key)}"
@@ -60,10 +64,52 @@ def test_read_tsv_accepts_blank_lines_and_normalises(tmp_path):
     assert read_instruction_tsv(p) == [("remove the rain", "derain"), ("fog!", "dehaze")]
 
 
+def test_read_tsv_accepts_task_sets_in_canonical_order(tmp_path):
+    p = write(tmp_path / "a.tsv", "instruction\ttask\nremove the rain and the noise\tdenoise+derain\n"
+              "dark and shaky\t Deblur + Lowlight\nsharpen the text on the sign\tdeblur\n")
+    assert read_instruction_tsv(p) == [("remove the rain and the noise", "denoise+derain"),
+                                       ("dark and shaky", "deblur+lowlight"), ("sharpen the text on the sign", "deblur")]
+    assert task_set("denoise+derain+lowlight") == ("denoise", "derain", "lowlight")
+    assert join_tasks(("lowlight", "denoise")) == "denoise+lowlight" and join_tasks(()) == "none"
+
+
+def test_a_task_set_in_the_restoration_bank_points_to_the_compound_file(tmp_path):
+    write(tmp_path / "train.tsv", "instruction\ttask\nnoise\tdenoise\nrain\tderain\nfog\tdehaze\n"
+          "rain and fog\tderain+dehaze\n")
+    with pytest.raises(UserError, match=r"train.tsv: 'rain and fog' is labelled derain\+dehaze;.*compound_train.tsv"):
+        load_bank("train", tmp_path)
+
+
+def test_labelled_rows_join_the_single_and_compound_files(tmp_path):
+    write(tmp_path / "train.tsv", "instruction\ttask\nnoise\tdenoise\nrain\tderain\nfog\tdehaze\n")
+    assert load_labelled("train", tmp_path) == [("noise", ("denoise",)), ("rain", ("derain",)), ("fog", ("dehaze",))]
+    write(tmp_path / "compound_train.tsv", "instruction\ttask\nrain and fog\tderain+dehaze\n")
+    assert load_labelled("train", tmp_path)[-1] == ("rain and fog", ("derain", "dehaze"))
+
+
+def test_the_shipped_bank_covers_five_tasks_compounds_and_held_out_sets():
+    train, val = load_labelled("train"), load_labelled("val")
+    for rows in (train, val):
+        singles = {tasks[0] for _, tasks in rows if len(tasks) == 1}
+        assert singles == set(TASKS)
+        assert sum(len(tasks) > 1 for _, tasks in rows) >= 50
+    heldout = read_instruction_tsv(BANK_ROOT / "compound_heldout.tsv")
+    assert len(heldout) >= 60 and all("+" in task for _, task in heldout)
+    assert len(read_unrelated(BANK_ROOT / "unrelated_heldout.txt")) >= 60
+    # requests the five tasks make valid are no longer in the unrelated bank
+    unrelated = {norm(s) for s in load_unrelated()}
+    assert not {"sharpen the text", "turn the lights on", "enhance this image"} & unrelated
+
+
 @pytest.mark.parametrize("content, pattern", [
     ("text\tlabel\nx\tderain\n", r":1: the first line must be the header"),
     ("instruction\ttask\nremove rain\n", r":2: expected 2 tab-separated fields"),
-    ("instruction\ttask\nremove rain\tderain\nsharpen\tdeblur\n", r":3: unknown task 'deblur'"),
+    ("instruction\ttask\nremove rain\tderain\nremove the snow\tdesnow\n", r":3: unknown task 'desnow'"),
+    ("instruction\ttask\nremove rain and noise\tderain+denoise\n", r":2: .*order.*'denoise\+derain'"),
+    ("instruction\ttask\nrain\tderain+derain\n", r":2: task set 'derain\+derain' names a task twice"),
+    ("instruction\ttask\nrain\tderain+\n", r":2: unknown task ''"),
+    ("instruction\ttask\nmake me a sandwich\tnone\n", r":2: unknown task 'none'.*plain-text file"),
+    ("instruction\ttask\nremove rain\tderain\nRemove  rain\tdehaze\n", r":3: 'Remove rain' repeats line 2"),
     ("instruction\ttask\n \tdenoise\n", r":2: empty instruction"),
     ("instruction\ttask\n", r"no instructions after the header"),
     ("", r":1: the first line must be the header"),
@@ -132,7 +178,7 @@ def test_training_prompts_are_stored_and_redone_only_when_needed(tmp_path, text_
 
     first = ins.training_embeddings(encoder_dir, root)
     assert first["rows"] == {"denoise": [0, 1], "derain": [2], "dehaze": [3]}
-    assert first["table"].shape == (4, 384) and set(first["defaults"]) == {"denoise", "derain", "dehaze"}
+    assert first["table"].shape == (4, 384) and set(first["defaults"]) == set(TASKS)
     again = ins.training_embeddings(encoder_dir, root)
     assert len(written) == 1 and torch.equal(again["table"], first["table"])  # read back, not recomputed
 

@@ -15,8 +15,9 @@ from net import text_encoder as te
 from net.text_encoder import TASKS, InstructionEncoder, default_encoder_path, validate_instruction
 from tests.conftest import tiny_bank
 from utils.errors import UserError
+from utils.tasks import PAPER_TASKS
 from utils.text.bank import read_instruction_tsv
-from utils.text.finetune import augment, finetune_text_encoder, text_loss
+from utils.text.finetune import augment, finetune_text_encoder, task_targets, text_loss, training_items
 from utils.text.report import instruction_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,49 @@ def head_state(encoder):
     saved = {k: v.clone() for k, v in encoder.head.state_dict().items()}
     yield encoder.head
     encoder.head.load_state_dict(saved)
+
+
+def set_head(head: torch.nn.Module, bias: list[float]) -> None:
+    """A head that gives every sentence the same logits ``bias``."""
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(bias))
+
+
+def write_three_task_softmax_folder(encoder: InstructionEncoder, out: Path, bias: list[float]) -> Path:
+    """An encoder folder exactly as the code before task sets wrote it: save_pretrained model and
+    tokenizer, a Linear(hidden, 3) head over denoise/derain/dehaze in head.safetensors, and a
+    labels.json without a "head" entry."""
+    import json
+
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True)
+    encoder.model.save_pretrained(out)
+    encoder.tokenizer.save_pretrained(out)
+    torch.manual_seed(5)
+    head = torch.nn.Linear(encoder.hidden_size, 3)
+    set_head(head, bias)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, out / "head.safetensors")
+    meta = {"labels": ["denoise", "derain", "dehaze"], "pooling": "mean", "encoder_id": encoder.encoder_id,
+            "hidden_size": encoder.hidden_size, "max_length": encoder.max_length,
+            "training": {"key": "k", "val_accuracy": 1.0}}
+    (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def legacy(encoder, tmp_path_factory) -> InstructionEncoder:
+    """A three-task softmax encoder loaded from a folder written as before task sets."""
+    folder = write_three_task_softmax_folder(encoder, tmp_path_factory.mktemp("legacy") / "enc", [0.0, 0.0, 0.0])
+    return InstructionEncoder.load(folder)
+
+
+@pytest.fixture
+def legacy_head(legacy):
+    saved = {k: v.clone() for k, v in legacy.head.state_dict().items()}
+    yield legacy.head
+    legacy.head.load_state_dict(saved)
 
 
 def test_default_path_is_the_packaged_model_without_sentence_transformers():
@@ -145,23 +189,53 @@ def test_long_instruction_is_truncated_with_a_warning(encoder):
     assert not any("truncated" in w for w in short.warnings)
 
 
-def test_low_confidence_warning_names_the_two_likeliest_tasks(encoder, head_state):
-    with torch.no_grad():
-        head_state.weight.zero_()
-        head_state.bias.copy_(torch.tensor([0.0, 0.3, 0.2]))  # derain > dehaze > denoise, top < 0.5
-    it = encoder.interpret("make me a sandwich")
-    assert it.task == "derain" and it.confidence < 0.5
-    assert abs(sum(it.probs.values()) - 1) < 1e-5
+def test_three_task_softmax_folder_written_before_task_sets_loads_and_reads_one_task(legacy, legacy_head):
+    import hashlib
+
+    assert legacy.head_kind == "softmax" and legacy.labels == PAPER_TASKS and legacy.head.out_features == 3
+    set_head(legacy_head, [0.0, 0.3, 0.2])  # derain > dehaze > denoise, top < 0.5
+    it = legacy.interpret("make me a sandwich")  # off-topic: still read as one task, as before
+    assert it.tasks == ("derain",) and it.task == "derain" and it.confidence < 0.5
+    assert abs(sum(it.probs.values()) - 1) < 1e-5 and set(it.probs) == set(PAPER_TASKS)
     msg = [w for w in it.warnings if "low confidence" in w]
     assert len(msg) == 1 and "derain" in msg[0] and "dehaze" in msg[0] and "denoise" not in msg[0]
+    set_head(legacy_head, [0.0, 0.0, 5.0])
+    it = legacy.interpret("  the   mountains vanish in the fog ")
+    assert it.tasks == ("dehaze",) and it.confidence > 0.9 and it.warnings == []
+    assert legacy.task_sets(["remove the rain and the noise"]) == [("dehaze",)]
+    # its fingerprint is computed as before, so checkpoints trained with it still accept it
+    h = hashlib.sha256(f"{legacy.pooling}|{legacy.max_length}|{legacy.labels}".encode())
+    for name, tensor in sorted(legacy.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    assert legacy.fingerprint() == h.hexdigest()
 
 
-def test_confident_instruction_has_no_warning(encoder, head_state):
-    with torch.no_grad():
-        head_state.weight.zero_()
-        head_state.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+def test_sigmoid_head_reads_one_task_a_set_or_none(encoder, head_state):
+    assert encoder.head_kind == "sigmoid" and encoder.labels == TASKS
+    set_head(head_state, [-5.0, -5.0, 5.0, -5.0, -5.0])
     it = encoder.interpret("  the   mountains vanish in the fog ")
-    assert it.task == "dehaze" and it.confidence > 0.9 and it.warnings == []
+    assert it.tasks == ("dehaze",) and it.task == "dehaze" and it.confidence > 0.9 and it.warnings == []
+    set_head(head_state, [4.0, 5.0, -5.0, -5.0, -5.0])
+    it = encoder.interpret("remove the rain and the noise")
+    assert it.tasks == ("denoise", "derain") and it.task == "derain"  # TASKS order; task = the likeliest
+    set_head(head_state, [-5.0, -0.4, -5.0, -5.0, -5.0])  # derain at 0.40: none asked for, derain borderline
+    it = encoder.interpret("make me a sandwich")
+    assert it.tasks == () and it.probs["derain"] == pytest.approx(0.401, abs=1e-3)
+    assert len(it.warnings) == 1 and "derain (0.40)" in it.warnings[0] and "--task" in it.warnings[0]
+
+
+def test_a_new_folder_records_its_head_kind(encoder, tmp_path):
+    import json
+
+    encoder.save(tmp_path / "enc")
+    meta = json.loads((tmp_path / "enc" / "labels.json").read_text())
+    assert meta["head"] == "sigmoid" and meta["labels"] == list(TASKS)
+    meta["head"] = "tanh"
+    (tmp_path / "enc" / "labels.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"labels.json: unknown head 'tanh'"):
+        InstructionEncoder.load(tmp_path / "enc")
 
 
 def test_augment_is_seeded_and_keeps_text_recognisable():
@@ -177,7 +251,7 @@ def test_a_few_steps_lower_the_loss_on_their_batch(encoder):
 
     enc = copy.deepcopy(encoder)
     texts = ["remove the rain", "it's grainy", "the hills vanish in the fog", "make me a sandwich"]
-    targets = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3]])
+    targets = torch.stack([task_targets(t) for t in [("derain",), ("denoise",), ("dehaze",), ()]])
     # keep it cheap: train the head and the top transformer layer only
     enc.requires_grad_(False)
     trained = [*enc.head.parameters(), *enc.model.encoder.layer[-1].parameters()]
@@ -197,15 +271,45 @@ def test_a_few_steps_lower_the_loss_on_their_batch(encoder):
     assert after < before
 
 
+def test_compound_rows_train_to_multi_hot_targets_and_unrelated_to_none():
+    rows = [("remove the rain", ("derain",)), ("rain and noise", ("denoise", "derain")),
+            ("dark and shaky", ("deblur", "lowlight"))]
+    items = training_items(rows, ["make me a sandwich"])
+    assert [text for text, _, _ in items] == ["remove the rain", "rain and noise", "dark and shaky", "make me a sandwich"]
+    targets = torch.stack([t for _, t, _ in items])
+    assert targets.tolist() == [[0, 1, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+    assert [w for _, _, w in items][:3] == [1.0, 1.0, 1.0] and items[3][2] > 1.0
+
+
+def test_training_on_a_compound_sentence_raises_both_tasks(encoder):
+    import copy
+
+    enc = copy.deepcopy(encoder).eval()
+    enc.requires_grad_(False)
+    enc.head.requires_grad_(True)
+    texts, sets = ["remove the rain and the noise", "make me a sandwich"], [("denoise", "derain"), ()]
+    targets = torch.stack([task_targets(s) for s in sets])
+    opt = torch.optim.Adam(enc.head.parameters(), lr=0.05)
+    for _ in range(40):
+        loss = text_loss(enc, texts, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    probs = enc.classify(texts)
+    assert probs[0, :2].min() > 0.7 and probs[0, 2:].max() < 0.3 and probs[1].max() < 0.3
+    assert enc.task_sets(texts) == [("denoise", "derain"), ()]
+
+
 def test_finetune_smoke_on_a_tiny_bank(tmp_path):
     bank = tiny_bank(tmp_path / "bank")
+    (bank / "compound_val.tsv").write_text("instruction\ttask\nrain and grain\tdenoise+derain\n", encoding="utf-8")
     logs: list[str] = []
     res = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank,
                                 log=logs.append, max_steps=1)
     assert len(res["train_loss"]) == 1 and res["train_loss"][0] > 0
-    assert sum(map(sum, res["confusion"])) == 3
-    correct = sum(res["confusion"][i][i] for i in range(3))
-    assert res["val_accuracy"] == pytest.approx(correct / 3)
+    assert sum(map(sum, res["confusion"])) == 4 and res["confusion_labels"][:4] == [*PAPER_TASKS, "denoise+derain"]
+    correct = sum(res["confusion"][i][i] for i in range(4))
+    assert res["val_accuracy"] == pytest.approx(correct / 4)
     assert 0 < res["unrelated_max_prob"] <= 1
     assert {"labels.json", "head.safetensors", "config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
     assert any("confusion" in line for line in logs)
@@ -237,9 +341,7 @@ def test_finetune_smoke_on_a_tiny_bank(tmp_path):
 
 def test_report_on_fixture_has_exact_last_line(encoder, head_state):
     # A deterministic toy head: every instruction is classified "derain".
-    with torch.no_grad():
-        head_state.weight.zero_()
-        head_state.bias.copy_(torch.tensor([0.0, 4.0, 0.0]))
+    set_head(head_state, [-4.0, 4.0, -4.0, -4.0, -4.0])
     rows = read_instruction_tsv(FIXTURE)
     n_rain = sum(task == "derain" for _, task in rows)
     text, acc = instruction_report(FIXTURE, encoder)
@@ -255,11 +357,51 @@ def test_report_on_fixture_has_exact_last_line(encoder, head_state):
 
 def test_report_agrees_with_the_classifier(encoder):
     rows = read_instruction_tsv(FIXTURE)
-    pred = encoder.classify([r[0] for r in rows]).argmax(1).tolist()
-    correct = sum(TASKS[p] == t for p, (_, t) in zip(pred, rows))
+    pred = encoder.task_sets([r[0] for r in rows])
+    correct = sum(p == (t,) for p, (_, t) in zip(pred, rows))
     text, acc = instruction_report(FIXTURE, encoder)
     assert text.splitlines()[-1] == f"instruction accuracy: {correct / len(rows):.3f} ({correct}/{len(rows)})"
     assert text.count(", predicted ") == len(rows) - correct
+
+
+def test_report_scores_task_sets_and_refusals(encoder, head_state, tmp_path):
+    tsv = tmp_path / "sets.tsv"
+    tsv.write_text("instruction\ttask\nremove the rain and the noise\tdenoise+derain\nfoggy and grainy\tdenoise+dehaze\n"
+                   "remove the rain\tderain\n", encoding="utf-8")
+    unrelated = tmp_path / "off.txt"
+    unrelated.write_text("make me a sandwich\n# a comment\nadd a rainbow\n", encoding="utf-8")
+    set_head(head_state, [4.0, 4.0, -4.0, -4.0, -4.0])  # everything reads as denoise+derain
+    text, acc = instruction_report(tsv, encoder, unrelated)
+    lines = text.splitlines()
+    assert acc == pytest.approx(1 / 3) and lines[-1] == "instruction accuracy: 0.333 (1/3)"
+    assert "(3 lines: 1 single-task, 2 compound)" in text
+    header = next(line for line in lines if line.startswith("true \\ predicted")).split()
+    assert header[3:] == ["derain", "denoise+derain", "denoise+dehaze"]
+    assert next(line for line in lines if line.startswith("derain ")).split()[1:] == ["0", "1", "0"]
+    assert "valid requests accepted (some task understood): 1.000 (3/3)" in text
+    assert "unrelated refused: 0.000 (0/2)" in text and "accepted 'add a rainbow' as denoise+derain" in text
+    set_head(head_state, [-4.0, -4.0, -4.0, -4.0, -4.0])  # everything refused
+    text, refused = instruction_report(None, encoder, unrelated)
+    assert refused == 1.0 and text.splitlines()[-1] == "unrelated refused: 1.000 (2/2)"
+    text, _ = instruction_report(tsv, encoder)
+    assert "valid requests accepted (some task understood): 0.000 (0/3)" in text and text.split()[-1] == "(0/3)"
+
+
+def test_test_py_instructions_with_set_rows_and_unrelated(text_ckpt, tmp_path):
+    tsv = tmp_path / "sets.tsv"
+    tsv.write_text("instruction\ttask\nremove the rain and the noise\tdenoise+derain\nblurry\tdeblur\n",
+                   encoding="utf-8")
+    (tmp_path / "off.txt").write_text("make me a sandwich\n", encoding="utf-8")
+    res = subprocess.run([sys.executable, "test.py", "--instructions", str(tsv), "--unrelated", str(tmp_path / "off.txt"),
+                          "--text_ckpt", str(text_ckpt)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "(2 lines: 1 single-task, 1 compound)" in res.stdout and "unrelated refused:" in res.stdout
+    assert res.stdout.splitlines()[-1].startswith("instruction accuracy: ")
+    tsv.write_text("instruction\ttask\nremove the rain and the noise\tderain+denoise\n", encoding="utf-8")
+    res = subprocess.run([sys.executable, "test.py", "--instructions", str(tsv), "--text_ckpt", str(text_ckpt)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert f"{tsv}:2: task set 'derain+denoise'" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_project(tmp_path):

@@ -1,10 +1,14 @@
 """The restoration tasks and the degradation types trained on (TextPromptIR Sec. 4.1: the
-three-task all-in-one setting, denoising at three noise levels)."""
+three-task all-in-one setting, denoising at three noise levels; the five-task setting of later
+all-in-one papers adds motion deblurring and low-light enhancement)."""
 from __future__ import annotations
 
 from utils.errors import UserError
 
+# Every task the project knows, in its one fixed order: the instruction head's outputs, the columns
+# of confusion matrices and the order of the names in a task set ("derain+deblur") follow it.
 TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")
+# The paper's three-task setting (TextPromptIR Sec. 4.1): the default training mix and benchmarks
 PAPER_TASKS = ("denoise", "derain", "dehaze")
 # Tasks whose degraded input the training set can synthesise on the fly from the clean target
 # (--synthesize), as it always does the noise
@@ -14,6 +18,7 @@ DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 # order the degradations arise in (haze in the air, rain in front of it, the sensor's noise last),
 # chosen by scoring every order on the composite test sets (README, "Compound requests").
 RESTORE_ORDER = ("denoise", "derain", "dehaze")
+TASK_SEPARATOR = "+"  # a set of tasks as one name: "denoise+derain", in TASKS order
 # An input with several degradations at once (test/composite/<task+task>/), restored task by task
 COMPOSITE = "composite"
 # What --de_type accepts: the paper's three tasks (the default, DEGRADATIONS) and the five-task setting's
@@ -34,16 +39,17 @@ def sigma_of(de_type: str) -> int | None:
 
 
 def join_tasks(tasks) -> str:
-    """A set of tasks as one name in TASKS order: {"derain", "denoise"} -> "denoise+derain"."""
+    """A set of tasks as one name in TASKS order: {"derain", "denoise"} -> "denoise+derain"; "none"
+    for no task."""
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise UserError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
-    return "+".join(t for t in TASKS if t in set(tasks))
+    return TASK_SEPARATOR.join(t for t in TASKS if t in set(tasks)) or "none"
 
 
 def split_tasks(name: str) -> tuple[str, ...]:
     """"denoise+derain" -> ("denoise", "derain"), in TASKS order; a UserError for an unknown task."""
-    parts = [part.strip() for part in name.split("+") if part.strip()]
+    parts = [part.strip() for part in name.split(TASK_SEPARATOR) if part.strip()]
     if not parts:
         raise UserError(f"{name!r}: name one or more tasks joined with '+', e.g. denoise+derain")
     join_tasks(parts)  # a UserError for an unknown task

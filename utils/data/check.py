@@ -388,7 +388,7 @@ def check_test_data(root: Path | str, mode: str = "all") -> list[SetCheck]:
     checks the paper's three tasks, and deblur / lowlight when their folders are there."""
     root = Path(root)
     checks: list[SetCheck] = []
-    for task in TASKS if mode == "all" else (mode,):
+    for task in PAPER_TASKS if mode == "all" else (mode,):
         task_dir = find_dir(root, task) or root / task
         if mode == "all" and task not in PAPER_TASKS and not task_dir.is_dir():
             continue

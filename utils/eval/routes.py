@@ -55,8 +55,8 @@ def confusion(truth: Sequence[tuple[str, ...]], predicted: Sequence[tuple[str, .
     """Counts of each true task set (rows) read as each set (columns); "none" for a clean read."""
     table: dict[str, dict[str, int]] = {}
     for t, p in zip(truth, predicted):
-        row = table.setdefault(join_tasks(t) or "none", {})
-        key = join_tasks(p) or "none"
+        row = table.setdefault(join_tasks(t), {})
+        key = join_tasks(p)
         row[key] = row.get(key, 0) + 1
     return table
 

@@ -1,9 +1,15 @@
-"""The instruction bank (data/instructions/): the sentences, per task.
+"""The instruction bank (data/instructions/): the sentences, per task or set of tasks.
 
-The bank holds our own paraphrases of "remove the noise / rain / haze" (TextPromptIR,
-arXiv 2312.06162, Sec. 3.1 trains on user instructions per task).  ``train.tsv`` teaches the
-encoder and conditions restoration training; ``val.tsv`` holds different phrasings that training
-never sees; ``unrelated.txt`` holds off-topic requests the task head learns to be unsure about.
+The bank holds our own paraphrases of "remove the noise / rain / haze / blur / darkness"
+(TextPromptIR, arXiv 2312.06162, Sec. 3.1 trains on user instructions per task).
+
+- ``train.tsv`` (one task a row) teaches the encoder and conditions restoration training;
+  ``val.tsv`` holds different phrasings that training never sees.
+- ``compound_train.tsv`` / ``compound_val.tsv``: requests naming several tasks (task ``a+b``,
+  names in TASKS order), for the instruction head only.
+- ``unrelated.txt``: off-topic requests the head learns to answer with no task (refusal).
+- ``compound_heldout.tsv`` and ``unrelated_heldout.txt``: read by no training, only by the report
+  (``test.py --instructions`` / ``--unrelated``).
 
 Their embeddings, computed once by the frozen encoder, are cached by ``utils.text.embeddings``.
 """
@@ -15,7 +21,7 @@ import re
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.tasks import TASKS
+from utils.tasks import PAPER_TASKS, TASK_SEPARATOR, TASKS, join_tasks
 
 BANK_ROOT = Path(__file__).resolve().parents[2] / "data" / "instructions"
 HEADER = ("instruction", "task")
@@ -26,7 +32,12 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
     "denoise": "please reduce the noise",
     "derain": "please get rid of the rain streaks",
     "dehaze": "please get rid of the haze",
+    "deblur": "please take the blur out of my photo",
+    "lowlight": "make the picture lighter, it's too dark",
 }
+COMPOUND_PREFIX = "compound_"  # compound_<split>.tsv beside <split>.tsv
+UNRELATED_FILE = "unrelated.txt"
+HELDOUT_FILES = ("compound_heldout.tsv", "unrelated_heldout.txt")  # never read by training
 
 
 def _lines(text: str) -> list[str]:
@@ -35,11 +46,31 @@ def _lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
-    """Read ``instruction<TAB>task`` rows (header line required, blank lines skipped).
+def task_set(label: str) -> tuple[str, ...]:
+    """``"denoise+derain"`` -> ``("denoise", "derain")``; ValueError (one line) for an unknown name,
+    a repeated name or names out of TASKS order."""
+    names = tuple(n.strip().lower() for n in label.split(TASK_SEPARATOR))
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        hint = ("; off-topic requests go in a plain-text file, one a line (unrelated.txt, test.py --unrelated)"
+                if unknown[0] in ("none", "") else "")
+        raise ValueError(f"unknown task {unknown[0]!r}; use one of {', '.join(TASKS)}, or several joined with "
+                         f"'{TASK_SEPARATOR}'{hint}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"task set {label!r} names a task twice")
+    canonical = tuple(t for t in TASKS if t in names)
+    if names != canonical:
+        raise ValueError(f"task set {label!r}: write the names in the order {', '.join(TASKS)}, "
+                         f"i.e. {join_tasks(canonical)!r}")
+    return canonical
 
-    UserError (with the line number) on a bad header, a wrong field count, an empty
-    instruction or a task outside denoise/derain/dehaze.
+
+def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
+    """Read ``instruction<TAB>task`` rows (header line required, blank lines skipped); ``task`` is
+    one task or a set ``a+b`` and comes back in canonical form (lower case, TASKS order).
+
+    UserError ``file:line: ...`` on a bad header, a wrong field count, an empty instruction, an
+    unknown task, a badly written task set or an instruction that repeats an earlier line.
     """
     p = Path(path)
     try:
@@ -51,6 +82,7 @@ def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     if not lines or tuple(f.strip() for f in lines[0].split("\t")) != HEADER:
         raise UserError(f"{p}:1: the first line must be the header 'instruction<TAB>task'")
     rows: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -58,12 +90,17 @@ def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
         if len(fields) != 2:
             raise UserError(f"{p}:{lineno}: expected 2 tab-separated fields (instruction, task), "
                             f"found {len(fields)}; fix that line")
-        text, task = " ".join(fields[0].split()), fields[1].strip().lower()
+        text = " ".join(fields[0].split())
         if not text:
             raise UserError(f"{p}:{lineno}: empty instruction; write what is wrong with the photo")
-        if task not in TASKS:
-            raise UserError(f"{p}:{lineno}: unknown task {fields[1].strip()!r}; use one of {', '.join(TASKS)}")
-        rows.append((text, task))
+        try:
+            tasks = task_set(fields[1])
+        except ValueError as exc:
+            raise UserError(f"{p}:{lineno}: {exc}") from None
+        if text.lower() in seen:
+            raise UserError(f"{p}:{lineno}: {text!r} repeats line {seen[text.lower()]}; keep one of them")
+        seen[text.lower()] = lineno
+        rows.append((text, join_tasks(tasks)))
     if not rows:
         raise UserError(f"{p}: no instructions after the header; add lines 'instruction<TAB>task'")
     return rows
@@ -76,29 +113,52 @@ def bank_file(split: str, root: str | Path = BANK_ROOT) -> Path:
     return Path(root) / f"{split}.tsv"
 
 
-def load_bank(split: str = "train", root: str | Path = BANK_ROOT) -> dict[str, list[str]]:
-    """``{task: [sentences in file order]}`` for every task of ``<root>/<split>.tsv``."""
+def load_bank(split: str = "train", root: str | Path = BANK_ROOT,
+              required: tuple[str, ...] = PAPER_TASKS) -> dict[str, list[str]]:
+    """``{task: [sentences in file order]}`` of ``<root>/<split>.tsv``, for each task (TASKS order)
+    that has rows; every task of ``required`` must have some. Single-task rows only: a task set
+    there is a UserError pointing to ``compound_<split>.tsv``."""
     path = bank_file(split, root)
-    bank: dict[str, list[str]] = {t: [] for t in TASKS}
-    for text, task in read_instruction_tsv(path):
-        bank[task].append(text)
-    empty = [t for t, s in bank.items() if not s]
+    found: dict[str, list[str]] = {t: [] for t in TASKS}
+    for text, label in read_instruction_tsv(path):
+        if TASK_SEPARATOR in label:
+            raise UserError(f"{path}: {text!r} is labelled {label}; requests naming several tasks go in "
+                            f"{COMPOUND_PREFIX}{split}.tsv beside it (this file conditions single-task training)")
+        found[label].append(text)
+    empty = [t for t in required if not found[t]]
     if empty:
         raise UserError(f"{path}: no instructions for {', '.join(empty)}; add at least one per task")
-    return bank
+    return {t: s for t, s in found.items() if s}
+
+
+def load_labelled(split: str = "train", root: str | Path = BANK_ROOT) -> list[tuple[str, tuple[str, ...]]]:
+    """Every labelled request of a split for the instruction head: ``<split>.tsv`` and, when present,
+    ``compound_<split>.tsv``, as ``(sentence, task set)``."""
+    rows = [(text, (task,)) for task, sentences in load_bank(split, root).items() for text in sentences]
+    compound = Path(root) / f"{COMPOUND_PREFIX}{split}.tsv"
+    if compound.is_file():
+        rows += [(text, task_set(label)) for text, label in read_instruction_tsv(compound)]
+    return rows
+
+
+def read_unrelated(path: str | Path) -> list[str]:
+    """Off-topic requests of a plain-text file (one a line; blanks and #-comments skipped)."""
+    p = Path(path)
+    try:
+        lines = _lines(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{p}: no such file; put one off-topic sentence per line there") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: cannot read it as UTF-8 text ({exc.__class__.__name__})") from None
+    return [" ".join(l.split()) for l in lines if l.strip() and not l.lstrip().startswith("#")]
 
 
 def load_unrelated(root: str | Path = BANK_ROOT) -> list[str]:
-    """Off-topic sentences of ``<root>/unrelated.txt`` (one a line; blanks and #-comments skipped)."""
-    path = Path(root) / "unrelated.txt"
-    try:
-        lines = _lines(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; put one off-topic sentence per line there") from None
-    return [" ".join(l.split()) for l in lines if l.strip() and not l.lstrip().startswith("#")]
+    """Off-topic sentences of ``<root>/unrelated.txt``."""
+    return read_unrelated(Path(root) / UNRELATED_FILE)
 
 
 def bank_digest(split: str = "train", root: str | Path = BANK_ROOT) -> str:
     """SHA-256 of a bank's sentences and tasks (not of its file's formatting)."""
     bank = load_bank(split, root)
-    return hashlib.sha256(json.dumps([[t, bank[t]] for t in TASKS], ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([[t, s] for t, s in bank.items()], ensure_ascii=False).encode()).hexdigest()

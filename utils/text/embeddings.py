@@ -33,15 +33,15 @@ def embeddings_path(folder: str | Path) -> Path:
 def bank_embeddings(encoder: InstructionEncoder, split: str = "train",
                     root: str | Path = BANK_ROOT) -> tuple[torch.Tensor, dict[str, list[int]]]:
     """Embeddings of every bank sentence and, per task, their row indices: ``table (N, hidden)
-    float32`` (rows grouped by task in TASKS order, file order within a task) and
+    float32`` (rows grouped by task in TASKS order, for the tasks the bank has, file order within a task) and
     ``{task: [row, ...]}``."""
     bank = load_bank(split, root)
     index: dict[str, list[int]] = {}
     row = 0
-    for t in TASKS:
-        index[t] = list(range(row, row + len(bank[t])))
-        row += len(bank[t])
-    return encoder.embed([s for t in TASKS for s in bank[t]]), index
+    for t, sentences in bank.items():  # TASKS order, the tasks the bank has
+        index[t] = list(range(row, row + len(sentences)))
+        row += len(sentences)
+    return encoder.embed([s for sentences in bank.values() for s in sentences]), index
 
 
 def write_embeddings(encoder: InstructionEncoder, folder: str | Path, root: str | Path = BANK_ROOT) -> dict:

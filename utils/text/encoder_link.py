@@ -10,6 +10,7 @@ wrongly.
 """
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from net.text_encoder import InstructionEncoder, Interpretation
 from utils.errors import UserError
+from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS
 
 DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
 DEPENDENTS_FILE = "restoration_checkpoints.txt"  # in the encoder folder: checkpoints trained with it
@@ -129,6 +131,22 @@ def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim
     return encoder
 
 
+def checkpoint_tasks(ckpt: dict[str, Any]) -> tuple[str, ...]:
+    """The tasks a restoration checkpoint was trained for (TASKS order), from the ``de_type`` of the
+    options it records (a list, or its text as train.py stores it); the paper's three tasks when it
+    records none (checkpoints written before options were stored)."""
+    de_type = (ckpt.get("options") or {}).get("de_type")
+    if isinstance(de_type, str):
+        try:
+            de_type = ast.literal_eval(de_type)
+        except (ValueError, SyntaxError):
+            de_type = [de_type]
+    if not isinstance(de_type, (list, tuple)):
+        return PAPER_TASKS
+    names = {str(d).split("_")[0] for d in de_type if str(d) in DEGRADATIONS or str(d) in TASKS}
+    return tuple(t for t in TASKS if t in names) or PAPER_TASKS
+
+
 def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: str = "",
                           expected_task: str | None = None) -> torch.Tensor:
     """Encode one instruction, print what the encoder understood (task, confidence, warnings)
@@ -144,14 +162,19 @@ def instruction_embedding(encoder: InstructionEncoder, instruction: str, label: 
 def understood_line(it: Interpretation, instruction: str, label: str = "") -> str:
     """One line saying how the encoder read ``instruction``: the task, its confidence, every probability."""
     probs = ", ".join(f"{t} {p:.2f}" for t, p in it.probs.items())
-    return (f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {it.task} "
+    return (f"{label}\"{shorten(' '.join(instruction.split()))}\" -> understood as {read_as(it)} "
             f"(confidence {it.confidence:.2f}; {probs})")
+
+
+def read_as(it: Interpretation) -> str:
+    """The tasks the encoder read, joined ("derain+denoise"), or "none of the tasks"."""
+    return "+".join(it.tasks) if it.tasks else "none of the tasks"
 
 
 def reading_warnings(it: Interpretation, expected_task: str | None = None) -> list[str]:
     """The encoder's warnings, and one when a task's own default instruction reads as another task."""
     warnings = list(it.warnings)
-    if expected_task and it.task != expected_task:
-        warnings.append(f"the encoder reads the {expected_task} instruction as {it.task}; "
+    if expected_task and it.tasks != (expected_task,):
+        warnings.append(f"the encoder reads the {expected_task} instruction as {read_as(it)}; "
                         "was it trained for this checkpoint?")
     return warnings

@@ -1,11 +1,13 @@
 """Stage ``text``: fine-tune the instruction encoder on the instruction bank.
 
 TextPromptIR (arXiv 2312.06162, Sec. 3.1) fine-tunes BERT so that its instruction embedding
-separates the restoration tasks.  We train encoder + task head with cross-entropy on
-``data/instructions/train.tsv``, augmenting each sentence on the fly (casing, punctuation,
-small typos, word drops, polite wrappers), and pull off-topic sentences (``unrelated.txt``)
-towards the uniform distribution so the head is unsure about them.  Runs in a few minutes on
-two CPU cores; deterministic for a given seed.
+separates the restoration tasks.  We train encoder + multi-label task head with binary
+cross-entropy per task on ``data/instructions/train.tsv`` (one-hot targets) and
+``compound_train.tsv`` (multi-hot: "remove the rain and the noise" is derain + denoise), and teach
+it to answer off-topic sentences (``unrelated.txt``) with no task at all (all-zero targets), which
+is what lets the scripts refuse them.  Each sentence is augmented on the fly (casing, punctuation,
+small typos, word drops, polite wrappers).  Runs in a few minutes on two CPU cores;
+deterministic for a given seed.
 """
 from __future__ import annotations
 
@@ -23,17 +25,17 @@ import torch.nn.functional as F
 from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
 from utils.digest import file_sha256
 from utils.errors import UserError
-from utils.tasks import TASKS
-from utils.text.bank import BANK_ROOT, load_bank, load_unrelated
+from utils.tasks import TASKS, join_tasks
+from utils.text.bank import BANK_ROOT, HELDOUT_FILES, load_labelled, load_unrelated
 from utils.text.embeddings import EMBEDDINGS_FILE, LEGACY_EMBEDDINGS_FILE
 from utils.text.encoder_link import DEPENDENTS_FILE, dependents
-from utils.text.report import confusion_matrix, format_confusion
+from utils.text.report import format_confusion, set_confusion
 
 DEFAULT_EPOCHS = 12
 DEFAULT_LR = 6e-5        # encoder; the freshly initialised head uses HEAD_LR_SCALE * lr
 HEAD_LR_SCALE = 30.0
 WARMUP_FRACTION = 0.1
-LABEL_SMOOTHING = 0.05
+LABEL_SMOOTHING = 0.05  # targets 0/1 become 0.025/0.975
 UNRELATED_WEIGHT = 2.0
 FROZEN_LAYERS = 2        # the embeddings and the lowest transformer layers stay pre-trained
 
@@ -81,11 +83,17 @@ def augment(text: str, rng: random.Random) -> str:
 
 def text_loss(encoder: InstructionEncoder, texts: list[str], targets: torch.Tensor,
               weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Weighted mean soft-target cross-entropy; ``targets`` (B,T) are class distributions
-    (one-hot for bank sentences, uniform for unrelated ones)."""
+    """Weighted mean over sentences of the head's loss. Sigmoid head: binary cross-entropy per task,
+    averaged over tasks; ``targets`` (B,T) are 0/1 per task (one-hot for a single task, multi-hot
+    for a compound request, all zero for an off-topic one). Softmax head (older encoders): soft-target
+    cross-entropy, ``targets`` being class distributions."""
     _, logits = encoder(**encoder.tokenize(texts))
-    per_item = F.cross_entropy(logits, targets.to(logits.device), reduction="none",
-                               label_smoothing=label_smoothing)  # (B,)
+    targets = targets.to(logits.device, logits.dtype)
+    if encoder.head_kind == "sigmoid":
+        smoothed = targets * (1 - label_smoothing) + label_smoothing / 2
+        per_item = F.binary_cross_entropy_with_logits(logits, smoothed, reduction="none").mean(1)  # (B,)
+    else:
+        per_item = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)  # (B,)
     if weights is None:
         return per_item.mean()
     w = weights.to(per_item.device)
@@ -106,12 +114,14 @@ def _freeze_lower(encoder: InstructionEncoder, n_layers: int) -> None:
             layer.requires_grad_(False)
 
 
-def bank_accuracy(encoder: InstructionEncoder, bank: dict[str, list[str]]) -> tuple[float, list[list[int]]]:
-    """Accuracy and confusion matrix (rows true, cols predicted, TASKS order) on a bank."""
-    texts = [s for t in TASKS for s in bank[t]]
-    true = [t for t in TASKS for _ in bank[t]]
-    pred = [TASKS[i] for i in encoder.classify(texts).argmax(1).tolist()]
-    return sum(a == b for a, b in zip(true, pred)) / len(true), confusion_matrix(true, pred, TASKS)
+def set_accuracy(encoder: InstructionEncoder, rows: list[tuple[str, tuple[str, ...]]]
+                 ) -> tuple[float, list[str], list[list[int]]]:
+    """Exact-set accuracy on ``(sentence, task set)`` rows, and the confusion matrix over task sets
+    (its labels, then rows true, columns predicted; see :func:`utils.text.report.set_confusion`)."""
+    true = [join_tasks(tasks) for _, tasks in rows]
+    pred = [join_tasks(tasks) for tasks in encoder.task_sets([text for text, _ in rows])]
+    labels, matrix = set_confusion(true, pred)
+    return sum(a == b for a, b in zip(true, pred)) / len(true), labels, matrix
 
 
 def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str:
@@ -120,7 +130,8 @@ def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str
     the same key gives the same encoder."""
     source = Path(base) if base else Path(default_encoder_path())
     files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
-    bank = sorted(p for p in Path(bank_root).iterdir() if p.is_file()) if Path(bank_root).is_dir() else []
+    bank = sorted(p for p in Path(bank_root).iterdir() if p.is_file() and p.name not in HELDOUT_FILES
+                  ) if Path(bank_root).is_dir() else []
     payload = {"base": str(base or "packaged"), "settings": settings,
                "base_files": {p.relative_to(source).as_posix(): file_sha256(p) for p in files},
                "bank": {p.name: file_sha256(p) for p in bank}}
@@ -136,15 +147,17 @@ def _reusable(out: Path, key: str) -> dict | None:
     return meta.get("training") if (meta.get("training") or {}).get("key") == key else None
 
 
-def _training_items(train_bank: dict[str, list[str]], unrelated: list[str]) -> list[tuple[str, torch.Tensor, float]]:
-    """(sentence, target distribution, weight): one-hot for the bank, uniform for unrelated text."""
-    n_tasks = len(TASKS)
-    items: list[tuple[str, torch.Tensor, float]] = []
-    for k, task in enumerate(TASKS):
-        onehot = F.one_hot(torch.tensor(k), n_tasks).float()
-        items += [(sentence, onehot, 1.0) for sentence in train_bank[task]]
-    uniform = torch.full((n_tasks,), 1.0 / n_tasks)
-    return items + [(sentence, uniform, UNRELATED_WEIGHT) for sentence in unrelated]
+def task_targets(tasks: tuple[str, ...]) -> torch.Tensor:
+    """(T,) 0/1 per task of TASKS: one-hot for one task, multi-hot for a set, all zero for none."""
+    return torch.tensor([float(t in tasks) for t in TASKS])
+
+
+def training_items(rows: list[tuple[str, tuple[str, ...]]], unrelated: list[str]
+                   ) -> list[tuple[str, torch.Tensor, float]]:
+    """(sentence, targets, weight) for the head: each labelled row's task set, and all-zero targets
+    (weight UNRELATED_WEIGHT) for each off-topic sentence."""
+    items = [(sentence, task_targets(tasks), 1.0) for sentence, tasks in rows]
+    return items + [(sentence, task_targets(()), UNRELATED_WEIGHT) for sentence in unrelated]
 
 
 def _optimizer(encoder: InstructionEncoder, lr: float, total_steps: int):
@@ -160,7 +173,7 @@ def _optimizer(encoder: InstructionEncoder, lr: float, total_steps: int):
     return optimizer, scheduler
 
 
-def _train(encoder: InstructionEncoder, items: list, val_bank: dict[str, list[str]], epochs: int, batch_size: int,
+def _train(encoder: InstructionEncoder, items: list, val_rows: list, epochs: int, batch_size: int,
            lr: float, seed: int, max_steps: int | None, eval_every: int, log: Callable[[str], None]) -> dict:
     """The fine-tuning loop; returns ``train_loss`` (mean per epoch) and ``val_history``."""
     start = time.time()
@@ -193,7 +206,7 @@ def _train(encoder: InstructionEncoder, items: list, val_bank: dict[str, list[st
             train_loss.append(sum(losses) / len(losses))
         last = epoch == epochs or step >= total_steps
         if last or epoch % eval_every == 0:
-            acc, _ = bank_accuracy(encoder, val_bank)
+            acc, _, _ = set_accuracy(encoder, val_rows)
             val_history.append({"epoch": epoch, "accuracy": acc})
             log(f"epoch {epoch}/{epochs}: train loss {train_loss[-1]:.4f}, val accuracy {acc:.3f} "
                 f"({time.time() - start:.0f}s)")
@@ -255,9 +268,10 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     the optimiser steps (for smoke tests).  An encoder already in ``out_dir`` that was trained
     from the same base, bank and settings is reused as it is (``reused`` is then True). One
     trained otherwise is replaced only when no restoration checkpoint depends on it, or with
-    ``overwrite``. Returns ``val_accuracy``, ``confusion`` (list of rows, TASKS order),
-    ``train_loss`` (mean per epoch), ``val_history``, ``unrelated_max_prob`` (largest top
-    probability over unrelated.txt), ``seconds``, ``out_dir`` and ``reused``.
+    ``overwrite``. Returns ``val_accuracy`` (exact task set, val.tsv and compound_val.tsv),
+    ``confusion`` (list of rows) over the task sets ``confusion_labels``, ``train_loss`` (mean per
+    epoch), ``val_history``, ``unrelated_max_prob`` (largest task probability over unrelated.txt),
+    ``seconds``, ``out_dir`` and ``reused``.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise UserError(f"text fine-tuning needs epochs >= 1, batch size >= 1 and lr > 0 "
@@ -274,21 +288,22 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
         return {**stored, "out_dir": str(out_dir), "reused": True}
     start = time.time()
     torch.manual_seed(seed)
-    train_bank, val_bank = load_bank("train", bank_root), load_bank("val", bank_root)
+    train_rows, val_rows = load_labelled("train", bank_root), load_labelled("val", bank_root)
     unrelated = load_unrelated(bank_root)
     encoder = InstructionEncoder(base, pooling=pooling).train()
-    items = _training_items(train_bank, unrelated)
+    items = training_items(train_rows, unrelated)
+    n_compound = sum(len(tasks) > 1 for _, tasks in train_rows)
     log(f"text stage: fine-tuning {encoder.encoder_id} ({pooling} pooling) on "
-        f"{sum(len(v) for v in train_bank.values())} instructions + {len(unrelated)} unrelated, "
+        f"{len(train_rows) - n_compound} instructions + {n_compound} compound + {len(unrelated)} unrelated, "
         f"{epochs} epochs x {math.ceil(len(items) / batch_size)} steps, lr {lr:g}")
-    history = _train(encoder, items, val_bank, epochs, batch_size, lr, seed, max_steps, eval_every, log)
-    acc, confusion = bank_accuracy(encoder, val_bank)
+    history = _train(encoder, items, val_rows, epochs, batch_size, lr, seed, max_steps, eval_every, log)
+    acc, labels, confusion = set_accuracy(encoder, val_rows)
     unrelated_max = float(encoder.classify(unrelated).max(1).values.max()) if unrelated else float("nan")
-    log("validation confusion matrix:\n" + format_confusion(confusion, TASKS))
-    log(f"unrelated sentences: largest top probability {unrelated_max:.2f} (below 0.5 means 'unsure')")
+    log("validation confusion matrix (task sets):\n" + format_confusion(confusion, labels))
+    log(f"unrelated sentences: largest task probability {unrelated_max:.2f} (below 0.5 means refused)")
     seconds = time.time() - start
-    result = {"val_accuracy": acc, "confusion": confusion, **history, "unrelated_max_prob": unrelated_max,
-              "seconds": seconds}
+    result = {"val_accuracy": acc, "confusion": confusion, "confusion_labels": labels, **history,
+              "unrelated_max_prob": unrelated_max, "seconds": seconds}
     encoder.save(out, training={"key": key, **result})
     for stale in (out / EMBEDDINGS_FILE, out / LEGACY_EMBEDDINGS_FILE, out / DEPENDENTS_FILE):  # of the previous weights
         stale.unlink(missing_ok=True)
