@@ -8,6 +8,8 @@ from utils.errors import UserError
 # Every task the project knows, in its one fixed order: the instruction head's outputs, the columns
 # of confusion matrices and the order of the names in a task set ("derain+deblur") follow it.
 TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")
+# What each task removes, as messages name it to the user
+TASK_WORDS = {"denoise": "noise", "derain": "rain", "dehaze": "haze", "deblur": "blur", "lowlight": "darkness"}
 # The paper's three-task setting (TextPromptIR Sec. 4.1): the default training mix and benchmarks
 PAPER_TASKS = ("denoise", "derain", "dehaze")
 # Tasks whose degraded input the training set can synthesise on the fly from the clean target

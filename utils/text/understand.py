@@ -16,11 +16,9 @@ import torch
 
 from net.text_encoder import InstructionEncoder, validate_instruction
 from utils.errors import UserError
-from utils.tasks import TASKS, join_tasks
+from utils.tasks import TASK_WORDS, TASKS, join_tasks
 from utils.text.encoder_link import shorten
 
-# What each task removes, as the refusal names it to the user
-TASK_WORDS = {"denoise": "noise", "derain": "rain", "dehaze": "haze", "deblur": "blur", "lowlight": "darkness"}
 # Where a compound request is cut into clauses: punctuation, conjunctions and sequencing words
 _JOINERS = r"(?:and then|as well as|and|then|also|plus|but|while|with|after that|afterwards)"
 _CLAUSE_BREAK = re.compile(rf"\s*[,;:/&+.!?]+\s*|\s+{_JOINERS}\s+", re.IGNORECASE)
