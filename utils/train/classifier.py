@@ -66,8 +66,19 @@ def train_classifier(
 ) -> tuple[DegradationClassifier, dict[str, Any]]:
     """Train a classifier by ``recipe`` on crops of the ``clean`` and real ``degraded`` images;
     returns it (eval mode, on the CPU) and what training measured (``wall_s``, ``cpu_s`` of this
-    process, ``generate_s`` of the wall time making samples, ``samples``, ``params``, ``final_loss``, the image counts)."""
-    ranges = ranges or DegradationRanges()
+    process, ``generate_s`` of the wall time making samples, ``samples``, ``params``,
+    ``final_loss``, the image counts). On a CPU it runs on one thread (restored after)."""
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)  # a net this small gains nothing from more; on a busy CPU they spin-wait
+    try:
+        return _train(clean, degraded, recipe, device, log, ranges or DegradationRanges())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: ClassifierRecipe, device: torch.device | str,
+           log: Callable[[str], None], ranges: DegradationRanges) -> tuple[DegradationClassifier, dict[str, Any]]:
     aug = Augment(rotate=recipe.rotate)
     rng = np.random.default_rng(recipe.seed)
     with torch.random.fork_rng(devices=[]):
