@@ -198,3 +198,21 @@ def test_a_finished_restoration_run_stores_its_classifier_and_a_stopped_one_does
     assert train.main(args + ["--name", "done"]) == 0
     net = load_classifier(load_checkpoint(tmp_path / "ckpt/done/last.pt"))
     assert net is not None and net.labels == ("denoise", "derain")  # the tasks this run trained
+
+
+def test_blind_accuracy_counts_every_set_equally_and_refuses_a_checkpoint_without_a_classifier(
+        tiny_ckpt, tmp_path, capsys):
+    from utils.eval import blind_accuracy
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        write(tmp_path / "photos" / f"{i}.png", smooth_image(rng, 64, 72))
+    torch.manual_seed(0)
+    out = blind_accuracy.evaluate(DegradationClassifier(width=4, stages=2), [tmp_path / "photos"], per_set=3, size=48)
+    crops = out["crops"]
+    assert crops["n"] == 24 and out["photos"] == 2
+    assert all(sum(row.values()) == 3 for row in crops["confusion"].values())
+    exact = sum(crops["confusion"][a][a] for a in crops["confusion"]) / 24
+    assert crops["exact"] == pytest.approx(exact)
+    assert blind_accuracy.main(["--ckpt", str(tiny_ckpt), "--photos", str(tmp_path / "photos")]) == 2
+    assert "--stage classifier" in capsys.readouterr().err

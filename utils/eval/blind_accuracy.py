@@ -100,14 +100,15 @@ def whole_photo_samples(sources: Sequence[Source], labels: Sequence[str], seed: 
 def report(result: dict, title: str) -> str:
     """The printed table of :func:`scores`."""
     names = list(result["confusion"])
+    width = max(map(len, names)) + 2
     lines = [f"{title}: exact label set {100 * result['exact']:.1f}% of {result['n']}",
              "  per set: " + ", ".join(f"{n} {100 * a:.1f}%" for n, a in result["per_set"].items()),
              "  per label: " + ", ".join(f"{t} {100 * v['acc']:.1f}% ({v['fp']} false +, {v['fn']} false -)"
                                          for t, v in result["per_label"].items()),
-             "  confusion (rows: true set, columns: predicted):",
-             "    " + " " * 22 + "".join(f"{n[:12]:>13}" for n in names)]
-    for a in names:
-        lines.append(f"    {a:<22}" + "".join(f"{result['confusion'][a][b]:>13}" for b in names))
+             "  confusion (rows: true set; columns: predicted, numbered as the rows):",
+             "    " + " " * (width + 3) + "".join(f"{j:>5}" for j in range(1, len(names) + 1))]
+    for i, a in enumerate(names, 1):
+        lines.append(f"    {i}. {a:<{width}}" + "".join(f"{result['confusion'][a][b]:>5}" for b in names))
     return "\n".join(lines)
 
 
@@ -125,7 +126,7 @@ def evaluate(net: DegradationClassifier, folders: Sequence[Path | str], per_set:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def blind_accuracy_main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="python -m utils.eval.blind_accuracy", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="a restoration checkpoint that holds a degradation classifier")
     p.add_argument("--photos", nargs="+", required=True, metavar="DIR", help="folders of clean test photos")
@@ -152,5 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(blind_accuracy_main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    sys.exit(main())
