@@ -38,6 +38,10 @@ from utils.tasks import (
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 
+# Steps of the degradation classifier (README, "The degradation classifier"): the paper recipe's
+# take minutes beside days of restoration training; the demo's fit make demo's CPU budget.
+CLASSIFIER_STEPS, CLASSIFIER_DEMO_STEPS = 3000, 400
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": dict(
@@ -51,6 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr",
         epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
         save_every=0, val_every=6, val_max_images=4,
+        classifier_steps=CLASSIFIER_DEMO_STEPS,
     ),
     "dev": dict(
         data_root=None, de_type=["denoise_15", "denoise_25", "denoise_50"], name="dev",
@@ -354,7 +359,12 @@ def train_parser() -> argparse.ArgumentParser:
         description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
                     "--stage restore trains the restoration net, --stage all does both.",
         parents=[_preset_parser()])
-    p.add_argument("--stage", choices=("text", "restore", "all"), default="restore")
+    p.add_argument("--stage", choices=("text", "restore", "all", "classifier"), default="restore",
+                   help="classifier: add a degradation classifier to the checkpoint --resume names, trained "
+                        "on the training data, its network untouched")
+    p.add_argument("--classifier_steps", type=non_negative_int, default=CLASSIFIER_STEPS,
+                   help="steps of the degradation classifier (the image side of the blind route), trained "
+                        "when the restoration run ends and stored in its checkpoint; 0: none")
     _add_data_options(p)
     add_model_options(p)
     _add_text_options(p)

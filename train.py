@@ -4,6 +4,7 @@
     python train.py                                   # train the restoration net (paper recipe)
     torchrun --nproc_per_node=8 train.py              # the same on 8 GPUs
     python train.py --preset demo --stage all         # the bundled demo, minutes on a CPU
+    python train.py --stage classifier --resume CKPT  # add the degradation classifier to a checkpoint
 
 The loop reads like nanoGPT's: ``build_run`` sets everything up, each step is one call of the
 step function (``utils/train/step.py``, the unit that compile and CUDA graphs wrap), and the
@@ -29,7 +30,14 @@ from torch.utils.data import DataLoader
 
 from net.model import TextPromptIR, count_parameters
 from options import check_train_paths, model_config, train_options
-from utils.checkpoint import check_same_config, load_checkpoint, non_finite_tensors, remove_stale_temps, save_checkpoint
+from utils.checkpoint import (
+    CLASSIFIER_KEY,
+    check_same_config,
+    load_checkpoint,
+    non_finite_tensors,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
 from utils.data.sampler import EpochSampler
 from utils.errors import UserError, user_message
@@ -719,6 +727,49 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         print(f"{how}: {last} (step {run.pos.step}){throughput(run)}")
         if run.budget is not None:
             print(how_far(run))
+        if stopped != "max_steps" and args.classifier_steps:  # a finished run, not one cut short
+            add_classifier(args, last, info.device)
+    return 0
+
+
+# ------------------------------------------------------------------ the degradation classifier
+def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
+    """Train the degradation classifier on the run's training data (``utils/train/classifier.py``)
+    and store it in the checkpoint ``path``, rewritten atomically with everything else unchanged."""
+    from utils.data.classifier_samples import find_sources
+    from utils.train.classifier import ClassifierRecipe, classifier_record, train_classifier
+
+    tasks = {d.split("_")[0] for d in args.de_type}
+    recipe = ClassifierRecipe(labels=tuple(t for t in TASKS if t in tasks), steps=args.classifier_steps, seed=args.seed)
+    root, task_dirs = data_paths(args)
+    clean, degraded = find_sources(root, args.de_type, recipe.size, args.seed, recipe.max_clean, recipe.max_degraded,
+                                   args.list_dir, task_dirs, args.max_pixels)
+    print(f"degradation classifier ({', '.join(recipe.labels)}): {recipe.steps} steps on {len(clean)} clean and "
+          f"{len(degraded)} degraded training images")
+    net, info = train_classifier(clean, degraded, recipe, device, log=write)
+    ckpt = load_checkpoint(path)
+    ckpt[CLASSIFIER_KEY] = classifier_record(net, recipe, info)
+    save_checkpoint(path, ckpt)
+    print(f"degradation classifier stored in {path} ({info['wall_s']:.0f} s, {info['params'] / 1e3:.0f}k parameters)")
+
+
+def classifier_stage(args: Namespace) -> int:
+    """``--stage classifier``: add a classifier to the checkpoint --resume names; its network,
+    optimizer and position stay as they are."""
+    from utils.runtime.device import pick_device
+    from utils.train.run_lock import RunLock
+
+    if args.resume is None:
+        raise UserError("--stage classifier adds a degradation classifier to a checkpoint: name it with --resume CKPT")
+    path = Path(args.ckpt_dir) / args.name / "last.pt" if args.resume == "auto" else Path(args.resume)
+    if args.classifier_steps == 0:
+        raise UserError("--stage classifier with --classifier_steps 0 would train nothing; give it a number of steps")
+    writable_folders([(path.parent, "--resume", "the checkpoint")])
+    with RunLock(path.parent, hint="wait for the run that uses it to end"):
+        ckpt = load_checkpoint(path)  # a file that is not a checkpoint is refused before any training
+        if CLASSIFIER_KEY in ckpt and not args.overwrite:
+            raise UserError(f"{path}: already has a degradation classifier; replace it with --overwrite")
+        add_classifier(args, path, pick_device(args.device))
     return 0
 
 
@@ -748,6 +799,8 @@ def throughput(run: Run) -> str:
 def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     check_train_paths(args)
+    if args.stage == "classifier" and not args.check_data:
+        return classifier_stage(args)
     if args.check_data:
         from utils.data.check import check_training_data, print_report
 

@@ -4,7 +4,8 @@ A restoration checkpoint holds ``format``, ``model`` (the unwrapped state_dict),
 (``ModelConfig.to_dict()``, enough to rebuild the net), ``text_encoder`` (where the fine-tuned
 instruction encoder lives, relative to the checkpoint's folder, and the fingerprint of its
 weights) and, for resuming, optimizer / scheduler state, ``epoch``, ``step``, RNG states and
-the resolved ``options``. Checkpoints of format 1 (``model_args`` instead of ``config``) load.
+the resolved ``options``; optionally ``classifier``, the degradation classifier of the blind
+route (:func:`load_classifier`). Checkpoints of format 1 (``model_args`` instead of ``config``) load.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from net.degradation_classifier import DegradationClassifier
 from net.model import ModelConfig, TextPromptIR, build_model
 from utils.errors import UserError
 
@@ -158,3 +160,25 @@ def check_same_config(path: str | Path, ckpt: dict[str, Any], config: ModelConfi
         shown = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs now {ours[k]!r}" for k in diff)
         raise UserError(f"{path}: checkpoint was trained with another network config ({shown}); "
                         "use the same --preset/model options, or start a new run with another --name")
+
+
+CLASSIFIER_KEY = "classifier"  # the degradation classifier a restoration checkpoint may carry
+
+
+def load_classifier(ckpt: dict[str, Any], path: str | Path = "the checkpoint") -> DegradationClassifier | None:
+    """The degradation classifier stored in a loaded checkpoint (eval mode, on the CPU), or None for a
+    checkpoint without one (trained before it existed, or with --classifier_steps 0). A malformed
+    record is a one-line UserError naming ``path``."""
+    record = ckpt.get(CLASSIFIER_KEY)
+    if record is None:
+        return None
+    fix = f"add a new one with `python train.py --stage classifier --resume {path}`"
+    if not isinstance(record, dict) or not {"labels", "config", "state"} <= set(record):
+        raise UserError(f"{path}: its degradation classifier is malformed (expected labels, config and state); {fix}")
+    try:
+        net = DegradationClassifier(tuple(record["labels"]), **record["config"])
+        net.load_state_dict(record["state"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: its degradation classifier does not load ({first}); {fix}") from None
+    return net.eval()
