@@ -27,7 +27,7 @@ from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.device import is_out_of_memory
-from utils.runtime.engine import Plan, Restorer
+from utils.runtime.engine import AUTO, Plan, Restorer
 from utils.tasks import TASKS
 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
@@ -44,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
     p.add_argument("--output", default="output/demo",
                    help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, "
-                      "e.g. \"it was pouring, remove the rain\"")
-    what.add_argument("--task", choices=TASKS,
-                      help="force a task by name and use its default instruction")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, e.g. \"it was "
+                      "pouring, remove the rain\" or \"remove the rain and the noise\" (several tasks are "
+                      "restored one after another); without it and --task, each photo's own look decides")
+    what.add_argument("--task", choices=(*TASKS, AUTO),
+                      help="force a task by name and use its default instruction; auto: read what to restore "
+                           "off each photo (the checkpoint's degradation classifier), as with neither option")
     p.add_argument("--text_ckpt", default=None,
                    help="fine-tuned instruction-encoder folder (default: the one recorded in the checkpoint, "
                         "else ckpt/text_encoder)")
@@ -199,11 +201,16 @@ def show(plan: Plan) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
-def restore_file(args: argparse.Namespace, restorer: Restorer, plan: Plan, src: Path, dst: Path) -> str:
-    """Restore one photo into ``dst`` (and its --compare picture); returns the log line."""
+def restore_file(args: argparse.Namespace, restorer: Restorer, shown: list[str], src: Path, dst: Path) -> str:
+    """Restore one photo into ``dst`` (and its --compare picture); returns the log line. What was
+    understood is printed when it differs from the last photo's (``shown``)."""
     from utils.data.image_io import load_photo, save_photo
 
     photo = load_photo(src, args.max_pixels)
+    plan = restorer.plan(args.instruction, args.task, photo.rgb, what=str(src))
+    if plan.lines + plan.warnings != shown:
+        show(plan)
+        shown[:] = plan.lines + plan.warnings
     done = restorer.restore(photo.rgb, plan, progress=not args.no_progress, note=write)
     for line in done.lines:
         write(line)
@@ -211,7 +218,8 @@ def restore_file(args: argparse.Namespace, restorer: Restorer, plan: Plan, src: 
     if args.compare:
         save_compare(compare_path(dst, src, args.suffix), photo.rgb, done.rgb)
     h, w = done.rgb.shape[:2]
-    return f"{src} -> {dst} ({w}x{h}, {f'{done.tile}px tiles' if done.tile else 'whole'})"
+    how = "unchanged" if not plan.steps else f"{done.tile}px tiles" if done.tile else "whole"
+    return f"{src} -> {dst} ({w}x{h}, {how})"
 
 
 def failure_reason(src: Path, e: Exception) -> str:
@@ -236,13 +244,16 @@ def demo_main(argv: Sequence[str] | None) -> int:
         refuse_replacing(planned_files(targets, args.compare, args.suffix), "another --output or --suffix")
     writable_folder(out_dir, "--output")
     restorer = load_restorer(args)
-    plan = restorer.plan(args.instruction, args.task)
-    show(plan)
+    shown: list[str] = []
+    if args.instruction is not None or args.task not in (None, AUTO) or not restorer.reads_images:
+        plan = restorer.plan(args.instruction, args.task)  # an off-topic request is refused before any photo
+        show(plan)
+        shown = plan.lines + plan.warnings
     ok, failed = 0, len(inputs) - len(targets)  # skipped: their output would overwrite something
     bar = progress(len(targets), "images", enabled=not args.no_progress)
     for src, dst in targets.items():
         try:
-            write(restore_file(args, restorer, plan, src, dst))
+            write(restore_file(args, restorer, shown, src, dst))
             ok += 1
         except Exception as e:  # one bad image must not stop the batch: report it in one line
             write(f"error: {failure_reason(src, e)}", error=True)

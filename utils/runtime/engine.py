@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from utils.errors import UserError
 from utils.runtime.device import autocast, is_out_of_memory
+
+AUTO = "auto"  # the task that means "read it off the image"
+# What conditions each pass of a compound request: "default", the task's default instruction, or
+# "clause", its own part of the request; chosen by scoring both on the composite sets (README).
+STEP_TEXT = "default"
+SURE, UNSEEN = 0.9, 0.1  # an image "clearly shows" / "shows no sign of" a degradation at these probabilities
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Restorer:
     def __init__(self, ckpt: str | Path, device: str = "auto", impl: str = "auto", precision: str = "auto",
                  compile_blocks: bool = False, compile_cache: str | Path | None = None,
                  text_ckpt: str | Path | None = None, tile: int | None = None, tile_overlap: int = 32,
-                 max_memory_gib: float | None = None) -> None:
+                 max_memory_gib: float | None = None, step_text: str = STEP_TEXT) -> None:
         from utils.checkpoint import load_for_inference
 
         self.ckpt_path = Path(ckpt)
@@ -68,43 +74,103 @@ class Restorer:
             from utils.text.encoder_link import encoder_for_checkpoint
 
             self.encoder = encoder_for_checkpoint(ckpt, self.ckpt, self.model.config.text_dim, text_ckpt)
-        self._embeddings: dict[str, tuple[torch.Tensor, Any]] = {}
+        self._embeddings: dict[str, torch.Tensor] = {}
+        from utils.checkpoint import load_classifier
+
+        self.classifier = load_classifier(self.ckpt, self.ckpt_path) if self.conditioned else None
+        self.step_text = step_text
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        """The tasks an instruction or ``--task`` may ask of this checkpoint."""
-        from utils.tasks import TASKS
+        """The tasks this checkpoint was trained for: what an instruction or a task may ask of it."""
+        from utils.text.encoder_link import checkpoint_tasks
 
-        return TASKS
+        return checkpoint_tasks(self.ckpt)
 
-    def _encode(self, instruction: str) -> tuple[torch.Tensor, Any]:
-        """The (1, text_dim) embedding and the encoder's reading of one sentence, cached."""
-        if instruction not in self._embeddings:
-            it = self.encoder.interpret(instruction)
-            self._embeddings[instruction] = it.embedding.float()[None], it  # (1, text_dim)
-        return self._embeddings[instruction]
+    @property
+    def reads_images(self) -> bool:
+        """True when the checkpoint carries a degradation classifier (the blind route)."""
+        return self.classifier is not None
 
-    def plan(self, instruction: str | None = None, task: str | None = None) -> Plan:
-        """The steps for an instruction, or a task forced by name with its default instruction."""
+    def _encode(self, sentence: str) -> torch.Tensor:
+        """The (1, text_dim) embedding of one sentence, cached."""
+        if sentence not in self._embeddings:
+            self._embeddings[sentence] = self.encoder.interpret(sentence).embedding.float()[None]  # (1, text_dim)
+        return self._embeddings[sentence]
+
+    def _step(self, task: str, clause: str | None = None) -> Step:
+        """One pass for ``task``, conditioned on its own part of the request (``clause``, when
+        ``step_text`` is "clause" and there is one) or else on the task's default instruction."""
         from utils.text.bank import DEFAULT_INSTRUCTIONS
+
+        sentence = clause if clause and self.step_text == "clause" else DEFAULT_INSTRUCTIONS[task]
+        return Step(task, sentence, self._encode(sentence))
+
+    def read_image(self, rgb: np.ndarray, what: str = "the image") -> dict[str, float]:
+        """The classifier's probability of each degradation it knows in an HxWx3 float image."""
+        from net.degradation_classifier import predict_degradations
+
+        image = np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)  # (H, W, 3)
+        return predict_degradations(self.classifier, image, what=what)
+
+    def plan(self, instruction: str | None = None, task: str | None = None, rgb: np.ndarray | None = None,
+             what: str = "the image") -> Plan:
+        """The steps for a request: a task forced by name (its default instruction), an instruction
+        (each task it names, one pass each in ``RESTORE_ORDER``), or, with neither or ``task="auto"``,
+        what the image ``rgb`` shows (the blind route). A request the image contradicts gets a
+        warning; the instruction still wins."""
+        from utils.tasks import TASK_WORDS, restore_order
         from utils.text.encoder_link import reading_warnings, understood_line
+        from utils.text.understand import understand
 
         if not self.conditioned:
             note = f"note: {self.ckpt_path} is a plain Restormer (no text conditioning); the instruction is ignored"
             return Plan([Step(task or "restore", "", torch.zeros(1, self.model.config.text_dim))], lines=[note])
-        if task is None and (instruction is None or not instruction.strip()):
-            raise UserError(f"{self.ckpt_path}: this checkpoint cannot read images, so it needs to be told what "
-                            "is wrong: give an instruction (e.g. \"remove the rain\") or a task by name")
+        if task == AUTO or (task is None and (instruction is None or not instruction.strip())):
+            return self._blind_plan(rgb, what)
         if task is not None:
             if task not in self.tasks:
-                raise UserError(f"task {task!r}: this checkpoint restores {', '.join(self.tasks)}")
-            sentence, label = DEFAULT_INSTRUCTIONS[task], f"instruction (forced task {task}): "
-        else:
-            sentence, label = instruction, "instruction: "
-        embedding, it = self._encode(sentence)
-        plan = Plan([Step(task or it.task, sentence, embedding)], lines=[understood_line(it, sentence, label)],
-                    warnings=reading_warnings(it, task))
+                raise UserError(f"task {task!r}: {self.ckpt_path} was trained for {', '.join(self.tasks)}")
+            step = self._step(task)
+            it = self.encoder.interpret(step.instruction)
+            return Plan([step], lines=[understood_line(it, step.instruction, f"instruction (forced with --task {task}): ")],
+                        warnings=reading_warnings(it, task))
+        it = understand(self.encoder, instruction, self.tasks, source=str(self.ckpt_path))
+        order = restore_order(it.tasks)
+        plan = Plan([self._step(t, it.clauses.get(t)) for t in order], lines=[f"instruction: {it.summary}"],
+                    warnings=list(it.warnings))
+        if len(order) > 1:
+            plan.lines.append("restoring " + " then ".join(TASK_WORDS[t] for t in order) + ", one pass each")
+        if self.reads_images and rgb is not None:
+            plan.warnings += disagreement(it.tasks, self._readable(rgb, what))
         return plan
+
+    def _readable(self, rgb: np.ndarray, what: str) -> dict[str, float]:
+        """The image's reading, or nothing when it is too small to classify (the text decides alone)."""
+        try:
+            return self.read_image(rgb, what)
+        except UserError:
+            return {}
+
+    def _blind_plan(self, rgb: np.ndarray | None, what: str) -> Plan:
+        from net.degradation_classifier import present
+        from utils.tasks import TASK_WORDS, restore_order
+
+        if not self.reads_images:
+            raise UserError(f"{self.ckpt_path}: this checkpoint cannot read images (it has no degradation "
+                            "classifier), so say what is wrong: give an instruction (e.g. \"remove the rain\") or "
+                            f"--task; or add a classifier with `python train.py --stage classifier --resume "
+                            f"{self.ckpt_path}`")
+        if rgb is None:
+            raise ValueError("the blind route needs the image")
+        probs = self.read_image(rgb, what)
+        shown = tuple(t for t in present(probs) if t in self.tasks)
+        if not shown:
+            return Plan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged; name a task with "
+                                   "--task or --instruction to restore it anyway"])
+        return Plan([self._step(t) for t in restore_order(shown)],
+                    lines=[f"{what} looks like " + " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in shown)
+                           + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")])
 
     def restore(self, rgb: np.ndarray, plan: Plan, progress: bool = False,
                 note: Callable[[str], None] | None = None) -> Restored:
@@ -116,6 +182,28 @@ class Restorer:
             if len(plan.steps) > 1:
                 lines.append(f"step {len(lines) + 1}/{len(plan.steps)}: {step.task}")
         return Restored(out, used, lines)
+
+
+def looks(probs: dict[str, float]) -> str:
+    """"rain 0.97, noise 0.03, ...": the classifier's reading in words."""
+    from utils.tasks import TASK_WORDS
+
+    return ", ".join(f"{TASK_WORDS[t]} {p:.2f}" for t, p in probs.items())
+
+
+def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
+    """One warning when the image clearly shows a degradation the request does not ask for while it
+    shows no sign of what the request asks for, e.g. the text says rain and the image looks hazy."""
+    from utils.tasks import TASK_WORDS
+
+    seen = [t for t, p in probs.items() if p >= SURE and t not in asked]
+    unseen = [t for t in asked if t in probs and probs[t] <= UNSEEN]
+    if not seen or not unseen:
+        return []
+    return [f"the instruction asks to remove {' and '.join(TASK_WORDS[t] for t in unseen)}, but the image shows "
+            f"little of it ({looks({t: probs[t] for t in unseen})}) and looks like "
+            f"{' and '.join(TASK_WORDS[t] for t in seen)} ({looks({t: probs[t] for t in seen})}); following the "
+            "instruction (--task auto follows the image)"]
 
 
 def forward_image(model: torch.nn.Module, rgb: np.ndarray, embedding: torch.Tensor, device: torch.device,
