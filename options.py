@@ -335,10 +335,12 @@ def check_test_paths(args: argparse.Namespace) -> None:
     _folder_option(args.output_dir, "--output_dir")
 
 
-def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
-    """``--max_pixels``, for every script that reads images (``utils.data.image_io.DEFAULT_MAX_PIXELS``)."""
-    p.add_argument("--max_pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image read, in pixels (default {DEFAULT_MAX_PIXELS:,}, i.e. 16384x16384): a "
+def add_pixel_limit_option(p: argparse.ArgumentParser, default: int = DEFAULT_MAX_PIXELS) -> None:
+    """``--max_pixels``, for every script that reads images (``utils.data.image_io.DEFAULT_MAX_PIXELS``;
+    app.py's page takes less by default)."""
+    side = math.isqrt(default)
+    p.add_argument("--max_pixels", type=pixel_count, default=default,
+                   help=f"largest image read, in pixels (default {default:,}, i.e. {side}x{side}): a "
                         "file claiming more is refused as a possible decompression bomb; raise it for "
                         f"bigger photos you trust (up to {OPENCV_MAX_PIXELS:,})")
 

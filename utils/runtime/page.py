@@ -124,6 +124,7 @@ class PageRestorer:
                            if line not in understood]
             try:
                 reply.results.append(self._restore_one(photo, plan, name, out_dir, reply.report))
+                reply.report.append(reply.results[-1].line)
             except Exception as e:  # a broken checkpoint's NaN, out of memory: the page stays up
                 reply.errors.append(failure_reason(name, e))
         reply.report[:0] = understood
