@@ -30,7 +30,6 @@ from app_screenshot import (  # noqa: E402
 )
 
 
-
 def skip_or_fail(reason: str) -> None:
     """Skip where the page's tools are missing, but never in CI (``make test`` installs them)."""
     if os.environ.get("CI"):

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CONFIG, png_claiming
 from PIL import Image
 
-from conftest import TINY_CONFIG, png_claiming
 from net.model import ModelConfig, TextPromptIR
 from utils.checkpoint import save_checkpoint
 from utils.runtime.engine import Restorer
