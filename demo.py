@@ -20,14 +20,19 @@ from typing import Sequence
 import numpy as np
 
 from net.text_encoder import validate_instruction
-from options import add_inference_options, add_pixel_limit_option, non_negative_int, positive_float
+from options import (
+    add_inference_options,
+    add_pixel_limit_option,
+    add_restore_options,
+    check_restore_options,
+    load_restorer,
+)
 from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.device import is_out_of_memory
-from utils.runtime.engine import AUTO, Plan, Restorer
+from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason
 from utils.tasks import TASKS
 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
@@ -51,17 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--task", choices=(*TASKS, AUTO),
                       help="force a task by name and use its default instruction; auto: read what to restore "
                            "off each photo (the checkpoint's degradation classifier), as with neither option")
-    p.add_argument("--text_ckpt", default=None,
-                   help="fine-tuned instruction-encoder folder (default: the one recorded in the checkpoint, "
-                        "else ckpt/text_encoder)")
-    p.add_argument("--tile", type=non_negative_int, default=None,
-                   help="restore in TILE×TILE tiles (a multiple of 8); 0 never tiles; default: tile only "
-                        "when the whole image would not fit the memory budget")
-    p.add_argument("--tile_overlap", type=non_negative_int, default=32,
-                   help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default: %(default)s)")
-    p.add_argument("--max_memory", type=positive_float, default=None,
-                   help="memory budget in GiB for one forward, used to choose the tile size automatically "
-                        "(default: half of the available RAM on CPU, 80%% of the free GPU memory on CUDA)")
+    add_restore_options(p)
     add_inference_options(p)
     p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
                    help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
@@ -181,16 +176,7 @@ def check_options(args: argparse.Namespace) -> None:
     if args.instruction is not None:
         validate_instruction(args.instruction)
     check_suffix(args.suffix)
-    if args.tile is not None and args.tile % 8:
-        raise UserError(f"--tile {args.tile}: use 0 (never tile) or a positive multiple of 8, e.g. 512")
-    if args.tile and args.tile_overlap * 2 > args.tile:
-        raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
-
-
-def load_restorer(args: argparse.Namespace) -> Restorer:
-    """The checkpoint's network and encoder, loaded once for every image."""
-    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
-                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
+    check_restore_options(args)
 
 
 def show(plan: Plan) -> None:
@@ -220,15 +206,6 @@ def restore_file(args: argparse.Namespace, restorer: Restorer, shown: list[str],
     h, w = done.rgb.shape[:2]
     how = "unchanged" if not plan.steps else f"{done.tile}px tiles" if done.tile else "whole"
     return f"{src} -> {dst} ({w}x{h}, {how})"
-
-
-def failure_reason(src: Path, e: Exception) -> str:
-    """One line for an image that could not be restored."""
-    if isinstance(e, UserError):
-        return str(e) if str(src) in str(e) else f"{src}: {e}"
-    if is_out_of_memory(e):
-        return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
-    return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def demo_main(argv: Sequence[str] | None) -> int:

@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
@@ -41,6 +41,8 @@ from utils.train.step import LOSS_CHOICES
 # Steps of the degradation classifier (README, "The degradation classifier"): the paper recipe's
 # take minutes beside days of restoration training; the demo's fit make demo's CPU budget.
 CLASSIFIER_STEPS, CLASSIFIER_DEMO_STEPS = 3000, 400
+if TYPE_CHECKING:
+    from utils.runtime.engine import Restorer
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -423,10 +425,12 @@ def check_test_paths(args: argparse.Namespace) -> None:
         _folder_option(folder, "--denoise_dirs", must_exist=True)
 
 
-def add_pixel_limit_option(p: argparse.ArgumentParser) -> None:
-    """``--max_pixels``, for every script that reads images (``utils.data.image_io.DEFAULT_MAX_PIXELS``)."""
-    p.add_argument("--max_pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image read, in pixels (default {DEFAULT_MAX_PIXELS:,}, i.e. 16384x16384): a "
+def add_pixel_limit_option(p: argparse.ArgumentParser, default: int = DEFAULT_MAX_PIXELS) -> None:
+    """``--max_pixels``, for every script that reads images (``utils.data.image_io.DEFAULT_MAX_PIXELS``;
+    app.py's page takes less by default)."""
+    side = math.isqrt(default)
+    p.add_argument("--max_pixels", type=pixel_count, default=default,
+                   help=f"largest image read, in pixels (default {default:,}, i.e. {side}x{side}): a "
                         "file claiming more is refused as a possible decompression bomb; raise it for "
                         f"bigger photos you trust (up to {OPENCV_MAX_PIXELS:,})")
 
@@ -456,6 +460,40 @@ def add_inference_options(p: argparse.ArgumentParser, precision: str = "auto") -
     p.add_argument("--compile_cache", default=None, metavar="DIR",
                    help="with --compile: folder of torch.compile's cache (default: $TORCHINDUCTOR_CACHE_DIR "
                         "if set, else compile_cache/ beside the checkpoint)")
+
+
+def add_restore_options(p: argparse.ArgumentParser) -> None:
+    """The instruction encoder, tiling and memory budget of the restoration engine
+    (``utils.runtime.engine.Restorer``), shared by demo.py and app.py; checked by
+    :func:`check_restore_options`."""
+    p.add_argument("--text_ckpt", default=None,
+                   help="fine-tuned instruction-encoder folder (default: the one recorded in the checkpoint, "
+                        "else ckpt/text_encoder)")
+    p.add_argument("--tile", type=non_negative_int, default=None,
+                   help="restore in TILE×TILE tiles (a multiple of 8); 0 never tiles; default: tile only "
+                        "when the whole image would not fit the memory budget")
+    p.add_argument("--tile_overlap", type=non_negative_int, default=32,
+                   help="pixels shared by neighbouring tiles, blended with raised-cosine weights (default: %(default)s)")
+    p.add_argument("--max_memory", type=positive_float, default=None,
+                   help="memory budget in GiB for one forward, used to choose the tile size automatically "
+                        "(default: half of the available RAM on CPU, 80%% of the free GPU memory on CUDA)")
+
+
+def check_restore_options(args: argparse.Namespace) -> None:
+    """UserError for a --tile / --tile_overlap the tiler cannot use."""
+    if args.tile is not None and args.tile % 8:
+        raise UserError(f"--tile {args.tile}: use 0 (never tile) or a positive multiple of 8, e.g. 512")
+    if args.tile and args.tile_overlap * 2 > args.tile:
+        raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
+
+
+def load_restorer(args: argparse.Namespace) -> Restorer:
+    """The checkpoint's network and encoder (a ``Restorer``) from the inference and restore
+    options, loaded once for every image."""
+    from utils.runtime.engine import Restorer
+
+    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
+                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
 
 
 def test_parser() -> argparse.ArgumentParser:

@@ -241,3 +241,12 @@ def forward_image(model: torch.nn.Module, rgb: np.ndarray, embedding: torch.Tens
         raise UserError("the network's output is NaN/inf, so the checkpoint's weights are broken; "
                         "use another --ckpt")
     return out[0].permute(1, 2, 0).clamp(0, 1).numpy(), tile  # (H, W, 3)
+
+
+def failure_reason(src: Path | str, e: Exception) -> str:
+    """One line for an image ``src`` that could not be restored (demo.py's log, app.py's page)."""
+    if isinstance(e, UserError):
+        return str(e) if str(src) in str(e) else f"{src}: {e}"
+    if is_out_of_memory(e):
+        return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
+    return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]

@@ -1,0 +1,202 @@
+"""A web page for restoring photos with TextPromptIR (arXiv 2312.06162): drop images, say what is
+wrong, compare before and after, download the full-size results.
+
+    python app.py --ckpt ckpt/demo/last.pt            # then open http://127.0.0.1:7860
+    python app.py --port 8080 --max_pixels 100000000 --tile 512
+
+The page runs the engine demo.py runs (utils/runtime/engine.py; the request handler is
+utils/runtime/page.py), loaded once at start-up. It listens on 127.0.0.1 only, sends nothing off the
+machine (no analytics, no fonts or scripts from elsewhere) and keeps uploads and results in a
+temporary folder of its own, removed when it stops. Requests are queued and run one at a time.
+"""
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from options import (
+    add_inference_options,
+    add_pixel_limit_option,
+    add_restore_options,
+    check_restore_options,
+    int_in,
+    load_restorer,
+    positive_int,
+)
+from utils.cli import ArgumentParser, cli_main
+from utils.data.image_io import PHOTO_EXTENSIONS
+from utils.errors import UserError
+from utils.progress import write
+from utils.runtime.allocator import retain_freed_memory
+from utils.runtime.page import AUTO, PageRestorer, Reply
+
+PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
+DEFAULT_UPLOAD_MB = 200
+EXAMPLES = "data/demo/test"  # the bundled demo set's test images (`make demo` builds them)
+# What each example asks, one per task of the demo set; a denoise example gets its noise here
+EXAMPLE_ASKS = {"derain": "it was pouring, remove the rain", "dehaze": "clear the haze, it looks washed out",
+                "denoise": "my phone made this night shot grainy, remove the noise"}
+EXAMPLE_NOISE_SIGMA = 25
+# Gradio's own reporting and update checks, and Hugging Face's, all off: the page calls no one
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+SHARE_WARNING = ("WARNING: a share link puts this page on the public internet through Gradio's relay "
+                 "servers: anyone with the link can upload files and use this machine's CPU/GPU")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="app.py",
+        description="A web page for restoring photos with TextPromptIR: drop images, say what is wrong, "
+                    "compare before and after, download the results. Serves http://127.0.0.1:PORT only.")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
+                   help="restoration checkpoint written by train.py (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only). WARNING: 0.0.0.0 or a "
+                        "LAN address lets anyone who can reach this machine upload files and use its CPU/GPU")
+    p.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (default: %(default)s)")
+    p.add_argument("--share", action="store_true", help="also create a public gradio.live link. " + SHARE_WARNING)
+    p.add_argument("--examples", default=EXAMPLES,
+                   help="folder of the demo set's test images offered as examples (default: %(default)s; "
+                        "`make demo` builds it; without it the page has no examples)")
+    p.add_argument("--max_upload_mb", type=positive_int, default=DEFAULT_UPLOAD_MB,
+                   help="largest file the page accepts, in MB (default: %(default)s)")
+    add_restore_options(p)
+    add_inference_options(p)
+    add_pixel_limit_option(p, default=PAGE_MAX_PIXELS)
+    return p
+
+
+def example_rows(folder: Path, out: Path) -> list[list[Any]]:
+    """One example per task of the demo set under ``folder`` ([files, instruction, task] rows),
+    copied into ``out`` (the app's temporary folder; a clean denoise image gets its noise there)."""
+    import numpy as np
+
+    from utils.data.degradations import add_gaussian_noise
+    from utils.data.image_io import read_image, write_image
+
+    picks = {"derain": sorted((folder / "derain").glob("*/input/*")),
+             "dehaze": sorted((folder / "dehaze" / "input").glob("*")),
+             "denoise": sorted((folder / "denoise").glob("*/*"))}
+    rows = []
+    out.mkdir(parents=True, exist_ok=True)
+    for task, files in picks.items():
+        files = [f for f in files if f.suffix.lower() in PHOTO_EXTENSIONS]
+        if not files:
+            continue
+        src = files[0]
+        dst = out / f"{task}_{src.name}"
+        if task == "denoise":
+            noisy = add_gaussian_noise(read_image(src), EXAMPLE_NOISE_SIGMA, np.random.default_rng(0))
+            write_image(dst.with_suffix(".png"), noisy)
+            dst = dst.with_suffix(".png")
+        else:
+            shutil.copyfile(src, dst)
+        rows.append([[str(dst)], EXAMPLE_ASKS[task], AUTO])
+    return rows
+
+
+def build_page(handler: PageRestorer, ckpt: str, examples: list[list[Any]], examples_note: str) -> Any:
+    """The Gradio page: upload, instruction and task menu, before/after, downloads, report."""
+    import gradio as gr
+
+    def restore(files: list[str] | None, instruction: str, task: str):
+        reply: Reply = handler(files, instruction, task)
+        pairs = [(r.before, r.after) for r in reply.results]
+        paths = [str(r.path) for r in reply.results]
+        gallery = [(r.after, r.name) for r in reply.results]
+        # a request without results hides the last one's (Gradio keeps a component's value on None)
+        return (gr.update(value=pairs[0] if pairs else None, visible=bool(pairs)),
+                gr.update(value=gallery, visible=len(pairs) > 1), gr.update(value=paths or None, visible=bool(paths)),
+                gr.update(value="\n".join(reply.errors), visible=bool(reply.errors)), "\n".join(reply.report), pairs)
+
+    def pick(pairs: list, evt: gr.SelectData):
+        return pairs[evt.index] if pairs and evt.index is not None and evt.index < len(pairs) else None
+
+    with gr.Blocks(title="TextPromptIR", analytics_enabled=False, delete_cache=(600, 3600)) as page:
+        gr.Markdown("## TextPromptIR: restore a photo by saying what is wrong\n"
+                    f"Checkpoint `{ckpt}` on {handler.restorer.device}. Drop one or several photos "
+                    f"({', '.join(PHOTO_EXTENSIONS)}), describe the problem in your own words or pick a task, "
+                    "then Restore. Results keep each photo's size, format, bit depth and transparency.")
+        pairs = gr.State([])
+        with gr.Row():
+            with gr.Column():
+                files = gr.File(label="Photos", file_count="multiple", file_types=list(PHOTO_EXTENSIONS),
+                                type="filepath", elem_id="uploads")
+                instruction = gr.Textbox(label="What is wrong?", lines=2, max_length=500, elem_id="instruction",
+                                         placeholder='e.g. "it was pouring, remove the rain"')
+                task = gr.Dropdown(choices=handler.task_choices, value=AUTO, elem_id="task",
+                                   label=f"Task ({AUTO}: understood from the instruction)")
+                run = gr.Button("Restore", variant="primary", elem_id="restore")
+            with gr.Column():
+                slider = gr.ImageSlider(label="Before / after (drag the handle)", type="numpy", format="png",
+                                        interactive=False, elem_id="before_after")
+                gallery = gr.Gallery(label="All results (click one to compare)", visible=False, columns=4,
+                                     height=160, elem_id="gallery", format="png")
+                downloads = gr.File(label="Full-size results", file_count="multiple", interactive=False,
+                                    visible=False, elem_id="downloads")
+                errors = gr.Textbox(label="Problems", visible=False, interactive=False, elem_id="errors")
+                report = gr.Textbox(label="What was understood", interactive=False, lines=4, elem_id="report")
+        if examples:
+            gr.Examples(examples, inputs=[files, instruction, task], label="Examples from the demo set "
+                        "(click one, then Restore)", cache_examples=False, elem_id="examples")
+        else:
+            gr.Markdown(examples_note)
+        run.click(restore, [files, instruction, task], [slider, gallery, downloads, errors, report, pairs],
+                  concurrency_limit=1, concurrency_id="device")  # one request on the device at a time
+        gallery.select(pick, [pairs], [slider])
+    page.queue(default_concurrency_limit=1, max_size=32)
+    return page
+
+
+def _stop_on_sigterm(*_: Any) -> None:
+    raise KeyboardInterrupt  # Gradio closes its server on it, then the temporary folder goes
+
+
+def app_main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    check_restore_options(args)
+    retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
+    if args.share:
+        write(SHARE_WARNING, error=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        write(f"warning: --host {args.host}: the page is open to every machine that can reach this one", error=True)
+    root = Path(tempfile.mkdtemp(prefix="textpromptir-app-"))  # uploads, results, examples: all go here
+    try:
+        os.environ.update(OFFLINE_ENV, GRADIO_TEMP_DIR=str(root / "gradio"))
+        try:
+            import gradio  # noqa: F401  (after the environment above: Gradio reads it when imported)
+        except ImportError:
+            raise UserError("the page needs Gradio: run `make install` (or pip install -r requirements.txt)") from None
+        restorer = load_restorer(args)  # a bad --ckpt stops here, in one line
+        handler = PageRestorer(restorer, root / "results", args.max_pixels)
+        folder = Path(args.examples)
+        rows = example_rows(folder, root / "examples") if folder.is_dir() else []
+        note = (f"No examples: the demo set is not in `{folder}`. `make demo` builds it (or "
+                "`python -m utils.data.demo_data --out data/demo`); restart the page afterwards.")
+        if not rows:
+            write(f"note: {note}", error=True)
+        page = build_page(handler, args.ckpt, rows, note)
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        _, local_url, share_url = page.launch(
+            server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, quiet=True,
+            prevent_thread_lock=True, max_file_size=f"{args.max_upload_mb}mb", footer_links=[], run_history=False,
+            ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False, show_error=False, strict_cors=True)
+        print(f"serving {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)
+        page.block_thread()
+    except OSError as e:  # e.g. the port is taken
+        raise UserError(f"cannot serve on {args.host}:{args.port} ({e}); pass another --port") from None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(app_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
