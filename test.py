@@ -41,6 +41,17 @@ def task_embeddings(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int)
             for task in sorted(tasks)}
 
 
+def image_folders(root: Path, sets: list) -> dict[tuple[str, str], Path]:
+    """Where --save_images puts each row's images: a folder named after the set ("CBSD68_σ25"), with
+    the task in front where two tasks' sets share a name (the demo sets)."""
+    def name(label: str) -> str:
+        return label.replace(" ", "_").replace("=", "").replace(",", "")
+
+    shared = {s.label for s in sets if sum(t.label == s.label for t in sets) > 1}
+    return {(s.task, s.label): root / (f"{s.task}_{name(s.label)}" if s.label in shared else name(s.label))
+            for s in sets}
+
+
 def scoring_rows(sets: list, order: Sequence[str], conditioned: bool) -> list[tuple[Any, tuple[str, ...] | None]]:
     """Each row to score, as (set, the tasks its passes remove, in order; None: one pass with the set's
     own task). A composite set is its tasks one after another in ``order``, then each of its tasks
@@ -89,12 +100,12 @@ def evaluate_benchmarks(args: Namespace) -> int:
                         precision=resolve_precision(device, args.precision)[0],
                         y_channel=args.y_channel, crop16=not args.no_crop16)
     rows = scoring_rows(sets, args.order, not unconditioned)
-    save_dirs = {test_set.label: out_dir / "images" / test_set.label.replace(" ", "_").replace("=", "").replace(",", "")
-                 for test_set, _ in rows} if args.save_images else {}
+    save_dirs = image_folders(out_dir / "images", [test_set for test_set, _ in rows]) if args.save_images else {}
     if not args.overwrite:  # nothing already written is replaced: checked before any image is scored
-        results.refuse_replacing([test_set.label for test_set, _ in rows], protocol)
-        refuse_replacing([p for test_set, _ in rows if test_set.label in save_dirs
-                          for p in saved_image_paths(save_dirs[test_set.label], test_set)], "another --name")
+        results.refuse_replacing([(test_set.task, test_set.label) for test_set, _ in rows], protocol)
+        refuse_replacing([p for test_set, _ in rows if (test_set.task, test_set.label) in save_dirs
+                          for p in saved_image_paths(save_dirs[test_set.task, test_set.label], test_set)],
+                         "another --name")
     embeddings = {}
     if not unconditioned:
         embeddings = task_embeddings(args, ckpt, {t for test_set in sets for t in test_set.tasks},
@@ -104,7 +115,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
         net = model if steps is None else TaskChain(model, [embeddings[t] for t in steps])
         try:
             score, _ = evaluate_set(net, test_set, None if steps else embeddings.get(test_set.task), device, precision=args.precision,
-                                    y_channel=args.y_channel, save_dir=save_dirs.get(test_set.label),
+                                    y_channel=args.y_channel, save_dir=save_dirs.get((test_set.task, test_set.label)),
                                     progress=not args.no_progress, num_workers=args.num_workers)
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""

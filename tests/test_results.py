@@ -152,3 +152,23 @@ def test_a_results_file_this_version_cannot_merge_into_is_refused(tiny_layout, t
     assert str(tmp_path / "X/results.json") in line and "--overwrite" in line
     assert (tmp_path / "X/results.json").read_text() == bad
     assert run_test(*common, "--overwrite").returncode == 0
+
+
+def test_two_tasks_sets_of_one_name_are_two_rows_and_two_image_folders(tiny_ckpt, tmp_path, run_test):
+    """The demo set names its rain and haze sets alike ("demo"): each keeps its own row and images."""
+    from utils.data.layouts import DEMO_MANIFEST
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "test"
+    (root / DEMO_MANIFEST).parent.mkdir(parents=True)
+    (root.parent / DEMO_MANIFEST).write_text("{}")
+    for task in ("derain", "dehaze"):
+        clean = smooth_image(rng, 32, 32)
+        write(root / task / "target" / "0001.png", clean)
+        write(root / task / "input" / ("0001.png" if task == "derain" else "0001_0.8_0.2.jpg"), 255 - clean)
+    r = run_test("--ckpt", tiny_ckpt, "--test_root", root, "--output_dir", tmp_path, "--name", "D", "--save_images")
+    assert r.returncode == 0, r.stderr
+    sets = json.loads((tmp_path / "D" / "results.json").read_text())["sets"]
+    assert sorted((s["task"], s["label"]) for s in sets) == [("dehaze", "demo"), ("derain", "demo")]
+    assert sorted(p.name for p in (tmp_path / "D" / "images").iterdir()) == ["dehaze_demo", "derain_demo"]
+    assert "| demo | derain |" in r.stdout and "| demo | dehaze |" in r.stdout

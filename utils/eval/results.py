@@ -26,8 +26,9 @@ from utils.tables import cell, header, row
 FORMAT = "textpromptir-results/1"
 JSON, CSV, MARKDOWN = "results.json", "results.csv", "results.md"
 PROJECT_VERSION = "0.1.0"  # reported when the code is not a git checkout
-KEY_FIELDS = ("label", "route", "instruction", "precision", "y_channel", "crop16")
-CSV_FIELDS = ["set", "route", "instruction", "precision", "y_channel", "crop16", "path", "name",
+KEY_FIELDS = ("task", "label", "route", "instruction", "precision", "y_channel", "crop16")  # a row: a set and how
+PROTOCOL_FIELDS = KEY_FIELDS[2:]  # the part of a row's key that a run shares (Protocol)
+CSV_FIELDS = ["set", "task", "route", "instruction", "precision", "y_channel", "crop16", "path", "name",
               "psnr", "ssim", "input_psnr", "input_ssim"]
 
 # TextPromptIR, Table 1 (three-task all-in-one setting), PSNR in dB.
@@ -216,11 +217,11 @@ class Results:
             return cls(out_dir, checkpoint, [])
         return cls(out_dir, checkpoint, list(stored.get("sets") or []))
 
-    def refuse_replacing(self, labels: Sequence[str], protocol: Protocol) -> None:
-        """A UserError when a row for one of ``labels`` under ``protocol`` is already there."""
+    def refuse_replacing(self, sets: Sequence[tuple[str, str]], protocol: Protocol) -> None:
+        """A UserError when a row for one of ``sets`` ((task, label) pairs) under ``protocol`` is already there."""
         fields = asdict(protocol)
         taken = {_key(s) for s in self.sets}
-        there = [label for label in labels if _key({"label": label, **fields}) in taken]
+        there = [label for task, label in sets if _key({"task": task, "label": label, **fields}) in taken]
         if there:
             more = f" and {len(there) - 1} more sets" if len(there) > 1 else ""
             raise UserError(f"{self.json_path}: already holds {there[0]}{more} scored the same way "
@@ -249,7 +250,7 @@ class Results:
             writer.writeheader()
             for s in self.sets:
                 for image in s["images"]:
-                    writer.writerow({"set": s["label"], **{k: s[k] for k in KEY_FIELDS[1:]}, **image})
+                    writer.writerow({"set": s["label"], "task": s["task"], **{k: s[k] for k in PROTOCOL_FIELDS}, **image})
         tables = self.markdown()
         (self.out_dir / MARKDOWN).write_text(tables + "\n", encoding="utf-8", errors="backslashreplace")
         return tables
@@ -258,10 +259,10 @@ class Results:
         """One section per protocol, in the order the rows were first written."""
         groups: dict[tuple, list[dict]] = {}
         for s in self.sets:
-            groups.setdefault(_key(s)[1:], []).append(s)
+            groups.setdefault(_key(s)[2:], []).append(s)
         sections = []
         for fields, sets in groups.items():
-            protocol = Protocol(**dict(zip(KEY_FIELDS[1:], fields)))
+            protocol = Protocol(**dict(zip(PROTOCOL_FIELDS, fields)))
             sections.append(f"**{protocol.describe()}**\n\n{markdown_tables(sets)}")
         sha = self.checkpoint["sha256"][:12]
         return f"Checkpoint {self.checkpoint['path']} (sha256 {sha})\n\n" + "\n\n".join(sections)
