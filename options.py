@@ -506,6 +506,10 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", *TASKS, COMPOSITE), default="all",
                    help="which sets to score: all, one task's, or the composite sets (test/composite/)")
+    p.add_argument("--blind", action="store_true",
+                   help="score every set by the blind route: each image's degradations read by the checkpoint's "
+                        "classifier, restored in --order with each task's default instruction; prints how often "
+                        "they were read exactly, beside the instruction route's PSNR where it was scored")
     p.add_argument("--order", type=task_order, default=RESTORE_ORDER, metavar="TASK,TASK,...",
                    help="the order a composite set's tasks are restored in, one pass each (default: "
                         f"{','.join(RESTORE_ORDER)})")

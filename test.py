@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import sys
 from argparse import Namespace
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,10 +52,11 @@ def image_folders(root: Path, sets: list) -> dict[tuple[str, str], Path]:
             for s in sets}
 
 
-def scoring_rows(sets: list, order: Sequence[str], conditioned: bool) -> list[tuple[Any, tuple[str, ...] | None]]:
+def scoring_rows(sets: list, order: Sequence[str], conditioned: bool,
+                 alone: bool = True) -> list[tuple[Any, tuple[str, ...] | None]]:
     """Each row to score, as (set, the tasks its passes remove, in order; None: one pass with the set's
-    own task). A composite set is its tasks one after another in ``order``, then each of its tasks
-    alone, as rows "<set>, <task> only", to show what the sequence gains."""
+    own task). A composite set is its tasks one after another in ``order``, then (``alone``) each of
+    its tasks alone, as rows "<set>, <task> only", to show what the sequence gains."""
     from utils.tasks import COMPOSITE, restore_order
 
     rows: list[tuple[Any, tuple[str, ...] | None]] = []
@@ -64,20 +65,67 @@ def scoring_rows(sets: list, order: Sequence[str], conditioned: bool) -> list[tu
             rows.append((test_set, None))
             continue
         rows.append((test_set, restore_order(test_set.tasks, order)))
-        for task in test_set.tasks:
+        for task in test_set.tasks if alone else ():
             alone = copy.copy(test_set)
             alone.label = f"{test_set.label}, {task} only"
             rows.append((alone, (task,)))
     return rows
 
 
+def blind_classifier(ckpt_path: str, ckpt: dict, unconditioned: bool) -> torch.nn.Module:
+    """The checkpoint's degradation classifier, or the one line saying it has none."""
+    from utils.checkpoint import load_classifier
+
+    classifier = None if unconditioned else load_classifier(ckpt, ckpt_path)
+    if classifier is None:
+        raise UserError(f"{ckpt_path}: --blind needs a checkpoint that can read images, and this one has no "
+                        f"degradation classifier; add one with `python train.py --stage classifier --resume "
+                        f"{ckpt_path}`")
+    return classifier
+
+
+def blind_reader(classifier: torch.nn.Module, ckpt: dict):
+    """An image (H, W, 3 floats) -> the tasks the classifier sees in it that the checkpoint restores."""
+    from net.degradation_classifier import present
+    from utils.runtime.engine import read_degradations
+    from utils.text.encoder_link import checkpoint_tasks
+
+    known = set(checkpoint_tasks(ckpt))
+    return lambda rgb: tuple(t for t in present(read_degradations(classifier, rgb)) if t in known)
+
+
+def blind_report(sets: list[dict], blind: Any) -> str:
+    """Each set's PSNR by the instruction route (where scored) and the blind route, with how often the
+    blind route read the set's degradations exactly, and the confusion over every image."""
+    from utils.eval.results import PROTOCOL_FIELDS
+    from utils.tables import cell, header, row
+
+    same = {k: getattr(blind, k) for k in PROTOCOL_FIELDS if k not in ("route", "instruction")}
+    of = {(s["task"], s["label"], s["route"]): s for s in sets if all(s.get(k) == v for k, v in same.items())
+          and s.get("instruction") is None}
+    lines = header(["Set", "Instruction route PSNR", "Blind route PSNR", "Read exactly"])
+    total: dict[str, dict[str, int]] = {}
+    for (task, label, route), s in of.items():
+        if route != "blind":
+            continue
+        text = of.get((task, label, "instruction"), {}).get("psnr")
+        lines.append(row([label, cell(text), cell(s["psnr"]), f"{s['blind']['exact_set']:.0%}"]))
+        for truth, reads in s["blind"]["confusion"].items():
+            for read, n in reads.items():
+                total.setdefault(truth, {})[read] = total.setdefault(truth, {}).get(read, 0) + n
+    cols = sorted({r for reads in total.values() for r in reads})
+    lines += ["", "blind route, what each set's images were read as (rows: true, columns: read):"]
+    lines += header(["true \\ read", *cols]) + [row([t, *(str(r.get(c, 0)) for c in cols)]) for t, r in total.items()]
+    return "\n".join(lines)
+
+
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.eval.benchmarks import find_test_sets
-    from utils.eval.evaluate import evaluate_set, saved_image_paths
+    from utils.eval.evaluate import saved_image_paths
     from utils.eval.results import Protocol, Results
-    from utils.eval.routes import TaskChain
+    from utils.eval.routes import BlindRoute
     from utils.runtime.device import resolve_precision
 
     if args.instruction is not None:
@@ -99,7 +147,11 @@ def evaluate_benchmarks(args: Namespace) -> int:
                         instruction=None if unconditioned else args.instruction,
                         precision=resolve_precision(device, args.precision)[0],
                         y_channel=args.y_channel, crop16=not args.no_crop16)
-    rows = scoring_rows(sets, args.order, not unconditioned)
+    blind = None
+    if args.blind:
+        blind = blind_classifier(args.ckpt, ckpt, unconditioned)
+        protocol = replace(protocol, route="blind")
+    rows = scoring_rows(sets, args.order, not unconditioned, alone=blind is None)
     save_dirs = image_folders(out_dir / "images", [test_set for test_set, _ in rows]) if args.save_images else {}
     if not args.overwrite:  # nothing already written is replaced: checked before any image is scored
         results.refuse_replacing([(test_set.task, test_set.label) for test_set, _ in rows], protocol)
@@ -108,28 +160,50 @@ def evaluate_benchmarks(args: Namespace) -> int:
                          "another --name")
     embeddings = {}
     if not unconditioned:
-        embeddings = task_embeddings(args, ckpt, {t for test_set in sets for t in test_set.tasks},
-                                     model.config.text_dim)
-    scored = 0
-    for test_set, steps in rows:
-        net = model if steps is None else TaskChain(model, [embeddings[t] for t in steps])
+        tasks = set(blind.labels) if blind is not None else {t for ts, _ in rows for t in ts.tasks}
+        embeddings = task_embeddings(args, ckpt, tasks, model.config.text_dim)
+    route = BlindRoute(model, blind_reader(blind, ckpt), embeddings, args.order) if blind else None
+    tables = score_rows(args, rows, model, embeddings, route, device, results, protocol, save_dirs, out_dir)
+    print()
+    print(tables)
+    if route is not None:
+        print("\n" + blind_report(results.sets, protocol))
+    print(f"\nresults written to {out_dir}/results.{{json,csv,md}}")
+    return 0
+
+
+def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: dict[str, torch.Tensor],
+               route: Any, device: torch.device, results: Any, protocol: Any, save_dirs: dict, out_dir: Path) -> str:
+    """Score each row, adding it to the results files as it is done; returns the markdown tables.
+    ``route``: the blind route (``utils.eval.routes.BlindRoute``), else each row's own tasks decide."""
+    from utils.eval.evaluate import evaluate_set
+    from utils.eval.routes import TaskChain, confusion, exact_set_accuracy
+
+    tables = ""
+    for scored, (test_set, steps) in enumerate(rows):
+        if route is not None:
+            route.predictions.clear()
+        net = route or (model if steps is None else TaskChain(model, [embeddings[t] for t in steps]))
         try:
-            score, _ = evaluate_set(net, test_set, None if steps else embeddings.get(test_set.task), device, precision=args.precision,
-                                    y_channel=args.y_channel, save_dir=save_dirs.get((test_set.task, test_set.label)),
+            score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task), device,
+                                    precision=args.precision, y_channel=args.y_channel,
+                                    save_dir=save_dirs.get((test_set.task, test_set.label)),
                                     progress=not args.no_progress, num_workers=args.num_workers)
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
         summary = score.summary()
+        read = ""
+        if route is not None:
+            truth = [test_set.tasks] * len(route.predictions)
+            summary["blind"] = {"exact_set": exact_set_accuracy(truth, route.predictions),
+                                "confusion": confusion(truth, route.predictions)}
+            read = f"; read as {test_set.tasks and '+'.join(test_set.tasks)} in {summary['blind']['exact_set']:.0%}"
         print(f"{summary['label']}: PSNR {summary['psnr']:.2f} dB / SSIM {summary['ssim']:.4f} "
-              f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images)")
+              f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images){read}")
         results.put(summary, [asdict(image) for image in score.images], protocol, args.test_root)
         tables = results.write()
-        scored += 1
-    print()
-    print(tables)
-    print(f"\nresults written to {out_dir}/results.{{json,csv,md}}")
-    return 0
+    return tables
 
 
 def test_main(argv: Sequence[str] | None) -> int:

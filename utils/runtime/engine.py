@@ -108,10 +108,7 @@ class Restorer:
 
     def read_image(self, rgb: np.ndarray, what: str = "the image") -> dict[str, float]:
         """The classifier's probability of each degradation it knows in an HxWx3 float image."""
-        from net.degradation_classifier import predict_degradations
-
-        image = np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)  # (H, W, 3)
-        return predict_degradations(self.classifier, image, what=what)
+        return read_degradations(self.classifier, rgb, what)
 
     def plan(self, instruction: str | None = None, task: str | None = None, rgb: np.ndarray | None = None,
              what: str = "the image") -> Plan:
@@ -184,6 +181,15 @@ class Restorer:
         return Restored(out, used, lines)
 
 
+def read_degradations(classifier: torch.nn.Module, rgb: np.ndarray, what: str = "the image") -> dict[str, float]:
+    """The degradation classifier's probability of each degradation it knows in an HxWx3 float image
+    in [0, 1] (read as 8-bit, as it was trained)."""
+    from net.degradation_classifier import predict_degradations
+
+    image = np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)  # (H, W, 3)
+    return predict_degradations(classifier, image, what=what)
+
+
 def looks(probs: dict[str, float]) -> str:
     """"rain 0.97, noise 0.03, ...": the classifier's reading in words."""
     from utils.tasks import TASK_WORDS
@@ -200,10 +206,12 @@ def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
     unseen = [t for t in asked if t in probs and probs[t] <= UNSEEN]
     if not seen or not unseen:
         return []
+    def named(tasks: list[str]) -> str:
+        return " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in tasks)
+
     return [f"the instruction asks to remove {' and '.join(TASK_WORDS[t] for t in unseen)}, but the image shows "
-            f"little of it ({looks({t: probs[t] for t in unseen})}) and looks like "
-            f"{' and '.join(TASK_WORDS[t] for t in seen)} ({looks({t: probs[t] for t in seen})}); following the "
-            "instruction (--task auto follows the image)"]
+            f"little of it: {named(unseen)}, and looks like {named(seen)}; following the instruction "
+            "(--task auto follows the image)"]
 
 
 def forward_image(model: torch.nn.Module, rgb: np.ndarray, embedding: torch.Tensor, device: torch.device,

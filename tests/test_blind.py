@@ -1,0 +1,127 @@
+"""The blind route: with no instruction the image's degradations decide what is restored (demo.py,
+the engine), a clean photo is left as it is, a contradicting photo warns, and test.py --blind
+scores it beside the instruction route."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import demo
+from net import degradation_classifier
+from net.degradation_classifier import DegradationClassifier
+from tests.conftest import ROOT, smooth_image, write
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.errors import UserError
+from utils.runtime.engine import Restorer
+
+_spec = importlib.util.spec_from_file_location("test_script", ROOT / "test.py")
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+
+
+def with_classifier(tiny_ckpt: Path, folder: Path) -> Path:
+    """The tiny checkpoint with an (untrained) degradation classifier stored in it."""
+    ckpt = load_checkpoint(tiny_ckpt)
+    net = DegradationClassifier()
+    ckpt["classifier"] = {"labels": list(net.labels), "config": {}, "state": net.state_dict()}
+    path = folder / "reads_images.pt"
+    save_checkpoint(path, ckpt)
+    return path
+
+
+@pytest.fixture
+def sees(monkeypatch):
+    """Make the classifier report the given probabilities for every image."""
+    def set_reading(**probs: float) -> None:
+        monkeypatch.setattr(degradation_classifier, "predict_degradations",
+                            lambda net, image, max_crops=16, size=128, what="the image": dict(probs))
+    return set_reading
+
+
+def test_no_instruction_restores_what_the_image_shows_in_order(tiny_ckpt, tmp_path, sees):
+    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
+    sees(denoise=0.91, derain=0.97, dehaze=0.02)
+    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert [s.task for s in plan.steps] == ["denoise", "derain"]
+    assert plan.lines == ["x.png looks like noise (0.91) and rain (0.97); restoring denoise then derain"]
+    assert restorer.plan(None, "auto", rgb, what="x.png").lines == plan.lines
+    done = restorer.restore(rgb, plan)
+    assert done.rgb.shape == rgb.shape and done.lines == ["step 1/2: denoise", "step 2/2: derain"]
+
+
+def test_a_clean_photo_is_reported_and_left_unchanged(tiny_ckpt, tmp_path, sees):
+    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
+    sees(denoise=0.1, derain=0.2, dehaze=0.05)
+    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert plan.steps == [] and "looks clean" in plan.lines[0] and "left unchanged" in plan.lines[0]
+    assert np.array_equal(restorer.restore(rgb, plan).rgb, rgb)
+
+
+def test_an_image_that_contradicts_the_instruction_warns_and_the_instruction_wins(tiny_ckpt, tmp_path, sees):
+    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
+    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+    sees(denoise=0.02, derain=0.03, dehaze=0.96)
+    plan = restorer.plan("please reduce the noise", None, rgb)  # the test encoder reads denoise
+    assert [s.task for s in plan.steps] == ["denoise"]
+    assert len(plan.warnings) == 1 and "noise" in plan.warnings[0] and "haze (0.96)" in plan.warnings[0]
+    sees(denoise=0.6, derain=0.03, dehaze=0.96)  # the image shows the noise too: no disagreement
+    assert restorer.plan("please reduce the noise", None, rgb).warnings == []
+
+
+def test_a_checkpoint_without_a_classifier_says_in_one_line_what_to_do(tiny_ckpt, tmp_path):
+    restorer = Restorer(tiny_ckpt, "cpu")
+    with pytest.raises(UserError, match=r"cannot read images .* --stage classifier --resume"):
+        restorer.plan(None, None)
+    src = tmp_path / "in"
+    write(src / "a.png", smooth_image(np.random.default_rng(0), 32, 32))
+    code = demo.main(["--ckpt", str(tiny_ckpt), "--input", str(src), "--output", str(tmp_path / "out"),
+                      "--no_progress", "--device", "cpu"])
+    assert code == 2 and not any((tmp_path / "out").glob("*.png"))
+
+
+def test_demo_without_instruction_prints_what_each_photo_looks_like(tiny_ckpt, tmp_path, sees, capsys):
+    ckpt = with_classifier(tiny_ckpt, tmp_path)
+    src = tmp_path / "in"
+    write(src / "a.png", smooth_image(np.random.default_rng(0), 40, 40))
+    sees(denoise=0.05, derain=0.97, dehaze=0.1)
+    assert demo.main(["--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "out"),
+                      "--no_progress", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"{src / 'a.png'} looks like rain (0.97)" in out and (tmp_path / "out" / "a.png").is_file()
+
+
+def test_test_py_blind_scores_each_set_and_reports_what_was_read(tiny_layout, tiny_ckpt, tmp_path, sees, capsys):
+    ckpt = with_classifier(tiny_ckpt, tmp_path)
+    sees(denoise=0.9, derain=0.1, dehaze=0.1)
+    common = ["--ckpt", str(ckpt), "--test_root", str(tiny_layout / "test"), "--output_dir", str(tmp_path),
+              "--num_workers", "0", "--no_progress", "--device", "cpu"]
+    assert test_script.main(common) == 0
+    capsys.readouterr()
+    assert test_script.main([*common, "--blind"]) == 0
+    out = capsys.readouterr().out
+    assert "CBSD68 σ=15: PSNR" in out and "read as denoise in 100%" in out and "read as derain in 0%" in out
+    report = out[out.index("| Set | Instruction route PSNR | Blind route PSNR | Read exactly |"):]
+    rain = next(line for line in report.splitlines() if line.startswith("| Rain100L"))
+    assert rain.count("|") == 5 and rain.split("|")[2].strip() not in ("", "—")  # the text route's PSNR beside it
+    assert "| derain |" in report.split("read as")[-1]  # the confusion has a row per true set
+
+
+def test_test_py_blind_without_a_classifier_is_one_line(tiny_layout, tiny_ckpt, tmp_path, capsys):
+    assert test_script.main(["--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"), "--output_dir",
+                             str(tmp_path), "--blind", "--no_progress", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--blind needs a checkpoint that can read images" in err[0]
+
+
+def test_the_classifier_reading_is_bounded_for_a_large_image(tiny_ckpt, tmp_path):
+    """A real (untrained) classifier on a large photo: every label gets a probability."""
+    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
+    probs = restorer.read_image(np.random.default_rng(0).random((900, 1300, 3), dtype=np.float32))
+    assert set(probs) == {"denoise", "derain", "dehaze"} and all(0 <= p <= 1 for p in probs.values())
+    with pytest.raises(UserError, match="too small to classify"):
+        restorer.read_image(np.zeros((20, 300, 3), np.float32), "tiny.png")
