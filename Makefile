@@ -51,7 +51,7 @@ demo: install
 # The five-task setting on the demo set (deblur, low light besides the three); about 15 minutes on 2 CPU cores
 demo-five: install
 	$(BIN)/python -m utils.data.demo_data --out data/demo_five --five_task
-	$(BIN)/python train.py --preset demo_five --overwrite
+	$(BIN)/python train.py --preset demo_five --stage all --overwrite
 	$(BIN)/python test.py --preset demo_five --ckpt ckpt/demo_five/last.pt --overwrite
 
 demo-gpu: install
