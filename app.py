@@ -187,11 +187,11 @@ def app_main(argv: Sequence[str] | None) -> int:
             ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False, show_error=False, strict_cors=True)
         print(f"serving {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)
         page.block_thread()
+        return 0
     except OSError as e:  # e.g. the port is taken
         raise UserError(f"cannot serve on {args.host}:{args.port} ({e}); pass another --port") from None
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -305,9 +305,7 @@ def bench_main(argv: Sequence[str] | None) -> int:
         table = out.with_suffix(".md")
         table.write_text(f"{result['command']}\n\n{result['profile']['table']}\n")
         print(f"wrote {table}")
-    if args.check and not result["check"].get("ok"):
-        return 1
-    return 0
+    return 1 if args.check and not result["check"].get("ok") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -207,6 +207,11 @@ def _preset_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _preset_script_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a script whose defaults a ``--preset`` chooses (train.py, test.py)."""
+    return ArgumentParser(prog=prog, description=description, parents=[_preset_parser()])
+
+
 def _parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                        train: bool = False) -> argparse.Namespace:
     known, _ = _preset_parser().parse_known_args(argv)
@@ -340,15 +345,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eager", action="store_true",
                    help="turn off the CUDA defaults (compiled blocks, CUDA-graphed step); an explicit "
                         "--compile or --cuda_graph still applies")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile each transformer block (identical blocks share one compiled graph); "
-                        "the default on CUDA, off on a CPU")
+    add_compile_options(g, "torch.compile each transformer block (identical blocks share one compiled graph); "
+                           "the default on CUDA, off on a CPU",
+                        "folder of torch.compile's cache, reused by resumed and later runs (default: "
+                        "$TORCHINDUCTOR_CACHE_DIR if set, else <ckpt_dir>/compile_cache)")
     g.add_argument("--cuda_graph", action="store_true",
                    help="capture the whole training step as one CUDA graph (fixed batch shape); the default "
                         "on one GPU; not under DDP or with fp16, where training runs without it")
-    g.add_argument("--compile_cache", default=None, metavar="DIR",
-                   help="folder of torch.compile's cache, reused by resumed and later runs (default: "
-                        "$TORCHINDUCTOR_CACHE_DIR if set, else <ckpt_dir>/compile_cache)")
     g = p.add_argument_group("log")
     g.add_argument("--log_dir", default="logs")
     g.add_argument("--log_every", type=positive_int, default=20,
@@ -356,12 +359,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
+def add_compile_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, compile_help: str,
+                        cache_help: str) -> None:
+    """``--compile`` (each transformer block through torch.compile, ``utils.runtime.compile``) and
+    ``--compile_cache DIR``, for training and inference; the help texts say what they do there."""
+    p.add_argument("--compile", action="store_true", help=compile_help)
+    p.add_argument("--compile_cache", default=None, metavar="DIR", help=cache_help)
+
+
 def train_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="train.py",
-        description="Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
-                    "--stage restore trains the restoration net, --stage all does both.",
-        parents=[_preset_parser()])
+    p = _preset_script_parser("train.py", "Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
+                                          "--stage restore trains the restoration net, --stage all does both.")
     p.add_argument("--stage", choices=("text", "restore", "all", "classifier"), default="restore",
                    help="classifier: add a degradation classifier to the checkpoint --resume names, trained "
                         "on the training data, its network untouched")
@@ -455,11 +463,9 @@ def add_inference_options(p: argparse.ArgumentParser, precision: str = "auto") -
                    help=shown + "; bf16 / fp16: wherever the hardware computes them natively")
     p.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
                    help="auto: the faster computation for the device (same function)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile each transformer block: pays off for many images of one size "
-                        "(fixed --tile); each new size compiles again")
-    p.add_argument("--compile_cache", default=None, metavar="DIR",
-                   help="with --compile: folder of torch.compile's cache (default: $TORCHINDUCTOR_CACHE_DIR "
+    add_compile_options(p, "torch.compile each transformer block: pays off for many images of one size "
+                           "(fixed --tile); each new size compiles again",
+                        "with --compile: folder of torch.compile's cache (default: $TORCHINDUCTOR_CACHE_DIR "
                         "if set, else compile_cache/ beside the checkpoint)")
 
 
@@ -498,11 +504,8 @@ def load_restorer(args: argparse.Namespace) -> Restorer:
 
 
 def test_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="test.py",
-        description="Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
-                    "the instruction encoder on a TSV of instructions (--instructions).",
-        parents=[_preset_parser()])
+    p = _preset_script_parser("test.py", "Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
+                                         "the instruction encoder on a TSV of instructions (--instructions).")
     p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", *TASKS, COMPOSITE), default="all",

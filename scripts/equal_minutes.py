@@ -30,6 +30,7 @@ the whole script: a section or scoring that would not fit is skipped and recorde
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -37,7 +38,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from utils.train import budget
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -167,108 +173,172 @@ def score_run(rec: Record, arm: str, ckpts: list[Path], scorer, sets: list, args
 
 
 # ------------------------------------------------------------------ the official arm (its own process)
-def official_arm(args: argparse.Namespace) -> int:
-    """Train the official network for ``--minutes`` of training steps at its own settings on train.py's
-    data pipeline, keeping ``at_<f>.pt`` (its state_dict, step, budget) at each fraction."""
+@dataclasses.dataclass
+class OfficialRun:
+    """The official network's timed run at its own settings: its model and AdamW, the training
+    bank's embeddings zero-padded to its 768 text values, train.py's data pipeline, the time
+    budget's plan and clock (``utils/train/budget.py``), and how far it has come."""
+
+    targs: argparse.Namespace  # train.py's options, for its data pipeline
+    device: torch.device
+    run_dir: Path
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    table: torch.Tensor  # (N, 768): the bank's embeddings, padded
+    val_text: dict[str, torch.Tensor]  # {task: (768,)}
+    loader: Any
+    sampler: Any
+    plan: budget.BudgetPlan
+    clock: budget.TrainClock
+    step: int = 0
+    epoch: int = 0
+    measure_from: float = 0.0  # the clock when the step-time measurement began
+    at: dict[float, int] = dataclasses.field(default_factory=dict)  # {fraction: its step}, once planned
+    saved: set[float] = dataclasses.field(default_factory=set)
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def keep(self, fraction: float) -> None:
+        """``at_<fraction>.pt``: the state_dict, step, padded validation embeddings and budget, its
+        writing timed apart."""
+        import torch
+
+        from utils.train import budget
+
+        self.saved.add(fraction)
+        t0 = time.perf_counter()
+        self.clock.pause()
+        torch.save(dict(model=self.model.state_dict(), step=self.step, val_text=self.val_text,
+                        budget={**self.plan.to_dict(), "trained_s": self.clock.elapsed()}),
+                   self.run_dir / budget.fraction_name(fraction))
+        self.clock.add_apart("saving", time.perf_counter() - t0)
+        self.clock.start()
+
+
+def start_official(args: argparse.Namespace) -> OfficialRun:
+    """The official run, ready for its first step: train.py's options, text and data for ``args``,
+    the network from the clone, AdamW at its learning rate, the measuring scheduler."""
     import torch
 
     import train
     from options import train_options
     from utils.bench.official import OFFICIAL_TEXT_DIM, load_official_model
+    from utils.train import budget, dist
+
+    ckpt_dir = Path(args.work) / "ckpt"
+    targs = train_options(train_common(args, ckpt_dir, "official", args.seed)
+                          + ["--time_budget", str(args.minutes), "--precision", "fp32", "--eager"])
+    info = dist.setup(targs.device)
+    torch.manual_seed(targs.seed)
+    run_dir = ckpt_dir / "official"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    table, rows, val_text, _ = train.load_text(targs, info, run_dir)
+    pad = OFFICIAL_TEXT_DIM - table.shape[1]
+    table = torch.nn.functional.pad(table, (0, pad)).to(info.device)  # (N, 768)
+    val_text = {k: torch.nn.functional.pad(v, (0, pad)) for k, v in val_text.items()}
+    _, loader, sampler, _ = train.build_data(targs, info, rows)
+    model = load_official_model(args.official).to(info.device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=OFFICIAL_LR)
+    return OfficialRun(targs=targs, device=info.device, run_dir=run_dir, model=model, opt=opt,
+                       sched=budget.measuring_scheduler(opt), table=table, val_text=val_text, loader=loader,
+                       sampler=sampler, plan=budget.BudgetPlan(args.minutes, targs.warmup_epochs / targs.epochs),
+                       clock=budget.TrainClock())
+
+
+def official_step(run: OfficialRun, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One optimiser step of the L1 loss on ``batch``; the loss (not synchronised)."""
+    import torch
+
+    lq, gt = batch["lq"].to(run.device), batch["gt"].to(run.device)
+    text = run.table[batch["instruction_idx"].to(run.device)]
+    loss = torch.nn.functional.l1_loss(run.model(lq, text), gt)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.sched.step()
+    run.step += 1
+    return loss
+
+
+def time_official_step(run: OfficialRun, t0: float) -> None:
+    """The first step (begun at ``t0``) is timed apart; the steps after ``MEASURE_SKIP`` more are
+    measured, and then the schedule and the fractions' steps are planned for the budget."""
+    from utils.train import budget
+
+    if run.step == 1:
+        run.sync()
+        run.clock.add_apart("first step", time.perf_counter() - t0)
+        run.clock.start()
+    if run.plan.planned or run.step not in (1 + budget.MEASURE_SKIP, 1 + budget.MEASURE_SKIP + budget.MEASURE_STEPS):
+        return
+    run.sync()
+    if run.step == 1 + budget.MEASURE_SKIP:
+        run.measure_from = run.clock.elapsed()
+        return
+    plan = run.plan
+    now = run.clock.elapsed()
+    budget.plan_steps(plan, run.step, now, (now - run.measure_from) / budget.MEASURE_STEPS)
+    run.sched = budget.planned_scheduler(run.opt, plan, run.step)
+    run.at = budget.fraction_steps(list(FRACTIONS), plan.total_steps)
+    print(f"time budget {plan.minutes:g} min: {plan.step_s * 1e3:.1f} ms per step; schedule "
+          f"planned for {plan.total_steps} steps (warm-up {plan.warmup_steps})", flush=True)
+
+
+def official_stop(run: OfficialRun, loss: torch.Tensor) -> str | None:
+    """Why the run stops after this step: "time" (read as train.py reads it, every --log_every
+    steps on CUDA), "plan" (the planned steps are done), or None; a non-finite loss is an error."""
+    import torch
+
+    stop = None
+    if run.step % run.targs.log_every == 0 or run.device.type != "cuda":
+        run.sync()
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"the official network's loss became {loss.item()} at step {run.step}")
+        if run.clock.elapsed() >= run.plan.budget_s:
+            stop = "time"
+    if run.plan.planned and run.step >= run.plan.total_steps:
+        stop = "plan"
+    return stop
+
+
+def train_official(run: OfficialRun) -> str:
+    """Train until the budget or the plan ends, keeping each fraction's checkpoint as its step is
+    reached (the last one also when the time runs out first); why it stopped."""
+    stop = None
+    while stop is None:
+        run.sampler.set_epoch(run.epoch)
+        for batch in run.loader:
+            t0 = time.perf_counter()
+            loss = official_step(run, batch)
+            time_official_step(run, t0)
+            stop = official_stop(run, loss)
+            for fraction, s in run.at.items():
+                if fraction not in run.saved and (run.step >= s or (stop and fraction == 1.0)):
+                    run.keep(fraction)
+            if stop:
+                break
+        run.epoch += 1
+    run.sync()
+    run.clock.pause()
+    return stop
+
+
+def official_arm(args: argparse.Namespace) -> int:
+    """Train the official network for ``--minutes`` of training steps at its own settings on train.py's
+    data pipeline, keeping ``at_<f>.pt`` (its state_dict, step, budget) at each fraction."""
     from utils.cli import cli_main
-    from utils.train import dist
-    from utils.train.budget import (
-        MEASURE_SKIP,
-        MEASURE_STEPS,
-        BudgetPlan,
-        TrainClock,
-        fraction_name,
-        fraction_steps,
-        measuring_scheduler,
-        plan_steps,
-        planned_scheduler,
-    )
 
     def body(_argv: Any) -> int:
-        ckpt_dir = Path(args.work) / "ckpt"
-        targs = train_options(train_common(args, ckpt_dir, "official", args.seed)
-                              + ["--time_budget", str(args.minutes), "--precision", "fp32", "--eager"])
-        info = dist.setup(targs.device)
-        torch.manual_seed(targs.seed)
-        run_dir = ckpt_dir / "official"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        table, rows, val_text, _ = train.load_text(targs, info, run_dir)
-        pad = OFFICIAL_TEXT_DIM - table.shape[1]
-        table = torch.nn.functional.pad(table, (0, pad)).to(info.device)  # (N, 768)
-        val_text = {k: torch.nn.functional.pad(v, (0, pad)) for k, v in val_text.items()}
-        _, loader, sampler, steps_per_epoch = train.build_data(targs, info, rows)
-        model = load_official_model(args.official).to(info.device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=OFFICIAL_LR)
-        plan = BudgetPlan(args.minutes, targs.warmup_epochs / targs.epochs)
-        sched, clock, step, epoch = measuring_scheduler(opt), TrainClock(), 0, 0
-        at: dict[float, int] = {}
-        saved: set[float] = set()
-        loss_fn = torch.nn.L1Loss()
-
-        def sync() -> None:
-            if info.device.type == "cuda":
-                torch.cuda.synchronize()
-
-        def keep(fraction: float) -> None:
-            saved.add(fraction)
-            t0 = time.perf_counter()
-            clock.pause()
-            torch.save(dict(model=model.state_dict(), step=step, val_text=val_text,
-                            budget={**plan.to_dict(), "trained_s": clock.elapsed()}), run_dir / fraction_name(fraction))
-            clock.add_apart("saving", time.perf_counter() - t0)
-            clock.start()
-
-        measure_from, stop = 0.0, None
-        while stop is None:
-            sampler.set_epoch(epoch)
-            for batch in loader:
-                t0 = time.perf_counter()
-                lq, gt = batch["lq"].to(info.device), batch["gt"].to(info.device)
-                text = table[batch["instruction_idx"].to(info.device)]
-                loss = loss_fn(model(lq, text), gt)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                if step == 1:
-                    sync()
-                    clock.add_apart("first step", time.perf_counter() - t0)
-                    clock.start()
-                if not plan.planned and step in (1 + MEASURE_SKIP, 1 + MEASURE_SKIP + MEASURE_STEPS):
-                    sync()
-                    if step == 1 + MEASURE_SKIP:
-                        measure_from = clock.elapsed()
-                    else:
-                        plan_steps(plan, step, clock.elapsed(), (clock.elapsed() - measure_from) / MEASURE_STEPS)
-                        sched = planned_scheduler(opt, plan, step)
-                        at = fraction_steps(list(FRACTIONS), plan.total_steps)
-                        print(f"time budget {plan.minutes:g} min: {plan.step_s * 1e3:.1f} ms per step; schedule "
-                              f"planned for {plan.total_steps} steps (warm-up {plan.warmup_steps})", flush=True)
-                if step % targs.log_every == 0 or info.device.type != "cuda":  # as train.py reads the time
-                    sync()
-                    if not torch.isfinite(loss):
-                        raise RuntimeError(f"the official network's loss became {loss.item()} at step {step}")
-                    if clock.elapsed() >= plan.budget_s:
-                        stop = "time"
-                if plan.planned and step >= plan.total_steps:
-                    stop = "plan"
-                for fraction, s in at.items():
-                    if fraction not in saved and (step >= s or (stop and fraction == 1.0)):
-                        keep(fraction)
-                if stop:
-                    break
-            epoch += 1
-        sync()
-        clock.pause()
-        images = step * OFFICIAL_BATCH
-        print(f"time budget {plan.minutes:g} min: step {step} of the {plan.total_steps} planned ({stop}), epoch "
-              f"{epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
+        run = start_official(args)
+        stop = train_official(run)
+        plan, clock, images = run.plan, run.clock, run.step * OFFICIAL_BATCH
+        print(f"time budget {plan.minutes:g} min: step {run.step} of the {plan.total_steps} planned ({stop}), "
+              f"epoch {run.epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
               f"{images / max(clock.elapsed(), 1e-9):.1f} images/s; timed apart: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in clock.apart_s.items()), flush=True)
         return 0

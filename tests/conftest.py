@@ -31,6 +31,20 @@ def write(path: Path, rgb: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
+def write_derain_pair(train: Path, i: int, gt: np.ndarray) -> None:
+    """Training pair ``i`` in the Rain100L layout under ``train``: ``Derain/gt/norain-i.png`` and
+    ``Derain/rainy/rain-i.png`` (the "rain": 40 grey levels brighter)."""
+    write(train / "Derain/gt" / f"norain-{i}.png", gt)
+    write(train / "Derain/rainy" / f"rain-{i}.png", np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8))
+
+
+def write_dehaze_pair(train: Path, i: int, gt: np.ndarray, ext: str = ".png") -> None:
+    """Training pair ``i`` in the OTS layout under ``train``: ``Dehaze/original/<i>`` and its hazy
+    ``Dehaze/synthetic/part1/<i>_0.8_0.08`` (a flat haze of light 230 at transmission 0.6)."""
+    write(train / "Dehaze/original" / f"{i:04d}{ext}", gt)
+    write(train / "Dehaze/synthetic/part1" / f"{i:04d}_0.8_0.08{ext}", (gt * 0.6 + 0.4 * 230).astype(np.uint8))
+
+
 @pytest.fixture(scope="session")
 def tiny_layout(tmp_path_factory) -> Path:
     """``root/Train/{Denoise,Derain,Dehaze}`` and ``root/test/{denoise,derain,dehaze}``."""
@@ -39,14 +53,9 @@ def tiny_layout(tmp_path_factory) -> Path:
     for i in range(4):
         write(root / "Train/Denoise" / f"{i:03d}.png", smooth_image(rng, 40, 48))
     for i in range(1, 4):
-        gt = smooth_image(rng, 40, 40)
-        write(root / "Train/Derain/gt" / f"norain-{i}.png", gt)
-        write(root / "Train/Derain/rainy" / f"rain-{i}.png", np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8))
+        write_derain_pair(root / "Train", i, smooth_image(rng, 40, 40))
     for i in range(1, 4):
-        gt = smooth_image(rng, 40, 40)
-        write(root / "Train/Dehaze/original" / f"{i:04d}.jpg", gt)
-        hazy = (gt * 0.6 + 0.4 * 230).astype(np.uint8)
-        write(root / "Train/Dehaze/synthetic/part1" / f"{i:04d}_0.8_0.08.jpg", hazy)
+        write_dehaze_pair(root / "Train", i, smooth_image(rng, 40, 40), ".jpg")
     for i in range(2):
         write(root / "test/denoise/CBSD68" / f"{i}.png", smooth_image(rng, 35, 50))
         gt = smooth_image(rng, 33, 47)

@@ -41,10 +41,16 @@ def sees(monkeypatch):
     return set_reading
 
 
-def test_no_instruction_restores_what_the_image_shows_in_order(tiny_ckpt, tmp_path, sees):
-    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
-    sees(denoise=0.91, derain=0.97, dehaze=0.02)
+@pytest.fixture
+def blind(tiny_ckpt, tmp_path):
+    """A restorer on a checkpoint with a degradation classifier, and a 40x48 photo for it."""
     rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+    return Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu"), rgb
+
+
+def test_no_instruction_restores_what_the_image_shows_in_order(blind, sees):
+    restorer, rgb = blind
+    sees(denoise=0.91, derain=0.97, dehaze=0.02)
     plan = restorer.plan(None, None, rgb, what="x.png")
     assert [s.task for s in plan.steps] == ["denoise", "derain"]
     assert plan.lines == ["x.png looks like noise (0.91) and rain (0.97); restoring denoise then derain"]
@@ -53,18 +59,16 @@ def test_no_instruction_restores_what_the_image_shows_in_order(tiny_ckpt, tmp_pa
     assert done.rgb.shape == rgb.shape and done.lines == ["step 1/2: denoise", "step 2/2: derain"]
 
 
-def test_a_clean_photo_is_reported_and_left_unchanged(tiny_ckpt, tmp_path, sees):
-    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
+def test_a_clean_photo_is_reported_and_left_unchanged(blind, sees):
+    restorer, rgb = blind
     sees(denoise=0.1, derain=0.2, dehaze=0.05)
-    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
     plan = restorer.plan(None, None, rgb, what="x.png")
     assert plan.steps == [] and "looks clean" in plan.lines[0] and "left unchanged" in plan.lines[0]
     assert np.array_equal(restorer.restore(rgb, plan).rgb, rgb)
 
 
-def test_an_image_that_contradicts_the_instruction_warns_and_the_instruction_wins(tiny_ckpt, tmp_path, sees):
-    restorer = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")
-    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+def test_an_image_that_contradicts_the_instruction_warns_and_the_instruction_wins(blind, sees):
+    restorer, rgb = blind
     sees(denoise=0.02, derain=0.03, dehaze=0.96)
     plan = restorer.plan("please reduce the noise", None, rgb)  # the test encoder reads denoise
     assert [s.task for s in plan.steps] == ["denoise"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NET, smooth_image, write
+from conftest import TINY_NET, smooth_image, write, write_dehaze_pair, write_derain_pair
 
 import train
 from net.degradation_classifier import (
@@ -141,10 +141,8 @@ def layout_72(tmp_path_factory) -> Path:
     for i in range(3):
         write(root / "Denoise" / f"{i}.png", smooth_image(rng, 72, 80))
         gt = smooth_image(rng, 72, 72)
-        write(root / "Derain/gt" / f"norain-{i}.png", gt)
-        write(root / "Derain/rainy" / f"rain-{i}.png", np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8))
-        write(root / "Dehaze/original" / f"{i:04d}.png", gt)
-        write(root / "Dehaze/synthetic/part1" / f"{i:04d}_0.8_0.08.png", (gt * 0.6 + 0.4 * 230).astype(np.uint8))
+        write_derain_pair(root, i, gt)
+        write_dehaze_pair(root, i, gt)
     return root
 
 

@@ -31,6 +31,12 @@ def _pair(lq_path, gt_path, seed=0, h=40, w=48):
     write_image(lq_path, img)
 
 
+def _pairs(lq_dir, gt_dir, n=2, **size):
+    """``n`` pairs ``0.png``, ``1.png``, ... in ``lq_dir`` and ``gt_dir`` (image i drawn with seed i)."""
+    for i in range(n):
+        _pair(lq_dir / f"{i}.png", gt_dir / f"{i}.png", seed=i, **size)
+
+
 def _gopro(root, sequences=("GOPR0372_07_00", "GOPR0374_11_01"), frames=2, gamma=True):
     for s, seq in enumerate(sequences):
         for f in range(frames):
@@ -79,8 +85,7 @@ def test_gopro_as_shipped_pairs_blur_with_sharp_and_ignores_blur_gamma_with_a_no
                                         ("lowlight", ("low", "high")), ("lowlight", ("input", "target"))])
 def test_flat_pairs_are_read(tmp_path, task, names):
     folder = tmp_path / ("Deblur" if task == "deblur" else "Lowlight")
-    for i in range(3):
-        _pair(folder / names[0] / f"{i}.png", folder / names[1] / f"{i}.png", seed=i)
+    _pairs(folder / names[0], folder / names[1], n=3)
     pairs = find_train_pairs(tmp_path, task)
     assert [(lq.name, gt.name) for lq, gt in pairs] == [(f"{i}.png", f"{i}.png") for i in range(3)]
     data = TrainDataset(tmp_path, [task], patch_size=32, repeats={task: 2})
@@ -96,8 +101,7 @@ def test_a_missing_training_folder_is_one_line(tmp_path):
 
 
 def test_an_unpaired_training_image_is_named(tmp_path):
-    for i in range(2):
-        _pair(tmp_path / "Lowlight" / "low" / f"{i}.png", tmp_path / "Lowlight" / "high" / f"{i}.png", seed=i)
+    _pairs(tmp_path / "Lowlight" / "low", tmp_path / "Lowlight" / "high")
     _pair(tmp_path / "Lowlight" / "low" / "778.png", tmp_path / "elsewhere.png")
     with pytest.raises(UserError, match=r"1 image\(s\) have no ground truth in .*high .*778\.png"):
         find_train_pairs(tmp_path, "lowlight")
@@ -111,11 +115,8 @@ def test_an_unpaired_training_image_is_named(tmp_path):
 
 
 def _test_root(root):
-    for i in range(2):
-        _pair(root / "deblur" / "GoPro" / "input" / f"{i}.png", root / "deblur" / "GoPro" / "target" / f"{i}.png",
-              seed=i, h=32, w=32)
-        _pair(root / "lowlight" / "LOL" / "input" / f"{i}.png", root / "lowlight" / "LOL" / "target" / f"{i}.png",
-              seed=i, h=32, w=32)
+    _pairs(root / "deblur" / "GoPro" / "input", root / "deblur" / "GoPro" / "target", h=32, w=32)
+    _pairs(root / "lowlight" / "LOL" / "input", root / "lowlight" / "LOL" / "target", h=32, w=32)
 
 
 def test_gopro_and_lol_test_sets_are_found_and_named(tmp_path):
@@ -151,9 +152,7 @@ def test_an_unpaired_test_image_is_named(tmp_path):
 
 
 def test_lols_low_and_high_folders_are_accepted_at_test_time(tmp_path):
-    for i in range(2):
-        _pair(tmp_path / "lowlight" / "LOL" / "low" / f"{i}.png", tmp_path / "lowlight" / "LOL" / "high" / f"{i}.png",
-              seed=i, h=32, w=32)
+    _pairs(tmp_path / "lowlight" / "LOL" / "low", tmp_path / "lowlight" / "LOL" / "high", h=32, w=32)
     sets, _ = find_test_sets(tmp_path, "lowlight")
     assert [(s.name, len(s), s.paths) for s in sets] == [("LOL", 2, ["0.png", "1.png"])]
 

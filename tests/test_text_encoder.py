@@ -30,12 +30,17 @@ def encoder() -> InstructionEncoder:
     return InstructionEncoder().eval()
 
 
+def restored_afterwards(head: torch.nn.Module):
+    """Yields ``head`` for a test to overwrite; puts its weights back afterwards."""
+    saved = {k: v.clone() for k, v in head.state_dict().items()}
+    yield head
+    head.load_state_dict(saved)
+
+
 @pytest.fixture
 def head_state(encoder):
     """Lets a test overwrite the head; restores it afterwards."""
-    saved = {k: v.clone() for k, v in encoder.head.state_dict().items()}
-    yield encoder.head
-    encoder.head.load_state_dict(saved)
+    yield from restored_afterwards(encoder.head)
 
 
 def set_head(head: torch.nn.Module, bias: list[float]) -> None:
@@ -43,6 +48,16 @@ def set_head(head: torch.nn.Module, bias: list[float]) -> None:
     with torch.no_grad():
         head.weight.zero_()
         head.bias.copy_(torch.tensor(bias))
+
+
+def fit(enc: InstructionEncoder, opt: torch.optim.Optimizer, texts: list[str], targets: torch.Tensor,
+        steps: int) -> None:
+    """``steps`` optimiser steps of the encoder's training loss (``text_loss``) on ``texts``."""
+    for _ in range(steps):
+        loss = text_loss(enc, texts, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def write_three_task_softmax_folder(encoder: InstructionEncoder, out: Path, bias: list[float]) -> Path:
@@ -76,9 +91,7 @@ def legacy(encoder, tmp_path_factory) -> InstructionEncoder:
 
 @pytest.fixture
 def legacy_head(legacy):
-    saved = {k: v.clone() for k, v in legacy.head.state_dict().items()}
-    yield legacy.head
-    legacy.head.load_state_dict(saved)
+    yield from restored_afterwards(legacy.head)
 
 
 def test_default_path_is_the_packaged_model_without_sentence_transformers():
@@ -207,8 +220,7 @@ def test_three_task_softmax_folder_written_before_task_sets_loads_and_reads_one_
     h = hashlib.sha256(f"{legacy.pooling}|{legacy.max_length}|{legacy.labels}".encode())
     for name, tensor in sorted(legacy.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode() + t.reshape(-1).view(torch.uint8).numpy().tobytes())
     assert legacy.fingerprint() == h.hexdigest()
 
 
@@ -261,11 +273,7 @@ def test_a_few_steps_lower_the_loss_on_their_batch(encoder):
     enc.eval()  # no dropout: the loss is a deterministic function of the weights
     with torch.no_grad():
         before = text_loss(enc, texts, targets).item()
-    for _ in range(3):
-        loss = text_loss(enc, texts, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(enc, opt, texts, targets, steps=3)
     with torch.no_grad():
         after = text_loss(enc, texts, targets).item()
     assert after < before
@@ -290,11 +298,7 @@ def test_training_on_a_compound_sentence_raises_both_tasks(encoder):
     texts, sets = ["remove the rain and the noise", "make me a sandwich"], [("denoise", "derain"), ()]
     targets = torch.stack([task_targets(s) for s in sets])
     opt = torch.optim.Adam(enc.head.parameters(), lr=0.05)
-    for _ in range(40):
-        loss = text_loss(enc, texts, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(enc, opt, texts, targets, steps=40)
     probs = enc.classify(texts)
     assert probs[0, :2].min() > 0.7 and probs[0, 2:].max() < 0.3 and probs[1].max() < 0.3
     assert enc.task_sets(texts) == [("denoise", "derain"), ()]

@@ -14,15 +14,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from utils.data.degradations import (
-    OTS_A_RANGE,
-    OTS_BETA_RANGE,
     add_gaussian_noise,
     depth_proxy,
     synth_haze,
     synth_rain,
 )
-from utils.data.image_io import DEFAULT_MAX_PIXELS, image_size, read_image
-from utils.data.image_io import to_tensor
+from utils.data.image_io import DEFAULT_MAX_PIXELS, image_size, read_image, to_tensor
 from utils.data.layouts import (
     PAPER_REPEATS,
     Pair,
@@ -32,7 +29,7 @@ from utils.data.layouts import (
     size_mismatch,
 )
 from utils.errors import UserError
-from utils.tasks import SYNTHETIC_TASKS, DEGRADATIONS, sigma_of, task_of
+from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, sigma_of, task_of
 
 # --- training dataset -------------------------------------------------------------------------------
 

@@ -46,6 +46,17 @@ def _lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
+def _read_lines(p: Path, encoding: str, missing: str) -> list[str]:
+    """:func:`_lines` of the text file ``p``; a UserError ``p: no such file; <missing>`` when it is
+    absent, or one saying it cannot be read as UTF-8 text."""
+    try:
+        return _lines(p.read_text(encoding=encoding))
+    except FileNotFoundError:
+        raise UserError(f"{p}: no such file; {missing}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: cannot read it as UTF-8 text ({exc.__class__.__name__})") from None
+
+
 def task_set(label: str) -> tuple[str, ...]:
     """``"denoise+derain"`` -> ``("denoise", "derain")``; ValueError (one line) for an unknown name,
     a repeated name or names out of TASKS order."""
@@ -73,12 +84,7 @@ def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     unknown task, a badly written task set or an instruction that repeats an earlier line.
     """
     p = Path(path)
-    try:
-        lines = _lines(p.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise UserError(f"{p}: no such file; give a TSV with header 'instruction<TAB>task'") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot read it as UTF-8 text ({exc.__class__.__name__})") from None
+    lines = _read_lines(p, "utf-8-sig", "give a TSV with header 'instruction<TAB>task'")
     if not lines or tuple(f.strip() for f in lines[0].split("\t")) != HEADER:
         raise UserError(f"{p}:1: the first line must be the header 'instruction<TAB>task'")
     rows: list[tuple[str, str]] = []
@@ -143,13 +149,7 @@ def load_labelled(split: str = "train", root: str | Path = BANK_ROOT) -> list[tu
 
 def read_unrelated(path: str | Path) -> list[str]:
     """Off-topic requests of a plain-text file (one a line; blanks and #-comments skipped)."""
-    p = Path(path)
-    try:
-        lines = _lines(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{p}: no such file; put one off-topic sentence per line there") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: cannot read it as UTF-8 text ({exc.__class__.__name__})") from None
+    lines = _read_lines(Path(path), "utf-8", "put one off-topic sentence per line there")
     return [" ".join(l.split()) for l in lines if l.strip() and not l.lstrip().startswith("#")]
 
 
