@@ -50,7 +50,7 @@ TRAIN_BAD = [
 
 TEST_BAD = [
     ["--name", ""], ["--name", "a/b"], ["--name", ".."], ["--name", "\udcff"],
-    ["--output_dir", README], ["--mode", "deblur"], ["--num_workers", "-1"], ["--instruction", "   "],
+    ["--output_dir", README], ["--mode", "desnow"], ["--num_workers", "-1"], ["--instruction", "   "],
     ["--device", "tpu"], ["--precision", "fp8"], ["--impl", "magic"], ["--preset", "huge"],
     ["--max_pixels", "0"], ["--max_pixels", "inf"],
 ]

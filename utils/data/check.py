@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from utils.data.layouts import FLAT_PAIR_DIRS, GOPRO_IGNORED, TASK_DIRS, find_dir, list_images, subdirs
 from utils.data.image_io import image_size, read_image
+from utils.data.layouts import FLAT_PAIR_DIRS, GOPRO_IGNORED, TASK_DIRS, find_dir, list_images, subdirs
 from utils.eval.metrics import crop_to_multiple
 from utils.tasks import PAPER_TASKS, TASKS, task_of
 
@@ -388,7 +388,7 @@ def check_test_data(root: Path | str, mode: str = "all") -> list[SetCheck]:
     checks the paper's three tasks, and deblur / lowlight when their folders are there."""
     root = Path(root)
     checks: list[SetCheck] = []
-    for task in PAPER_TASKS if mode == "all" else (mode,):
+    for task in TASKS if mode == "all" else (mode,):
         task_dir = find_dir(root, task) or root / task
         if mode == "all" and task not in PAPER_TASKS and not task_dir.is_dir():
             continue

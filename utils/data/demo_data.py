@@ -45,11 +45,11 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from utils.data.layouts import DEMO_MANIFEST
 from utils.data.degradations import (
     OTS_A,
     OTS_BETA,
     add_gaussian_noise,
+    benchmark_noise_seed,
     depth_from_disparity,
     depth_proxy,
     input_quality,
@@ -58,8 +58,8 @@ from utils.data.degradations import (
     synth_low_light,
     synth_motion_blur,
     synth_rain,
-    benchmark_noise_seed,
 )
+from utils.data.layouts import DEMO_MANIFEST
 from utils.errors import UserError
 
 MANIFEST = DEMO_MANIFEST
