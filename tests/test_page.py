@@ -39,7 +39,7 @@ def test_a_photo_comes_back_full_size_in_its_format_and_changed(page, tmp_path):
     assert out.shape == (24, 40, 3)
     assert np.abs(out.astype(int) - np.asarray(Image.open(src)).astype(int)).mean() > 1
     assert result.before.shape == result.after.shape == (24, 40, 3) and result.after.dtype == np.uint8
-    assert any("understood as" in line and "confidence" in line for line in reply.report)
+    assert any(line.startswith("instruction: \"") and " -> " in line for line in reply.report)
     assert reply.report[-1].startswith("time taken:")
 
 

@@ -218,7 +218,7 @@ def test_bad_repeat_is_one_line(tiny_layout, text_ckpt, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
         "error: argument --repeat: 'derain=abc': expected TASK=N with N from 1 to 1000 and TASK in denoise_15, "
-        "denoise_25, denoise_50, derain, dehaze (see `train.py --help`)"]
+        "denoise_25, denoise_50, derain, dehaze, deblur, lowlight (see `train.py --help`)"]
 
 
 def truncated_png(path: Path) -> None:

@@ -130,7 +130,7 @@ class Restorer:
                 raise UserError(f"task {task!r}: {self.ckpt_path} was trained for {', '.join(self.tasks)}")
             step = self._step(task)
             it = self.encoder.interpret(step.instruction)
-            return Plan([step], lines=[understood_line(it, step.instruction, f"instruction (forced with --task {task}): ")],
+            return Plan([step], lines=[understood_line(it, step.instruction, f"instruction (forced task {task}): ")],
                         warnings=reading_warnings(it, task))
         it = understand(self.encoder, instruction, self.tasks, source=str(self.ckpt_path))
         order = restore_order(it.tasks)
