@@ -376,8 +376,8 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, st
 
 
 def validation_sets(args: Namespace) -> list:
-    """The test-layout sets of --val_root; with ``--preset dev`` it may also be one folder of clean
-    images (e.g. Kodak24), validated as a denoising set."""
+    """The test-layout sets of --val_root for the tasks this run trains; with ``--preset dev`` it may
+    also be one folder of clean images (e.g. Kodak24), validated as a denoising set."""
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.eval.benchmarks import find_test_sets
 
@@ -387,6 +387,8 @@ def validation_sets(args: Namespace) -> list:
     clean_folder = args.preset == "dev" and not any((root / task).is_dir() for task in TASKS)
     sets, _ = find_test_sets(None if clean_folder else root, "all", report_missing=False,
                              denoise_dirs=[root] if clean_folder else (), max_pixels=args.max_pixels)
+    trained = {task_of(d) for d in args.de_type}
+    sets = [s for s in sets if s.task in trained]  # composite sets and untrained tasks are test.py's to score
     if not sets:
         raise UserError(f"--val_root {args.val_root}: no test set found there; expected {EXPECTED_TEST_LAYOUT}, "
                         "or pass --val_every 0 to train without validation")

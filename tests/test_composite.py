@@ -119,3 +119,16 @@ def test_a_bad_order_is_one_line(bad, capsys):
     assert test_script.main(["--order", bad]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) <= 2 and "--order" in err[-1]
+
+
+def test_training_validates_only_the_tasks_it_trains(tmp_path, tiny_layout):
+    """A --val_root holding composite sets (as the demo set does) validates its single-task sets only."""
+    import shutil
+    from argparse import Namespace
+
+    import train
+
+    root = composite_root(tmp_path)
+    shutil.copytree(tiny_layout / "test" / "derain", root / "derain")
+    args = Namespace(val_every=1, val_root=str(root), preset=None, de_type=["derain"], max_pixels=10**8)
+    assert {s.task for s in train.validation_sets(args)} == {"derain"}
