@@ -21,7 +21,9 @@ def test_the_gpu_demo_trains_the_paper_network_for_ten_minutes_on_the_demo_data(
 
 
 def test_denoise_root_replaces_the_denoising_folder(tmp_path):
-    args = train_options(["--preset", "demo_gpu", "--denoise_root", str(tmp_path)])
+    val = tmp_path / "val"
+    val.mkdir()  # the preset's data/demo/test need not exist here: a clean clone has not built it
+    args = train_options(["--preset", "demo_gpu", "--denoise_root", str(tmp_path), "--val_root", str(val)])
     check_train_paths(args)
     assert train.data_paths(args) == ("data/demo/Train", {"denoise": str(tmp_path)})
 

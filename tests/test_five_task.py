@@ -256,7 +256,7 @@ def test_the_five_task_demo_set_is_deterministic_and_read_by_the_data_code(five_
     assert len(find_train_pairs(five_set / "Train", "deblur")) == len(find_train_pairs(five_set / "Train", "lowlight"))
     sets, notes = find_test_sets(five_set / "test")
     assert notes == [] and {s.task for s in sets} == {"denoise", "derain", "dehaze", "deblur", "lowlight", "composite"}
-    assert {s.name for s in sets} == {"demo"}
+    assert {s.name for s in sets} == {"demo", "composite denoise+derain"}
 
 
 def test_the_five_task_option_leaves_the_three_task_files_as_they_are(five_set, tmp_path):
