@@ -72,7 +72,7 @@ FIVE_TASK_DEMO_SIGMA = 25  # the denoising column of the five-task table, on any
 class Protocol:
     """How a set was scored, apart from the set itself: the part of a row's key a run shares."""
 
-    route: str  # "instruction", or "unconditioned" for a net without text conditioning
+    route: str  # "instruction"; "blind" (each image read by the classifier); "unconditioned" (no text conditioning)
     instruction: str | None  # None: each task's default instruction (or none, for "unconditioned")
     precision: str  # what the network computed in: "bf16" or "fp32"
     y_channel: bool
@@ -80,6 +80,7 @@ class Protocol:
 
     def describe(self) -> str:
         told = ("no instruction" if self.route == "unconditioned" else
+                "the tasks each image was read as, each with its default instruction" if self.route == "blind" else
                 "each task's default instruction" if self.instruction is None else f"instruction {self.instruction!r}")
         return (f"{self.route} route ({told}), {self.precision}, {'Y channel' if self.y_channel else 'RGB'}, "
                 f"{'centre crop to a multiple of 16' if self.crop16 else 'no crop'}")
