@@ -86,12 +86,11 @@ def blind_classifier(ckpt_path: str, ckpt: dict, unconditioned: bool) -> torch.n
 
 def blind_reader(classifier: torch.nn.Module, ckpt: dict):
     """An image (H, W, 3 floats) -> the tasks the classifier sees in it that the checkpoint restores."""
-    from net.degradation_classifier import present
-    from utils.runtime.engine import read_degradations
+    from utils.runtime.engine import read_degradations, seen_tasks
     from utils.text.encoder_link import checkpoint_tasks
 
-    known = set(checkpoint_tasks(ckpt))
-    return lambda rgb: tuple(t for t in present(read_degradations(classifier, rgb)) if t in known)
+    known = checkpoint_tasks(ckpt)
+    return lambda rgb: seen_tasks(read_degradations(classifier, rgb), known)
 
 
 def blind_report(sets: list[dict], blind: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class Restorer:
                  compile_blocks: bool = False, compile_cache: str | Path | None = None,
                  text_ckpt: str | Path | None = None, tile: int | None = None, tile_overlap: int = 32,
                  max_memory_gib: float | None = None, step_text: str = STEP_TEXT) -> None:
-        from utils.checkpoint import load_for_inference
+        from utils.checkpoint import load_classifier, load_for_inference
 
         self.ckpt_path = Path(ckpt)
         self.precision = precision
@@ -76,8 +76,6 @@ class Restorer:
 
             self.encoder = encoder_for_checkpoint(ckpt, self.ckpt, self.model.config.text_dim, text_ckpt)
         self._embeddings: dict[str, torch.Tensor] = {}
-        from utils.checkpoint import load_classifier
-
         self.classifier = load_classifier(self.ckpt, self.ckpt_path) if self.conditioned else None
         self.step_text = step_text
 
@@ -151,8 +149,7 @@ class Restorer:
             return {}
 
     def _blind_plan(self, rgb: np.ndarray | None, what: str) -> Plan:
-        from net.degradation_classifier import present
-        from utils.tasks import TASK_WORDS, restore_order
+        from utils.tasks import restore_order
 
         if not self.reads_images:
             raise UserError(f"{self.ckpt_path}: this checkpoint cannot read images (it has no degradation "
@@ -162,12 +159,12 @@ class Restorer:
         if rgb is None:
             raise ValueError("the blind route needs the image")
         probs = self.read_image(rgb, what)
-        shown = tuple(t for t in present(probs) if t in self.tasks)
+        shown = seen_tasks(probs, self.tasks)
         if not shown:
             return Plan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged; name a task with "
                                    "--task or --instruction to restore it anyway"])
         return Plan([self._step(t) for t in restore_order(shown)],
-                    lines=[f"{what} looks like " + " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in shown)
+                    lines=[f"{what} looks like {named(shown, probs)}"
                            + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")])
 
     def restore(self, rgb: np.ndarray, plan: Plan, progress: bool = False,
@@ -191,11 +188,25 @@ def read_degradations(classifier: torch.nn.Module, rgb: np.ndarray, what: str = 
     return predict_degradations(classifier, image, what=what)
 
 
+def seen_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
+    """The degradations the classifier found (above its threshold) that the checkpoint can restore."""
+    from net.degradation_classifier import present
+
+    return tuple(t for t in present(probs) if t in set(known))
+
+
 def looks(probs: dict[str, float]) -> str:
     """"rain 0.97, noise 0.03, ...": the classifier's reading in words."""
     from utils.tasks import TASK_WORDS
 
     return ", ".join(f"{TASK_WORDS[t]} {p:.2f}" for t, p in probs.items())
+
+
+def named(tasks: Sequence[str], probs: dict[str, float]) -> str:
+    """"rain (0.97) and haze (0.55)": some tasks' degradations in words, with their probabilities."""
+    from utils.tasks import TASK_WORDS
+
+    return " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in tasks)
 
 
 def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
@@ -207,11 +218,8 @@ def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
     unseen = [t for t in asked if t in probs and probs[t] <= UNSEEN]
     if not seen or not unseen:
         return []
-    def named(tasks: list[str]) -> str:
-        return " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in tasks)
-
     return [f"the instruction asks to remove {' and '.join(TASK_WORDS[t] for t in unseen)}, but the image shows "
-            f"little of it: {named(unseen)}, and looks like {named(seen)}; following the instruction "
+            f"little of it: {named(unseen, probs)}, and looks like {named(seen, probs)}; following the instruction "
             "(--task auto follows the image)"]
 
 
