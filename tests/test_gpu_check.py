@@ -82,3 +82,19 @@ def test_the_profile_table_ranks_kernels_by_time_with_bytes_where_inductor_estim
     table = kernel_table(rows, "kernel").splitlines()
     assert table[2].startswith("| 1 | `void cudnn::conv<...>` | 68.2% | 0.030 | 1 |  |  |")
     assert table[3] == "| 2 | `triton_poi_fused_add_0` | 22.7% | 0.010 | 2 | 2.5 | 500 |"
+
+
+def test_a_section_records_its_status_and_a_crash_does_not_stop_the_check(tmp_path):
+    ok = gpu_check.run_section(gpu_check.Section(tmp_path, "a", limit=100), lambda sec: None, alarm=True)
+    assert ok.data["status"] == "ok"
+
+    def crashes(sec):
+        sec.item("fine", lambda: {"x": 1})
+        raise ValueError("bad shape")
+    crashed = gpu_check.run_section(gpu_check.Section(tmp_path, "b", limit=100), crashes, alarm=False)
+    assert crashed.data["status"] == "failed: ValueError: bad shape"
+    assert json.loads((tmp_path / "b_training.json").read_text())["status"] == crashed.data["status"]
+    failed_item = gpu_check.run_section(gpu_check.Section(tmp_path, "c", limit=100),
+                                        lambda sec: sec.item("x", lambda: 1 / 0), alarm=True)
+    assert failed_item.data["status"] == "failed"
+    assert {"cpu", "torch", "compile_cache"} <= set(gpu_check.machine("cpu"))

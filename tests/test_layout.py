@@ -76,3 +76,12 @@ def test_the_floor_check_sees_an_import_inside_a_function(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    import train\n    from options import train_options\n")
     assert project_imports(sample) == ["train", "options"]
+
+
+def test_ruff_reads_every_package_including_utils_data():
+    """The linter's exclusions name the top-level data folders only, never a package called data."""
+    import subprocess
+
+    shown = subprocess.run([sys.executable, "-m", "ruff", "check", "--show-files", "."], cwd=ROOT,
+                           capture_output=True, text=True).stdout
+    assert "utils/data/layouts.py" in shown and "utils/text/bank.py" in shown
