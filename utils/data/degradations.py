@@ -227,7 +227,7 @@ def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:
 # rasterised and normalised to sum 1. Its extent is calibrated so the demo's blurred-input PSNR is near
 # GoPro test's 25.6 dB (25.63 / 0.858 in the compiled table of hukv1990/MarkDown 论文/Deblurred.md; measured
 # values in test/README.md, "Calibration").
-BLUR_EXTENT = (11.0, 31.0)  # length of the shake path in pixels, drawn uniformly
+BLUR_EXTENT = (10.0, 28.0)  # length of the shake path in pixels, drawn uniformly
 BLUR_KERNEL = 37  # kernel side (odd), larger than any path
 
 
