@@ -738,16 +738,11 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
 def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
     """Train the degradation classifier on the run's training data (``utils/train/classifier.py``)
     and store it in the checkpoint ``path``, rewritten atomically with everything else unchanged."""
-    from utils.data.classifier_samples import PHYSICAL_ORDER, find_sources
+    from utils.data.classifier_samples import find_sources
     from utils.train.classifier import ClassifierRecipe, classifier_record, train_classifier
 
     tasks = {task_of(d) for d in args.de_type}
-    labels = tuple(t for t in TASKS if t in tasks and t in PHYSICAL_ORDER)
-    if set(labels) != tasks:
-        print(f"note: the degradation classifier reads {', '.join(labels)} only; "
-              f"{', '.join(sorted(tasks - set(labels)))} it cannot synthesise yet, so it never predicts them")
-    if not labels:
-        return
+    labels = tuple(t for t in TASKS if t in tasks)  # one label per trained task, in TASKS order
     recipe = ClassifierRecipe(labels=labels, steps=args.classifier_steps, seed=args.seed)
     root, task_dirs = data_paths(args)
     clean, degraded = find_sources(root, args.de_type, recipe.size, args.seed, recipe.max_clean, recipe.max_degraded,

@@ -2,8 +2,8 @@
 what to restore when no instruction does).
 
 One sigmoid per label, so a rainy, noisy photo is both, and a clean one is none (every probability
-below 0.5). Labels are task names (``denoise``, ``derain``, ``dehaze``): a prediction names the task
-that removes what it found, and a new task is one more label. The net reads native-resolution crops:
+below 0.5). Labels are task names (``utils.tasks.TASKS``: ``denoise``, ``derain``, ``dehaze``, ``deblur``,
+``lowlight``): a prediction names the task that removes what it found, and a new task is one more label. The net reads native-resolution crops:
 noise and rain streaks are one or two pixels wide and vanish when an image is shrunk. A large image
 is classified from a bounded number of crops (:func:`predict_degradations`), so the cost does not
 grow with its size.
@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError
+from utils.tasks import PAPER_TASKS
 
-DEFAULT_LABELS = ("denoise", "derain", "dehaze")
+DEFAULT_LABELS = PAPER_TASKS  # the paper's three tasks; a checkpoint's classifier has its training tasks
 DENSE_CAPABLE = ("derain",)  # labels whose per-pixel map the sample generator can give (dense targets)
 STAT_FRACTIONS = (0.05, 0.25, 0.5, 0.9)  # quantiles taken of the sorted block values
 NUM_STATS = 7 * len(STAT_FRACTIONS) + 3

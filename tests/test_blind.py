@@ -131,3 +131,25 @@ def test_the_classifier_reading_is_bounded_for_a_large_image(tiny_ckpt, tmp_path
     assert set(probs) == {"denoise", "derain", "dehaze"} and all(0 <= p <= 1 for p in probs.values())
     with pytest.raises(UserError, match="too small to classify"):
         restorer.read_image(np.zeros((20, 300, 3), np.float32), "tiny.png")
+
+
+def test_a_five_task_checkpoint_reads_blur_and_darkness_and_restores_them(tiny_ckpt, tmp_path, sees):
+    from utils.tasks import DEGRADATION_CHOICES, TASKS
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt["options"] = {**(ckpt.get("options") or {}), "de_type": list(DEGRADATION_CHOICES)}
+    net = DegradationClassifier(TASKS)
+    ckpt["classifier"] = {"labels": list(net.labels), "config": {}, "state": net.state_dict()}
+    save_checkpoint(tmp_path / "five.pt", ckpt)
+    restorer = Restorer(tmp_path / "five.pt", "cpu")
+    rgb = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
+    sees(denoise=0.1, derain=0.05, dehaze=0.02, deblur=0.93, lowlight=0.81)
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    order = restore_order(("deblur", "lowlight"))
+    assert [s.task for s in plan.steps] == list(order)
+    assert plan.lines[0].startswith("x.png looks like blur (0.93) and darkness (0.81)")
+    sees(denoise=0.1, derain=0.05, dehaze=0.02, deblur=0.03, lowlight=0.97)
+    assert [s.task for s in restorer.plan(None, "auto", rgb).steps] == ["lowlight"]
+    three = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")  # a three-task checkpoint never plans them
+    sees(denoise=0.1, derain=0.05, dehaze=0.02, deblur=0.93, lowlight=0.81)
+    assert three.plan(None, None, rgb).steps == []

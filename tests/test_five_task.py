@@ -270,3 +270,72 @@ def test_the_five_task_option_leaves_the_three_task_files_as_they_are(five_set, 
     assert not built  # up to date: the three-task manifest is read as before
     built, _ = demo.make_demo(three, seed=0, small=True, five_task=True)
     assert built and (three / "Train" / "Lowlight").is_dir()
+
+
+# --- the degradation classifier over five tasks -------------------------------------------------------
+
+def test_every_task_has_a_place_in_the_physical_order_and_a_synthesiser():
+    from utils.data.classifier_samples import DegradationRanges, clean_source, degrade
+    from utils.tasks import PHYSICAL_ORDER, TASKS
+
+    assert sorted(PHYSICAL_ORDER) == sorted(TASKS)
+    src = clean_source(smooth_image(np.random.default_rng(0), 64, 64))
+    for task in TASKS:
+        out, _ = degrade(src.image, src.depth, (task,), np.random.default_rng(1), DegradationRanges())
+        assert out.shape == src.image.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, src.image), task
+
+
+def test_blur_and_darkness_samples_are_blurred_and_dark_with_what_was_drawn():
+    from utils.data.classifier_samples import DegradationRanges, clean_source, degrade
+    from utils.data.degradations import BLUR_EXTENT
+
+    rng = np.random.default_rng(2)
+    img = np.clip(smooth_image(rng, 96, 96).astype(np.int16) + rng.integers(-40, 41, (96, 96, 3)), 0, 255)
+    src = clean_source(img.astype(np.uint8))
+    blurred, params = degrade(src.image, src.depth, ("deblur",), np.random.default_rng(3), DegradationRanges())
+    detail = [np.abs(np.diff(a.astype(np.float32), axis=1)).mean() for a in (src.image, blurred)]
+    assert detail[1] < 0.5 * detail[0] and BLUR_EXTENT[0] <= params["blur_extent"] <= BLUR_EXTENT[1]
+    dark, params = degrade(src.image, src.depth, ("lowlight",), np.random.default_rng(3), DegradationRanges())
+    assert dark.mean() < 0.25 * src.image.mean() and 0.004 <= params["exposure"] <= 0.015
+
+
+def test_five_labels_give_every_set_of_up_to_three_and_a_batch_of_the_same_cost():
+    from utils.data.classifier_samples import DegradationRanges, addable, all_label_sets, clean_source, training_batch
+    from utils.tasks import PAPER_TASKS, TASKS
+    from utils.train.classifier import ClassifierRecipe
+
+    sets = all_label_sets(TASKS)
+    assert len(sets) == 26 and sets[0] == () and max(map(len, sets)) == 3 and len(set(sets)) == 26
+    assert len(all_label_sets(PAPER_TASKS)) == 8  # the three-task classifier's sets, as before
+    assert addable(("deblur",), TASKS) == ("denoise", "lowlight")  # no rain or haze in front of a blurred shot
+    assert ClassifierRecipe(labels=PAPER_TASKS).clean_crops() == 8 and ClassifierRecipe(labels=TASKS).clean_crops() == 2
+    rng = np.random.default_rng(0)
+    srcs = [clean_source(smooth_image(rng, 48, 56)) for _ in range(2)]
+    x, y, _ = training_batch(srcs, [], TASKS, rng, 2, 0, 32, DegradationRanges(), None)
+    assert x.shape == (52, 32, 32, 3) and y.shape == (52, 5)
+    assert sorted(map(tuple, y.tolist())) == sorted(tuple(float(t in s) for t in TASKS) for s in sets for _ in range(2))
+
+
+def test_a_five_task_run_stores_a_classifier_of_the_five_tasks_fed_by_the_real_blur_and_dark_pairs(
+        five_set, tmp_path, text_ckpt):
+    import train
+    from tests.conftest import TINY_NET
+    from utils.checkpoint import load_checkpoint, load_classifier
+
+    args = ["--data_root", str(five_set / "Train"), "--text_ckpt", str(text_ckpt), "--ckpt_dir", str(tmp_path / "c"),
+            "--log_dir", str(tmp_path / "l"), "--patch_size", "32", "--batch_size", "2", "--num_workers", "0",
+            "--device", "cpu", "--no_progress", "--val_every", "0", *TINY_NET, "--epochs", "1", "--de_type",
+            *DEGRADATION_CHOICES, "--repeat", *(f"{d}=1" for d in DEGRADATION_CHOICES), "--max_steps", "1",
+            "--name", "five"]
+    assert train.main(args) == 0
+    path = tmp_path / "c/five/last.pt"
+    assert train.main(["--stage", "classifier", "--resume", str(path), "--classifier_steps", "2",
+                       *args[:-4]]) == 0
+    record = load_checkpoint(path)["classifier"]
+    assert load_classifier(load_checkpoint(path), path).labels == ("denoise", "derain", "dehaze", "deblur", "lowlight")
+    assert record["recipe"]["crops"] == 2 and record["info"]["degraded_images"] > 0
+    from utils.data.classifier_samples import find_sources
+
+    _, degraded = find_sources(five_set / "Train", DEGRADATION_CHOICES, 64)
+    assert {s.present for s in degraded} == {("derain",), ("dehaze",), ("deblur",), ("lowlight",)}

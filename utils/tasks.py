@@ -20,6 +20,10 @@ DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 # orders scored on the demo's composite sets (README, "Compound requests"; they differ by at most
 # 0.06 dB there, so the order matters little; all six beat every single pass).
 RESTORE_ORDER = ("derain", "denoise", "dehaze")
+# The order in which degradations happen when several are present, as the degradation classifier's
+# samples are made: the scene's haze, rain in front of it, the camera's shake during the exposure, the
+# short exposure's darkness (with its own sensor noise), then the camera's noise.
+PHYSICAL_ORDER = ("dehaze", "derain", "deblur", "lowlight", "denoise")
 TASK_SEPARATOR = "+"  # a set of tasks as one name: "denoise+derain", in TASKS order
 # An input with several degradations at once (test/composite/<task+task>/), restored task by task
 COMPOSITE = "composite"

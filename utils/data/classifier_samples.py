@@ -2,12 +2,14 @@
 training set's images with any subset of the degradations applied on the fly.
 
 A sample is a native-resolution crop of a clean training image with a subset of the degradations
-applied in their physical order (the scene's haze, then rain in front of it, then the camera's
+(at most ``MAX_COMBINED``) applied in their physical order (``utils.tasks.PHYSICAL_ORDER``: the
+scene's haze, rain in front of it, the camera's shake, a short exposure's darkness, the camera's
 noise), labelled with that subset as a multi-hot vector; the empty subset is "clean". The
-degradations are the project's own (``utils.data.degradations``), as the restoration net's training
-set draws them (``utils.data.train_set``). The real degraded inputs of the training set (rainy and
-hazy pairs) are samples too, labelled by their task, with the later degradations added on top (a
-real hazy image may also get rain and noise, a rainy one noise).
+degradations are the project's own (``utils.data.degradations``): noise, rain and haze as the
+restoration net's training set draws them (``utils.data.train_set``), blur and darkness as the demo
+set makes them. The real degraded inputs of the training set (rainy, hazy, blurred and dark pairs)
+are samples too, labelled by their task, with the later degradations added on top (a real hazy
+image may also get rain and noise, a blurred one darkness).
 
 A training batch holds every label variant of the SAME clean crop, so the classifier must learn the
 degradation and cannot learn the content.
@@ -24,23 +26,28 @@ import cv2
 import numpy as np
 
 from utils.data.degradations import (
+    BLUR_EXTENT,
     HAZE_DEPTH_OFFSET,
     HAZE_DEPTH_SCALE,
+    LOWLIGHT_EXPOSURE,
     OTS_A_RANGE,
     OTS_BETA_RANGE,
     add_gaussian_noise,
     depth_proxy,
     synth_haze,
+    synth_low_light,
+    synth_motion_blur,
     synth_rain,
 )
 from utils.data.image_io import DEFAULT_MAX_PIXELS, image_size, read_image
 from utils.data.layouts import find_train_pairs
 from utils.errors import UserError
-from utils.tasks import task_of
+from utils.tasks import PHYSICAL_ORDER, task_of
 
-# The order in which degradations happen when several are present. A new task needs a place here
-# and a synthesiser in degrade().
-PHYSICAL_ORDER = ("dehaze", "derain", "denoise")
+# A new task needs a place in utils.tasks.PHYSICAL_ORDER and a synthesiser in degrade().
+# Label sets hold at most this many degradations: all 8 sets of noise / rain / haze, 26 of the 32 of the
+# five tasks (a photo that is dark, blurred, rainy, hazy and noisy at once teaches nothing new).
+MAX_COMBINED = 3
 MAP_LABELS = ("derain",)  # degradations whose per-pixel map a sample can carry (the dense head's target)
 
 
@@ -52,6 +59,8 @@ class DegradationRanges:
     haze_a: tuple[float, float] = OTS_A_RANGE  # atmospheric light, RESIDE OTS
     haze_beta: tuple[float, float] = OTS_BETA_RANGE  # scattering coefficient, RESIDE OTS
     sigmas: tuple[float, ...] | None = None  # fixed noise levels to choose from instead of the range
+    blur_extent: tuple[float, float] = BLUR_EXTENT  # camera-shake path length in pixels (GoPro-calibrated)
+    exposure: tuple[float, float] = LOWLIGHT_EXPOSURE  # fraction of the normal exposure (LOL-calibrated)
 
 
 TEST_RANGES = DegradationRanges(sigmas=(15.0, 25.0, 50.0))
@@ -150,9 +159,9 @@ def find_sources(
     return clean, degraded
 
 
-def all_label_sets(labels: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every subset of ``labels`` (2^L of them), the empty set ("clean") first."""
-    return [tuple(c) for r in range(len(labels) + 1) for c in itertools.combinations(labels, r)]
+def all_label_sets(labels: Sequence[str], max_size: int = MAX_COMBINED) -> list[tuple[str, ...]]:
+    """Every subset of ``labels`` with at most ``max_size`` of them, the empty set ("clean") first."""
+    return [tuple(c) for r in range(min(len(labels), max(max_size, 0)) + 1) for c in itertools.combinations(labels, r)]
 
 
 def set_name(label_set: Sequence[str]) -> str:
@@ -175,7 +184,7 @@ def degrade(
     ranges: DegradationRanges,
 ) -> tuple[np.ndarray, dict]:
     """Apply the degradations in ``add`` to a uint8 crop in physical order; returns (uint8, params).
-    ``params`` holds what was drawn (``A``, ``beta``, ``sigma``), the mean airlight added
+    ``params`` holds what was drawn (``A``, ``beta``, ``sigma``, ``blur_extent``, ``exposure``), the mean airlight added
     (``veil``), the mean change in grey levels of rain (``rain_residual``) and the rain layer's
     contribution ``rain_map`` (H x W float32 in [0, 1], the dense head's target)."""
     unknown = set(add) - set(PHYSICAL_ORDER)
@@ -196,6 +205,14 @@ def degrade(
             img = synth_rain(img, rng)
             params["rain_map"] = (img.astype(np.float32) - before).mean(axis=2) / 255.0  # >= 0: screen blend
             params["rain_residual"] = float(255.0 * params["rain_map"].mean())
+        elif task == "deblur":
+            extent = float(rng.uniform(*ranges.blur_extent))
+            img = synth_motion_blur(img, rng, extent=extent)
+            params["blur_extent"] = extent
+        elif task == "lowlight":
+            exposure = float(np.exp(rng.uniform(*np.log(ranges.exposure))))
+            img = synth_low_light(img, rng, exposure=exposure)
+            params["exposure"] = exposure
         elif task == "denoise":
             sigma = float(rng.choice(ranges.sigmas)) if ranges.sigmas else float(rng.uniform(*ranges.sigma))
             img = add_gaussian_noise(img, sigma, rng)
@@ -332,7 +349,7 @@ def training_batch(
     for _ in range(degraded_crops if degraded else 0):
         src = degraded[int(rng.integers(len(degraded)))]
         base, rain = degraded_crop(src, size, rng, aug)
-        for add in all_label_sets(addable(src.present, labels)):
+        for add in all_label_sets(addable(src.present, labels), MAX_COMBINED - len(src.present)):
             img, params = degrade(base, None, add, rng, ranges)
             added = params.get("rain_map")
             emit(img, tuple(src.present) + add, rain if added is None else added)

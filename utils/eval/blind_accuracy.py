@@ -5,11 +5,12 @@ generated test crops (and, with ``--whole``, on whole degraded photos).
 
 The photos are CLEAN images the classifier was not trained on (e.g. Kodak24, McMaster, the demo
 set's test targets); exact duplicates are dropped. Every label set (clean, each task alone and every
-composite) gets the same number of crops of ``--size`` pixels at native resolution, degraded in the
-physical order (haze, rain, noise) by the project's synthesisers, with the noise levels of the
-paper (sigma 15, 25, 50, balanced) and OTS's haze ranges, from generators seeded apart from
-training. Printed: the count, the exact-set accuracy overall and per set, the per-label accuracy
-with its false positives and negatives, and the set confusion matrix.
+composite of up to three) gets the same number of crops of ``--size`` pixels at native resolution,
+degraded in the physical order (``utils.tasks.PHYSICAL_ORDER``) by the project's synthesisers, with
+the noise levels of the paper (sigma 15, 25, 50, balanced), OTS's haze ranges and the demo set's
+calibrated blur and darkness, from generators seeded apart from training. Printed: the count, the
+exact-set accuracy overall and per set, the per-label accuracy with its false positives and
+negatives, and the set confusion matrix.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from utils.data.classifier_samples import (
 from utils.data.layouts import list_images
 from utils.errors import UserError
 
+OTHER = "other"  # a predicted set larger than any label set (classifier_samples.MAX_COMBINED)
 TEST_SEED = 1000  # training seeds are small numbers; these generators are apart from them
 
 
@@ -74,9 +76,11 @@ def scores(prob: np.ndarray, samples: Sequence[dict], labels: Sequence[str]) -> 
     names = [set_name(ls) for ls in all_label_sets(labels)]
     true_sets = [s["set"] for s in samples]
     pred_sets = [set_name([t for t, p in zip(labels, row) if p]) for row in pred]
-    confusion = {a: {b: 0 for b in names} for a in names}
+    # columns: the label sets, then "other" where a crop was read as more degradations than any set holds
+    columns = names + ([OTHER] if any(b not in names for b in pred_sets) else [])
+    confusion = {a: {b: 0 for b in columns} for a in names}
     for a, b in zip(true_sets, pred_sets):
-        confusion[a][b] += 1
+        confusion[a][b if b in names else OTHER] += 1
     per_set = {n: float(np.mean([e for e, t in zip(exact, true_sets) if t == n])) for n in names}
     per_label = {t: {"acc": float((pred[:, i] == target[:, i]).mean()), "fp": int((pred[:, i] & ~target[:, i]).sum()),
                      "fn": int((~pred[:, i] & target[:, i]).sum())} for i, t in enumerate(labels)}
@@ -100,15 +104,19 @@ def whole_photo_samples(sources: Sequence[Source], labels: Sequence[str], seed: 
 def report(result: dict, title: str) -> str:
     """The printed table of :func:`scores`."""
     names = list(result["confusion"])
+    columns = list(next(iter(result["confusion"].values())))
     width = max(map(len, names)) + 2
     lines = [f"{title}: exact label set {100 * result['exact']:.1f}% of {result['n']}",
              "  per set: " + ", ".join(f"{n} {100 * a:.1f}%" for n, a in result["per_set"].items()),
              "  per label: " + ", ".join(f"{t} {100 * v['acc']:.1f}% ({v['fp']} false +, {v['fn']} false -)"
                                          for t, v in result["per_label"].items()),
-             "  confusion (rows: true set; columns: predicted, numbered as the rows):",
-             "    " + " " * (width + 3) + "".join(f"{j:>5}" for j in range(1, len(names) + 1))]
+             "  confusion (rows: true set; columns: predicted, numbered as the rows"
+             + (f", then {OTHER}):" if len(columns) > len(names) else "):"),
+             "    " + " " * (width + 3) + "".join(f"{j:>5}" for j in range(1, len(names) + 1))
+             + (f"{OTHER:>7}" if len(columns) > len(names) else "")]
     for i, a in enumerate(names, 1):
-        lines.append(f"    {i}. {a:<{width}}" + "".join(f"{result['confusion'][a][b]:>5}" for b in names))
+        lines.append(f"    {i}. {a:<{width}}" + "".join(f"{result['confusion'][a][b]:>5}" for b in names)
+                     + (f"{result['confusion'][a][OTHER]:>7}" if len(columns) > len(names) else ""))
     return "\n".join(lines)
 
 

@@ -2,9 +2,9 @@
 blind route, on the restoration net's own training images with degradations drawn on the fly
 (``utils/data/classifier_samples.py``).
 
-Every batch holds ``crops`` clean crops, each in every label set (all 8 for noise / rain / haze), plus
-``degraded_crops`` crops of the real rainy and hazy inputs, so that the classes differ only by the
-degradation. The loss is the multi-label BCE plus, for the dense head, the BCE of the cells that hold
+Every batch holds ``crops`` clean crops, each in every label set (all 8 for noise / rain / haze, 26 for
+the five tasks: ``classifier_samples.all_label_sets``), plus ``degraded_crops`` crops of the real
+degraded inputs, so that the classes differ only by the degradation. The loss is the multi-label BCE plus, for the dense head, the BCE of the cells that hold
 rain (the rain layer adds more than ``rain_threshold`` somewhere in the cell). AdamW with a linear
 warm-up and a cosine decay (``utils.train.schedulers.warmup_cosine``). Deterministic given the seed
 (on one device and thread count), and the caller's RNG state is left untouched.
@@ -21,8 +21,17 @@ import torch
 import torch.nn.functional as F
 
 from net.degradation_classifier import DEFAULT_LABELS, DENSE_STRIDE, DegradationClassifier
-from utils.data.classifier_samples import MAP_LABELS, Augment, DegradationRanges, Source, training_batch
+from utils.data.classifier_samples import (
+    MAP_LABELS,
+    Augment,
+    DegradationRanges,
+    Source,
+    all_label_sets,
+    training_batch,
+)
 from utils.train.schedulers import warmup_cosine
+
+CLEAN_SAMPLES = 64  # clean samples per batch when the recipe leaves the number of crops open
 
 
 @dataclasses.dataclass
@@ -31,7 +40,9 @@ class ClassifierRecipe:
 
     labels: tuple[str, ...] = DEFAULT_LABELS
     steps: int = 3000
-    crops: int = 8  # clean crops per batch, each in all 2^L label sets (64 samples for 3 labels) ...
+    # clean crops per batch, each in every label set; None: as many as fill about CLEAN_SAMPLES samples
+    # (8 crops for noise / rain / haze, 2 for the five tasks), so a step costs the same for any labels ...
+    crops: int | None = None
     degraded_crops: int = 2  # ... plus crops of real degraded inputs in the sets they can show
     size: int = 64  # training crop side (native resolution)
     lr: float = 1e-2
@@ -47,6 +58,10 @@ class ClassifierRecipe:
     max_clean: int = 600  # clean training images kept in memory at most
     max_degraded: int = 200  # real degraded inputs kept in memory at most
     seed: int = 0
+
+    def clean_crops(self) -> int:
+        """The clean crops per batch (``crops``, or as many as fill about CLEAN_SAMPLES samples)."""
+        return self.crops or max(1, round(CLEAN_SAMPLES / len(all_label_sets(self.labels))))
 
 
 def make_classifier(recipe: ClassifierRecipe) -> DegradationClassifier:
@@ -91,7 +106,7 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
     wall0, cpu0, gen, samples, loss = time.perf_counter(), time.process_time(), 0.0, 0, torch.zeros(())
     for step in range(recipe.steps):
         g0 = time.perf_counter()
-        x, y, maps = training_batch(clean, degraded, recipe.labels, rng, recipe.crops, recipe.degraded_crops,
+        x, y, maps = training_batch(clean, degraded, recipe.labels, rng, recipe.clean_crops(), recipe.degraded_crops,
                                     recipe.size, ranges, aug, maps=net.dense_labels)
         gen += time.perf_counter() - g0
         samples += len(x)
@@ -119,5 +134,6 @@ def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, info
     """What a restoration checkpoint stores under "classifier" (read back by
     ``utils.checkpoint.load_classifier``)."""
     recipe_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items()}
+    recipe_dict["crops"] = recipe.clean_crops()  # what was trained, also where the recipe left it open
     return {"labels": list(net.labels), "config": dict(net.config), "state": net.state_dict(),
             "recipe": recipe_dict, "info": dict(info)}
