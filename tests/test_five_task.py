@@ -198,6 +198,16 @@ def test_the_five_task_preset_sets_the_peers_recipe():
     assert train_options(["--preset", "five_task", "--patch_size", "64"]).patch_size == 64  # flags win
 
 
+def test_the_five_task_demo_trains_every_type_from_its_own_set_and_reads_all_five_in_images():
+    from options import CLASSIFIER_DEMO_STEPS
+
+    args = train_options(["--preset", "demo_five"])
+    assert args.de_type == list(DEGRADATION_CHOICES) and set(dict(args.repeat)) == set(DEGRADATION_CHOICES)
+    assert args.data_root == "data/demo_five/Train" and args.test_root == "data/demo_five/test"
+    assert args.classifier_steps == CLASSIFIER_DEMO_STEPS and args.text_cond != "none"
+    assert train_options(["--preset", "demo"]).de_type == list(DEGRADATIONS)  # make demo: the paper's three
+
+
 def _summary(task, name, sigma=None, psnr=30.0, input_psnr=20.0):
     label = f"{name} σ={sigma}" if sigma else name
     return dict(label=label, task=task, name=name, sigma=sigma, n=1, psnr=psnr, ssim=0.9,
@@ -339,3 +349,32 @@ def test_a_five_task_run_stores_a_classifier_of_the_five_tasks_fed_by_the_real_b
 
     _, degraded = find_sources(five_set / "Train", DEGRADATION_CHOICES, 64)
     assert {s.present for s in degraded} == {("derain",), ("dehaze",), ("deblur",), ("lowlight",)}
+
+
+def test_blind_accuracy_counts_a_reading_of_more_than_three_degradations_as_other():
+    from utils.data.classifier_samples import all_label_sets
+    from utils.eval.blind_accuracy import OTHER, report, scores
+    from utils.tasks import TASKS
+
+    samples = [{"set": "clean", "target": np.zeros(5, bool)}, {"set": "deblur", "target": np.eye(5, dtype=bool)[3]}]
+    prob = np.array([[0.9, 0.9, 0.9, 0.9, 0.1], [0.1, 0.1, 0.1, 0.9, 0.1]])
+    result = scores(prob, samples, TASKS)
+    assert result["confusion"]["clean"][OTHER] == 1 and result["confusion"]["deblur"]["deblur"] == 1
+    assert len(result["confusion"]) == len(all_label_sets(TASKS)) and result["exact"] == 0.5
+    text = report(result, "t")
+    assert f"then {OTHER}" in text and text.splitlines()[5].rstrip().endswith("1")  # row 1: clean, read as other
+    assert OTHER not in scores(prob[1:], samples[1:], TASKS)["confusion"]["clean"]  # no column when not needed
+
+
+def test_a_five_task_set_built_by_an_earlier_generator_is_rebuilt(five_set, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(five_set, old)
+    manifest = json.loads((old / demo.MANIFEST).read_text())
+    assert manifest.pop("five_task_version") == demo.FIVE_TASK_VERSION
+    (old / demo.MANIFEST).write_text(json.dumps(manifest))  # as the generator wrote it before the blur changed
+    built, _ = demo.make_demo(old, seed=0, small=True, five_task=True)
+    assert built and demo.tree_digest(old) == demo.tree_digest(five_set)
+    assert not demo.make_demo(old, seed=0, small=True, five_task=True)[0]  # and then it is up to date

@@ -81,7 +81,8 @@ def scores(prob: np.ndarray, samples: Sequence[dict], labels: Sequence[str]) -> 
     confusion = {a: {b: 0 for b in columns} for a in names}
     for a, b in zip(true_sets, pred_sets):
         confusion[a][b if b in names else OTHER] += 1
-    per_set = {n: float(np.mean([e for e, t in zip(exact, true_sets) if t == n])) for n in names}
+    per_set = {n: float(np.mean(hits)) if (hits := [e for e, t in zip(exact, true_sets) if t == n]) else float("nan")
+               for n in names}  # nan: no sample of that set
     per_label = {t: {"acc": float((pred[:, i] == target[:, i]).mean()), "fp": int((pred[:, i] & ~target[:, i]).sum()),
                      "fn": int((~pred[:, i] & target[:, i]).sum())} for i, t in enumerate(labels)}
     return {"n": len(samples), "exact": float(exact.mean()), "per_set": per_set, "per_label": per_label,
@@ -104,19 +105,20 @@ def whole_photo_samples(sources: Sequence[Source], labels: Sequence[str], seed: 
 def report(result: dict, title: str) -> str:
     """The printed table of :func:`scores`."""
     names = list(result["confusion"])
-    columns = list(next(iter(result["confusion"].values())))
+    other = OTHER in next(iter(result["confusion"].values()))  # a column for sets larger than any label set
     width = max(map(len, names)) + 2
     lines = [f"{title}: exact label set {100 * result['exact']:.1f}% of {result['n']}",
              "  per set: " + ", ".join(f"{n} {100 * a:.1f}%" for n, a in result["per_set"].items()),
              "  per label: " + ", ".join(f"{t} {100 * v['acc']:.1f}% ({v['fp']} false +, {v['fn']} false -)"
                                          for t, v in result["per_label"].items()),
              "  confusion (rows: true set; columns: predicted, numbered as the rows"
-             + (f", then {OTHER}):" if len(columns) > len(names) else "):"),
+             + (f", then {OTHER}):" if other else "):"),
              "    " + " " * (width + 3) + "".join(f"{j:>5}" for j in range(1, len(names) + 1))
-             + (f"{OTHER:>7}" if len(columns) > len(names) else "")]
+             + (f"{OTHER:>7}" if other else "")]
     for i, a in enumerate(names, 1):
-        lines.append(f"    {i}. {a:<{width}}" + "".join(f"{result['confusion'][a][b]:>5}" for b in names)
-                     + (f"{result['confusion'][a][OTHER]:>7}" if len(columns) > len(names) else ""))
+        row = result["confusion"][a]
+        lines.append(f"    {i}. {a:<{width}}" + "".join(f"{row[b]:>5}" for b in names)
+                     + (f"{row[OTHER]:>7}" if other else ""))
     return "\n".join(lines)
 
 
