@@ -66,9 +66,9 @@ def scoring_rows(sets: list, order: Sequence[str], conditioned: bool,
             continue
         rows.append((test_set, restore_order(test_set.tasks, order)))
         for task in test_set.tasks if alone else ():
-            alone = copy.copy(test_set)
-            alone.label = f"{test_set.label}, {task} only"
-            rows.append((alone, (task,)))
+            single = copy.copy(test_set)
+            single.label = f"{test_set.label}, {task} only"
+            rows.append((single, (task,)))
     return rows
 
 
