@@ -111,11 +111,28 @@ def stored_default_embeddings(ckpt_path: str | Path, ckpt: dict[str, Any],
     return cache["defaults"]
 
 
+def missing_encoder(ckpt_path: str | Path, folder: Path, override: str | Path | None) -> UserError:
+    """The one line for an encoder folder that holds no encoder: the folder used in training is
+    named first (a copied or moved checkpoint whose relative link broke), since an encoder trained
+    anew is not the one the checkpoint was trained with and would be refused."""
+    if override:
+        return UserError(f"--text_ckpt {override}: no fine-tuned instruction encoder there; "
+                         f"pass the encoder folder {ckpt_path} was trained with")
+    return UserError(f"{ckpt_path}: its instruction encoder is not at {folder} (was the checkpoint copied or "
+                     "moved without it?); pass --text_ckpt with the encoder folder used in training, or put "
+                     f"that folder at {folder}; only if it is lost: `python train.py --stage text`, then train "
+                     "the restoration net again with the new encoder")
+
+
 def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim: int,
                            override: str | Path | None = None) -> InstructionEncoder:
     """Load the instruction encoder of a restoration checkpoint (or ``override``) and check that
     it is the one the checkpoint was trained with: same width and, where recorded, same weights."""
+    from net.text_encoder import has_encoder_weights
+
     folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
+    if not has_encoder_weights(folder):
+        raise missing_encoder(ckpt_path, folder, override)
     try:
         encoder = InstructionEncoder.load(folder)
     except UserError as e:
