@@ -32,7 +32,7 @@ from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.page import AUTO, PageRestorer, Reply
+from utils.runtime.page import AUTO, INSTRUCTION_LABEL, TASK_LABEL, PageRestorer, Reply
 
 PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
 DEFAULT_UPLOAD_MB = 200
@@ -126,10 +126,10 @@ def build_page(handler: PageRestorer, ckpt: str, examples: list[list[Any]], exam
             with gr.Column():
                 files = gr.File(label="Photos", file_count="multiple", file_types=list(PHOTO_EXTENSIONS),
                                 type="filepath", elem_id="uploads")
-                instruction = gr.Textbox(label="What is wrong?", lines=2, max_length=500, elem_id="instruction",
+                instruction = gr.Textbox(label=INSTRUCTION_LABEL, lines=2, max_length=500, elem_id="instruction",
                                          placeholder='e.g. "it was pouring, remove the rain"')
                 task = gr.Dropdown(choices=handler.task_choices, value=AUTO, elem_id="task",
-                                   label=f"Task ({AUTO}: understood from the instruction)")
+                                   label=f"{TASK_LABEL} ({AUTO}: understood from the instruction)")
                 run = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column():
                 slider = gr.ImageSlider(label="Before / after (drag the handle)", type="numpy", format="png",

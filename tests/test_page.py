@@ -15,7 +15,7 @@ from PIL import Image
 from net.model import ModelConfig, TextPromptIR
 from utils.checkpoint import save_checkpoint
 from utils.runtime.engine import Restorer
-from utils.runtime.page import AUTO, PageRestorer, preview
+from utils.runtime.page import AUTO, INSTRUCTION_LABEL, TASK_LABEL, PageRestorer, page_words, preview
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,26 @@ def test_no_instruction_and_no_task_asks_for_one(page, tmp_path):
     assert reply.results == []
     # said once for the request, not once per image; the checkpoint has no image classifier
     assert len(reply.errors) == 1 and "instruction" in reply.errors[0]
+    # in the page's own words: its task menu, not a command-line option the page does not have
+    assert f"the {TASK_LABEL} menu" in reply.errors[0] and "--task" not in reply.errors[0]
+
+
+def test_messages_name_the_pages_controls_not_command_line_options():
+    from net.degradation_classifier import check_size
+    from utils.errors import UserError
+    from utils.runtime.engine import disagreement
+
+    with pytest.raises(UserError) as e:
+        check_size(10, 10, "a.png")
+    small = page_words(str(e.value))
+    assert small.endswith(f'name the task with the "{INSTRUCTION_LABEL}" box or the {TASK_LABEL} menu')
+    [mixed] = disagreement(("derain",), {"derain": 0.01, "dehaze": 0.99})
+    assert page_words(mixed).endswith(f'(an empty "{INSTRUCTION_LABEL}" box follows the image)')
+    off_topic = 'or force a task with --task derain; or the tasks with --task'
+    assert page_words(off_topic) == f"or force a task with the {TASK_LABEL} menu set to derain; or the tasks with " \
+                                    f"the {TASK_LABEL} menu"
+    for line in (small, page_words(mixed), page_words(off_topic)):
+        assert "--task" not in line and "--instruction" not in line
 
 
 def test_nothing_uploaded_or_too_much(page, tmp_path):

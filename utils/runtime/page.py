@@ -7,6 +7,7 @@ Nothing a user sends can stop the page: every problem becomes a message, and the
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -20,10 +21,20 @@ import numpy as np
 from utils.data.image_io import PHOTO_EXTENSIONS, Photo, load_photo, save_photo
 from utils.errors import UserError
 from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason
+from utils.tasks import TASKS
 
 PREVIEW_SIDE = 1600  # longest side of the before/after previews sent to the browser, in pixels
 KEEP_RESULTS_S = 3600  # a request's results are removed this long after it (the page's download links)
 MAX_IMAGES = 16  # images restored by one request
+INSTRUCTION_LABEL = "What is wrong?"  # the page's instruction box and task menu (app.py builds them)
+TASK_LABEL = "Task"
+# The command-line options the engine's messages name, and the page's controls that do their work
+PAGE_CONTROLS = ((re.compile(rf"--task {AUTO} follows the image"),  # the page's auto follows the text first
+                  f'an empty "{INSTRUCTION_LABEL}" box follows the image'),
+                 (re.compile(r"--task or --instruction"), f'the "{INSTRUCTION_LABEL}" box or the {TASK_LABEL} menu'),
+                 (re.compile(rf"--task ({'|'.join((AUTO, *TASKS))})\b"), rf"the {TASK_LABEL} menu set to \1"),
+                 (re.compile(r"--task\b"), f"the {TASK_LABEL} menu"),
+                 (re.compile(r"--instruction\b"), f'the "{INSTRUCTION_LABEL}" box'))
 
 
 @dataclass
@@ -53,6 +64,14 @@ def preview(rgb: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     if scale < 1:
         rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def page_words(line: str) -> str:
+    """A message of the engine as the page says it: its ``--task`` and ``--instruction`` become
+    the page's task menu and instruction box."""
+    for option, control in PAGE_CONTROLS:
+        line = option.sub(control, line)
+    return line
 
 
 def result_name(name: str) -> str:
@@ -130,6 +149,7 @@ class PageRestorer:
         if reply.results:
             reply.report.append(f"time taken: {time.perf_counter() - start:.1f} s for {len(reply.results)} "
                                 f"image{'s' if len(reply.results) > 1 else ''} on {self.restorer.device}")
+        reply.errors, reply.report = list(map(page_words, reply.errors)), list(map(page_words, reply.report))
         return reply
 
     def _restore_one(self, photo: Photo, plan: Plan, name: str, out_dir: Path, notes: list[str]) -> Result:
