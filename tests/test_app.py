@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from app_screenshot import (  # noqa: E402
+    LINKS,
     NO_LINKS,
     download_links,
     free_port,
@@ -122,6 +123,18 @@ def test_restore_in_a_real_browser(served, browser, tmp_path):
     hosts = {urlparse(u).hostname for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")}
     assert hosts and hosts <= LOOPBACK, hosts
     context.close()
+
+
+def test_a_quote_in_a_file_name_comes_back_as_a_quote(served, browser, tmp_path):
+    page = browser.new_page()
+    page.goto(served["url"])
+    page.wait_for_selector("#restore")
+    restore_in_page(page, [photo(tmp_path / 'my "best" shot.png', 24, 32)], "remove the noise")
+    assert problems(page) == ""
+    assert len(download_links(page)) == 1
+    assert page.locator(LINKS).first.get_attribute("download") == 'my "best" shot_restored.png'
+    assert 'my "best" shot.png: 32x24' in page.locator("#report textarea").input_value()
+    page.close()
 
 
 def test_the_app_leaves_nothing_behind(served, browser):

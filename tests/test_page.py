@@ -72,6 +72,14 @@ def test_a_text_file_named_png_is_a_message_and_the_next_request_works(page, tmp
     assert good.errors == [] and len(good.results) == 1
 
 
+def test_a_quote_the_browser_sent_as_percent_22_is_a_quote_again(page, tmp_path):
+    # a browser's upload form sends the file name 'my "best" shot.png' as 'my %22best%22 shot.png'
+    reply = page([photo(tmp_path / "my %22best%22 shot.png")], "remove the noise", AUTO)
+    [result] = reply.results
+    assert result.name == 'my "best" shot.png' and result.path.name == 'my "best" shot_restored.png'
+    assert any(line.startswith('my "best" shot.png: 40x24') for line in reply.report)
+
+
 def test_one_bad_upload_does_not_stop_the_others(page, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     reply = page([tmp_path / "notes.txt", photo(tmp_path / "ok.png")], "remove the fog", AUTO)

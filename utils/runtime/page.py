@@ -74,6 +74,12 @@ def page_words(line: str) -> str:
     return line
 
 
+def upload_name(upload: Path) -> str:
+    """The name the user's file had: browsers send a ``"`` in a file name as ``%22`` in the upload
+    form (the HTML standard's multipart/form-data encoding), and Gradio keeps the upload under that name."""
+    return upload.name.replace("%22", '"')
+
+
 def result_name(name: str) -> str:
     """The download's file name: the upload's stem, ``_restored``, the upload's own extension."""
     path = Path(name)
@@ -123,7 +129,7 @@ class PageRestorer:
         out_dir = self.work_dir / uuid.uuid4().hex
         understood: list[str] = []
         for upload in uploads:
-            name = upload.name
+            name = upload_name(upload)
             try:
                 if upload.suffix.lower() not in PHOTO_EXTENSIONS:
                     raise UserError(f"{name}: not an image type the page reads; upload "
