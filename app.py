@@ -10,11 +10,14 @@ machine (no analytics, no fonts or scripts from elsewhere) and keeps uploads and
 temporary folder of its own, removed when it stops. Requests are queued and run one at a time.
 """
 import argparse
+import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import time
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +46,9 @@ EXAMPLE_ASKS = {"derain": "it was pouring, remove the rain", "dehaze": "clear th
 EXAMPLE_NOISE_SIGMA = 25
 # Gradio's own reporting and update checks, and Hugging Face's, all off: the page calls no one
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_POLL_S = 0.2  # how often the main thread looks whether the server still runs
+STOP_WAIT_S = 60  # the longest a stop waits for the request in progress to end (it is cancelled first)
 SHARE_WARNING = ("WARNING: a share link puts this page on the public internet through Gradio's relay "
                  "servers: anyone with the link can upload files and use this machine's CPU/GPU")
 
@@ -104,6 +110,7 @@ def build_page(handler: PageRestorer, ckpt: str, examples: list[list[Any]], exam
     import gradio as gr
 
     def restore(files: list[str] | None, instruction: str, task: str):
+        print(f"request: {len(files or [])} file(s), task {task}", flush=True)
         reply: Reply = handler(files, instruction, task)
         pairs = [(r.before, r.after) for r in reply.results]
         paths = [str(r.path) for r in reply.results]
@@ -152,8 +159,72 @@ def build_page(handler: PageRestorer, ckpt: str, examples: list[list[Any]], exam
     return page
 
 
-def _stop_on_sigterm(*_: Any) -> None:
-    raise KeyboardInterrupt  # Gradio closes its server on it, then the temporary folder goes
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message's lines joined, cut to 300 characters."""
+    return f"{type(error).__name__}: " + "; ".join(line.strip() for line in str(error).splitlines()
+                                                   if line.strip())[:300]
+
+
+class OneLineErrors(logging.Filter):
+    """A log record's exception as one line after its message, instead of its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage().strip()}: {one_line(record.exc_info[1])}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def log_refusals_in_one_line() -> None:
+    """One line in the server log for each API call Gradio refuses (a file path that was not
+    uploaded, a task not on the menu, a malformed payload, an unknown endpoint), where Gradio prints
+    a whole traceback. The page's handler turns every problem of its own into a message, so what
+    reaches Gradio's queue is a refused call. (Gradio's queue calls ``traceback.print_exc`` itself:
+    its module's ``traceback`` is replaced; tests/test_app.py checks it still works.)"""
+    import gradio.queueing
+
+    def print_refusal() -> None:
+        write(f"refused a call: {one_line(sys.exc_info()[1])}", error=True)
+
+    gradio.queueing.traceback = types.SimpleNamespace(print_exc=print_refusal)
+    logging.getLogger("uvicorn.error").addFilter(OneLineErrors())
+
+
+class StopRequest(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (a service manager's stop), raised in the main thread."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: Any) -> None:
+    raise StopRequest(signum)
+
+
+def _already_stopping(signum: int, _frame: Any) -> None:
+    write(f"{signal.Signals(signum).name}: already stopping", error=True)
+
+
+class RequestStillRunning(Exception):
+    """A request outlived the stop's wait: the process ends with os._exit (after the clean-up)."""
+
+
+def serve_until_stopped(page: Any, handler: PageRestorer) -> None:
+    """Serve until SIGINT or SIGTERM; then cancel the request in progress at its network's next
+    stage, wait for it to end (``STOP_WAIT_S`` at most) and close the server. A request still
+    running after that ends the process at once (a normal exit would abort under the running thread)."""
+    try:
+        while page.is_running:
+            time.sleep(STOP_POLL_S)
+    except StopRequest as e:
+        write(f"stopping ({e}): cancelling the request in progress, if any", error=True)
+    for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signum, _already_stopping)
+    if not handler.stop(STOP_WAIT_S):
+        write(f"the request in progress did not end within {STOP_WAIT_S} s: stopping without it", error=True)
+        raise RequestStillRunning
+    page.close(verbose=False)
 
 
 def app_main(argv: Sequence[str] | None) -> int:
@@ -164,34 +235,56 @@ def app_main(argv: Sequence[str] | None) -> int:
         write(SHARE_WARNING, error=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         write(f"warning: --host {args.host}: the page is open to every machine that can reach this one", error=True)
-    root = Path(tempfile.mkdtemp(prefix="textpromptir-app-"))  # uploads, results, examples: all go here
+    for signum in STOP_SIGNALS:  # from here on, a stop removes the temporary folder first
+        signal.signal(signum, _raise_stop)
+    root = None
     try:
-        os.environ.update(OFFLINE_ENV, GRADIO_TEMP_DIR=str(root / "gradio"))
-        try:
-            import gradio  # noqa: F401  (after the environment above: Gradio reads it when imported)
-        except ImportError:
-            raise UserError("the page needs Gradio: run `make install` (or pip install -r requirements.txt)") from None
-        restorer = load_restorer(args)  # a bad --ckpt stops here, in one line
-        handler = PageRestorer(restorer, root / "results", args.max_pixels)
-        folder = Path(args.examples)
-        rows = example_rows(folder, root / "examples") if folder.is_dir() else []
-        note = (f"No examples: the demo set is not in `{folder}`. `make demo` builds it (or "
-                "`python -m utils.data.demo_data --out data/demo`); restart the page afterwards.")
-        if not rows:
-            write(f"note: {note}", error=True)
-        page = build_page(handler, args.ckpt, rows, note)
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        root = Path(tempfile.mkdtemp(prefix="textpromptir-app-"))  # uploads, results, examples: all go here
+        page, handler = start_page(args, root)
+        serve_until_stopped(page, handler)
+        return 0
+    except StopRequest as e:  # during start-up
+        write(f"stopped ({e}) during start-up", error=True)
+        return 128 + e.signum
+    except RequestStillRunning:  # a normal exit would abort under the running thread
+        shutil.rmtree(root, ignore_errors=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    finally:
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def start_page(args: argparse.Namespace, root: Path) -> tuple[Any, PageRestorer]:
+    """Load the checkpoint, build the page and serve it from ``root`` (the app's temporary folder)."""
+    os.environ.update(OFFLINE_ENV, GRADIO_TEMP_DIR=str(root / "gradio"))
+    try:
+        import gradio  # noqa: F401  (after the environment above: Gradio reads it when imported)
+    except ImportError:
+        raise UserError("the page needs Gradio: run `make install` (or pip install -r requirements.txt)") from None
+    restorer = load_restorer(args)  # a bad --ckpt stops here, in one line
+    handler = PageRestorer(restorer, root / "results", args.max_pixels)
+    folder = Path(args.examples)
+    rows = example_rows(folder, root / "examples") if folder.is_dir() else []
+    note = (f"No examples: the demo set is not in `{folder}`. `make demo` builds it (or "
+            "`python -m utils.data.demo_data --out data/demo`); restart the page afterwards.")
+    if not rows:
+        write(f"note: {note}", error=True)
+    page = build_page(handler, args.ckpt, rows, note)
+    try:
         _, local_url, share_url = page.launch(
             server_name=args.host, server_port=args.port, share=args.share, inbrowser=False, quiet=True,
             prevent_thread_lock=True, max_file_size=f"{args.max_upload_mb}mb", footer_links=[], run_history=False,
             ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False, show_error=False, strict_cors=True)
-        print(f"serving {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)
-        page.block_thread()
-        return 0
     except OSError as e:  # e.g. the port is taken
         raise UserError(f"cannot serve on {args.host}:{args.port} ({e}); pass another --port") from None
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    except StopRequest:
+        page.close(verbose=False)
+        raise
+    log_refusals_in_one_line()
+    print(f"serving {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)
+    return page, handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

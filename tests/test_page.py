@@ -167,3 +167,27 @@ def test_previews_are_8_bit_and_bounded():
     small = preview(big, side=400)
     assert small.shape == (100, 400, 3) and small.dtype == np.uint8
     assert preview(big[:10, :10]).shape == (10, 10, 3)
+
+
+def test_a_stop_cancels_the_request_in_progress_and_refuses_the_next(tiny_ckpt, tmp_path):
+    import threading
+
+    page = PageRestorer(Restorer(tiny_ckpt, "cpu"), tmp_path / "results", max_pixels=10**7)
+    started = threading.Event()
+
+    def forward_begins(*_):
+        started.set()
+        threading.Event().wait(0.5)  # time for the stop below to come: it lands inside this forward
+
+    page.restorer.model.register_forward_pre_hook(forward_begins)
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(page([photo(tmp_path / "big.png", 600, 600)], None,
+                                                                  "derain")))
+    request.start()
+    assert started.wait(60)
+    assert page.stop(timeout_s=60)  # the request ended: cancelled at the network's next stage
+    request.join()
+    [reply] = replies
+    assert reply.results == [] and reply.errors == ["big.png: the page is stopping; not restored"]
+    assert not list((tmp_path / "results").rglob("*.png"))
+    assert page([photo(tmp_path / "a.png")], None, "derain").errors == ["the page is stopping: nothing was restored"]

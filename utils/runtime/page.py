@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ PAGE_CONTROLS = ((re.compile(rf"--task {AUTO} follows the image"),  # the page's
                  (re.compile(rf"--task ({'|'.join((AUTO, *TASKS))})\b"), rf"the {TASK_LABEL} menu set to \1"),
                  (re.compile(r"--task\b"), f"the {TASK_LABEL} menu"),
                  (re.compile(r"--instruction\b"), f'the "{INSTRUCTION_LABEL}" box'))
+
+
+class Stopped(Exception):
+    """The page is stopping: the request in progress ends at its network's next stage."""
 
 
 @dataclass
@@ -97,6 +102,23 @@ class PageRestorer:
         self.max_pixels = max_pixels
         self.max_images = max_images
         self.keep_s = keep_s
+        self._stopping = threading.Event()
+        self._busy = threading.Lock()  # held while a request runs
+        for stage in restorer.model.children():  # each stage of the network first checks for a stop
+            stage.register_forward_pre_hook(self._check_stop)
+
+    def _check_stop(self, *_: object) -> None:
+        if self._stopping.is_set():
+            raise Stopped("the page is stopping; not restored")
+
+    def stop(self, timeout_s: float) -> bool:
+        """Refuse new requests, cancel the one in progress at its network's next stage, and wait up
+        to ``timeout_s`` seconds for it to end; True when none runs any more."""
+        self._stopping.set()
+        if not self._busy.acquire(timeout=timeout_s):
+            return False
+        self._busy.release()
+        return True
 
     @property
     def task_choices(self) -> list[str]:
@@ -113,6 +135,12 @@ class PageRestorer:
 
     def __call__(self, uploads: Sequence[str | Path] | None, instruction: str | None, task: str | None) -> Reply:
         """Restore every upload (paths in Gradio's upload cache) with the instruction or task."""
+        with self._busy:
+            if self._stopping.is_set():
+                return Reply(errors=["the page is stopping: nothing was restored"])
+            return self._request(uploads, instruction, task)
+
+    def _request(self, uploads: Sequence[str | Path] | None, instruction: str | None, task: str | None) -> Reply:
         start = time.perf_counter()
         reply = Reply()
         uploads = [Path(p) for p in (uploads or [])]
@@ -130,6 +158,9 @@ class PageRestorer:
         understood: list[str] = []
         for upload in uploads:
             name = upload_name(upload)
+            if self._stopping.is_set():
+                reply.errors.append(f"{name}: the page is stopping; not restored")
+                continue
             try:
                 if upload.suffix.lower() not in PHOTO_EXTENSIONS:
                     raise UserError(f"{name}: not an image type the page reads; upload "
@@ -149,6 +180,8 @@ class PageRestorer:
             try:
                 reply.results.append(self._restore_one(photo, plan, name, out_dir, reply.report))
                 reply.report.append(reply.results[-1].line)
+            except Stopped as e:
+                reply.errors.append(f"{name}: {e}")
             except Exception as e:  # a broken checkpoint's NaN, out of memory: the page stays up
                 reply.errors.append(failure_reason(name, e))
         reply.report[:0] = understood
