@@ -65,6 +65,7 @@ class Record:
         self.runs: dict[str, Any] = dict(settings={k: (str(v) if isinstance(v, Path) else v)
                                                    for k, v in vars(args).items()})
         self.t0 = time.monotonic()
+        self.failures: list[str] = []
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -74,6 +75,13 @@ class Record:
         shown = {k: v for k, v in kw.items() if k != "sets"}
         print(f"  point {shown}: " + ", ".join(f"{s['label']} {s['psnr']:.2f}" for s in kw.get("sets", [])), flush=True)
         (self.out / "points.json").write_text(json.dumps(self.points, indent=1))
+
+    def fail(self, name: str, line: str) -> None:
+        """A section that measured nothing: one line on the screen, kept in runs.json, and the
+        script's exit status becomes 1."""
+        self.failures.append(f"{name}: {line}")
+        print(f"{name}: FAILED: {line}", file=sys.stderr, flush=True)
+        self.run(name, failed=line)
 
     def run(self, name: str, **kw: Any) -> None:
         self.runs.setdefault(name, {}).update(kw)
@@ -97,6 +105,18 @@ def run_logged(cmd: list[str], log: Path, limit_s: float) -> tuple[int, list[str
             rc = 124
     lines = [line for line in log.read_text().splitlines() if line.startswith(LINES) or "error" in line.lower()]
     return rc, lines, time.monotonic() - t0
+
+
+def check_training(rec: Record, name: str, rc: int, log: Path) -> bool:
+    """True when a training run ended well; else its failure, in one line naming its log."""
+    if rc == 0:
+        return True
+    text = [line.strip() for line in log.read_text(errors="replace").splitlines()[1:] if line.strip()]
+    errors = [line for line in text if "error" in line.lower()]
+    last = (errors or text or ["no output"])[-1][:300]
+    why = "killed at its time limit" if rc == 124 else f"exit {rc}"
+    rec.fail(name, f"training failed ({why}): {last} (whole output: {log})")
+    return False
 
 
 def train_common(args: argparse.Namespace, ckpt_dir: Path, name: str, seed: int) -> list[str]:
@@ -331,19 +351,14 @@ def train_official(run: OfficialRun) -> str:
 def official_arm(args: argparse.Namespace) -> int:
     """Train the official network for ``--minutes`` of training steps at its own settings on train.py's
     data pipeline, keeping ``at_<f>.pt`` (its state_dict, step, budget) at each fraction."""
-    from utils.cli import cli_main
-
-    def body(_argv: Any) -> int:
-        run = start_official(args)
-        stop = train_official(run)
-        plan, clock, images = run.plan, run.clock, run.step * OFFICIAL_BATCH
-        print(f"time budget {plan.minutes:g} min: step {run.step} of the {plan.total_steps} planned ({stop}), "
-              f"epoch {run.epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
-              f"{images / max(clock.elapsed(), 1e-9):.1f} images/s; timed apart: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in clock.apart_s.items()), flush=True)
-        return 0
-
-    return cli_main(body, None)
+    run = start_official(args)
+    stop = train_official(run)
+    plan, clock, images = run.plan, run.clock, run.step * OFFICIAL_BATCH
+    print(f"time budget {plan.minutes:g} min: step {run.step} of the {plan.total_steps} planned ({stop}), "
+          f"epoch {run.epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
+          f"{images / max(clock.elapsed(), 1e-9):.1f} images/s; timed apart: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in clock.apart_s.items()), flush=True)
+    return 0
 
 
 # ------------------------------------------------------------------ sections
@@ -362,10 +377,12 @@ def section_official(rec: Record, args: argparse.Namespace, sets: list) -> None:
         print(f"official: skipped ({e})")
         return
     cmd = [sys.executable, str(Path(__file__)), *sys.argv[1:], "--arm", "official"]
-    rc, lines, seconds = run_logged(cmd, Path(args.out) / "official_train.log",
-                                    args.minutes * 60 + args.startup_s + args.gpu_budget - rec.elapsed())
+    log = Path(args.out) / "official_train.log"
+    rc, lines, seconds = run_logged(cmd, log, args.minutes * 60 + args.startup_s + args.gpu_budget - rec.elapsed())
     rec.run("official", rc=rc, seconds=round(seconds, 1), lines=lines)
     ckpts = sorted((Path(args.work) / "ckpt/official").glob("at_*.pt"))
+    if check_training(rec, "official", rc, log) and not ckpts:
+        rec.fail("official", f"training wrote no at_*.pt to score (whole output: {log})")
     score_run(rec, "official", ckpts, lambda p, s, d: score_official(args.official, p, s, d), sets, args)
 
 
@@ -373,10 +390,13 @@ def section_ours(rec: Record, args: argparse.Namespace, sets: list) -> None:
     ckpt_dir = Path(args.work) / "ckpt"
     cmd = [sys.executable, "train.py", *train_common(args, ckpt_dir, "ours", args.seed), "--time_budget",
            str(args.minutes), "--save_at", *map(str, FRACTIONS)]
-    rc, lines, seconds = run_logged(cmd, Path(args.out) / "ours_train.log",
-                                    args.minutes * 60 + args.startup_s + args.gpu_budget - rec.elapsed())
+    log = Path(args.out) / "ours_train.log"
+    rc, lines, seconds = run_logged(cmd, log, args.minutes * 60 + args.startup_s + args.gpu_budget - rec.elapsed())
     rec.run("ours", rc=rc, seconds=round(seconds, 1), lines=lines)
-    score_run(rec, "ours", sorted((ckpt_dir / "ours").glob("at_*.pt")), score_ours, sets, args)
+    ckpts = sorted((ckpt_dir / "ours").glob("at_*.pt"))
+    if check_training(rec, "ours", rc, log) and not ckpts:
+        rec.fail("ours", f"training wrote no at_*.pt to score (whole output: {log})")
+    score_run(rec, "ours", ckpts, score_ours, sets, args)
 
 
 def section_spread(rec: Record, args: argparse.Namespace, sets: list) -> None:
@@ -389,10 +409,11 @@ def section_spread(rec: Record, args: argparse.Namespace, sets: list) -> None:
                "--log_dir", str(ckpt_dir / "logs"), "--name", name, "--val_every", "0", "--no_progress",
                "--overwrite", "--epochs", "1", "--warmup_epochs", "0", "--max_steps", str(args.spread_steps),
                "--patch_size", str(args.patch_size), *shlex.split(args.spread_args)]
-        rc, lines, seconds = run_logged(cmd, Path(args.out) / f"spread_{name}.log", args.gpu_budget)
+        log = Path(args.out) / f"spread_{name}.log"
+        rc, lines, seconds = run_logged(cmd, log, args.gpu_budget)
         rec.run(f"spread_{name}", rc=rc, seconds=round(seconds, 1), lines=lines)
         path = ckpt_dir / name / "last.pt"
-        if rc == 0 and path.is_file():
+        if check_training(rec, f"spread_{name}", rc, log) and path.is_file():
             t0 = time.monotonic()
             rec.point(arm="spread", seed=seed, step=args.spread_steps, sets=score_ours(path, sets, "cpu"),
                       score_s=round(time.monotonic() - t0, 1))
@@ -432,9 +453,24 @@ def plot(rec: Record, label: str, path: Path) -> str:
     return f"plot: {path}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="scripts/equal_minutes.py", description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=float, default=4.0, help="the training budget T of each network")
+def build_parser() -> argparse.ArgumentParser:
+    from options import (
+        MAX_PATCH_SIZE,
+        MAX_SEED,
+        MAX_TIME_BUDGET_MIN,
+        float_in,
+        int_in,
+        non_negative_float,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
+    from utils.cli import ArgumentParser
+
+    seed = int_in(0, MAX_SEED)
+    p = ArgumentParser(prog="scripts/equal_minutes.py", description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float_in(0.0, MAX_TIME_BUDGET_MIN, low_open=True), default=4.0,
+                   help="the training budget T of each network")
     p.add_argument("--official", type=Path, default=None, help="a clone of github.com/MoTong-AI-studio/TextPromptIR")
     p.add_argument("--data_root", type=Path, default=ROOT / "data/demo/Train")
     p.add_argument("--denoise_root", type=Path, default=None, help="clean photos to denoise (e.g. BSD400)")
@@ -443,28 +479,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--denoise_dirs", type=Path, nargs="*", default=[], help="e.g. Kodak24 McMaster")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--net", choices=("paper", "demo"), default="paper", help="demo: the small net, for a dry run")
-    p.add_argument("--patch_size", type=int, default=128)
-    p.add_argument("--num_workers", type=int, default=8)
-    p.add_argument("--log_every", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128)
+    p.add_argument("--num_workers", type=non_negative_int, default=8)
+    p.add_argument("--log_every", type=positive_int, default=20)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--sections", nargs="+", choices=("official", "ours", "spread", "plot"),
                    default=["official", "ours", "plot"])
-    p.add_argument("--spread_seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--spread_steps", type=int, default=200)
+    p.add_argument("--spread_seeds", type=seed, nargs="+", default=[0, 1, 2])
+    p.add_argument("--spread_steps", type=positive_int, default=200)
     p.add_argument("--spread_args", default="", help="more train.py options for the seed runs, one string")
     p.add_argument("--train_args", default="", help="more train.py options for both timed runs, one string")
-    p.add_argument("--gpu_budget", type=float, default=600.0, help="seconds for the whole script")
-    p.add_argument("--score_s", type=float, default=20.0, help="seconds one scoring needs at least")
-    p.add_argument("--startup_s", type=float, default=180.0, help="a training run's start-up and compile allowance")
+    p.add_argument("--gpu_budget", type=positive_float, default=600.0, help="seconds for the whole script")
+    p.add_argument("--score_s", type=non_negative_float, default=20.0, help="seconds one scoring needs at least")
+    p.add_argument("--startup_s", type=non_negative_float, default=180.0,
+                   help="a training run's start-up and compile allowance")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "output/equal_minutes"))
     p.add_argument("--work", type=Path, default=None, help="checkpoints (default: <out>/work)")
     p.add_argument("--plot", type=Path, default=ROOT / "docs/equal_minutes.png")
     p.add_argument("--plot_set", default="Kodak24 σ=25", help="the set the plot and the per-step line show")
     p.add_argument("--arm", choices=("official",), default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def run_sections(argv: list[str] | None) -> int:
+    """Each section of ``--sections`` in turn, then the plot and the per-step line; 1 when a section failed."""
+    args = build_parser().parse_args(argv)
     args.work = args.work or args.out / "work"
     os.chdir(ROOT)
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.arm == "official":
         return official_arm(args)
@@ -490,7 +531,17 @@ def main(argv: list[str] | None = None) -> int:
         rec.run("per_step", **summary)
         print(f"per step: {summary}")
     print(f"\n{len(rec.points)} points in {args.out / 'points.json'}; {rec.elapsed():.0f} s in all")
+    if rec.failures:
+        print(f"failed: {', '.join(f.split(':')[0] for f in rec.failures)} (see the lines above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))
+    from utils.cli import cli_main
+
+    return cli_main(run_sections, argv)
 
 
 def per_step(rec: Record, label: str) -> dict[str, Any] | None:
