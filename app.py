@@ -35,6 +35,7 @@ from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
+from utils.runtime.compile import CACHE_ENV
 from utils.runtime.page import AUTO, INSTRUCTION_LABEL, TASK_LABEL, PageRestorer, Reply
 
 PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
@@ -259,6 +260,8 @@ def app_main(argv: Sequence[str] | None) -> int:
 def start_page(args: argparse.Namespace, root: Path) -> tuple[Any, PageRestorer]:
     """Load the checkpoint, build the page and serve it from ``root`` (the app's temporary folder)."""
     os.environ.update(OFFLINE_ENV, GRADIO_TEMP_DIR=str(root / "gradio"))
+    if not args.compile:  # the folder torch makes for its compiler when imported goes here too, not in /tmp
+        os.environ.setdefault(CACHE_ENV, str(root / "torch"))
     try:
         import gradio  # noqa: F401  (after the environment above: Gradio reads it when imported)
     except ImportError:
