@@ -8,6 +8,10 @@ The page runs the engine demo.py runs (utils/runtime/engine.py; the request hand
 utils/runtime/page.py), loaded once at start-up. It listens on 127.0.0.1 only, sends nothing off the
 machine (no analytics, no fonts or scripts from elsewhere) and keeps uploads and results in a
 temporary folder of its own, removed when it stops. Requests are queued and run one at a time.
+
+Ctrl-C or SIGTERM while serving cancels the request in progress at its network's next stage, waits
+for it to end, closes the server, removes the temporary folder and exits 0; during start-up they
+remove the folder and exit 130 (SIGINT) or 143 (SIGTERM).
 """
 import argparse
 import logging
