@@ -116,8 +116,9 @@ def missing_encoder(ckpt_path: str | Path, folder: Path, override: str | Path | 
     named first (a copied or moved checkpoint whose relative link broke), since an encoder trained
     anew is not the one the checkpoint was trained with and would be refused."""
     if override:
-        return UserError(f"--text_ckpt {override}: no fine-tuned instruction encoder there; "
-                         f"pass the encoder folder {ckpt_path} was trained with")
+        return UserError(f"--text_ckpt {override}: no fine-tuned instruction encoder there; pass the encoder "
+                         f"folder {ckpt_path} was trained with (a new one from `python train.py --stage text` "
+                         "needs the restoration net trained again with it)")
     return UserError(f"{ckpt_path}: its instruction encoder is not at {folder} (was the checkpoint copied or "
                      "moved without it?); pass --text_ckpt with the encoder folder used in training, or put "
                      f"that folder at {folder}; only if it is lost: `python train.py --stage text`, then train "
