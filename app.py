@@ -257,6 +257,8 @@ def app_main(argv: Sequence[str] | None) -> int:
         sys.stderr.flush()
         os._exit(0)
     finally:
+        for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the removal short
+            signal.signal(signum, _already_stopping)
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
 
