@@ -72,6 +72,26 @@ def scoring_rows(sets: list, order: Sequence[str], conditioned: bool,
     return rows
 
 
+def trained_sets(ckpt_path: str, ckpt: dict, sets: list) -> list:
+    """The sets of tasks the checkpoint was trained for. Each other set is skipped in one line: a
+    benchmark number for a task the network never learned means nothing, beside published ones least."""
+    from utils.text.encoder_link import checkpoint_tasks
+    from utils.text.understand import untrained_tasks
+
+    known = checkpoint_tasks(ckpt)
+    kept = []
+    for test_set in sets:
+        untrained = untrained_tasks(ckpt_path, known, test_set.tasks)
+        if untrained is None:
+            kept.append(test_set)
+        else:
+            print(f"skipped {test_set.label}: {untrained}, so it is not scored")
+    if not kept:
+        raise UserError(f"{ckpt_path}: none of the sets found is of a task it was trained for ({', '.join(known)}); "
+                        "pass --mode with one of those, or a checkpoint trained for the sets' tasks")
+    return kept
+
+
 def blind_classifier(ckpt_path: str, ckpt: dict, unconditioned: bool) -> torch.nn.Module:
     """The checkpoint's degradation classifier, or the one line saying it has none."""
     from utils.checkpoint import load_classifier
@@ -140,6 +160,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
+    sets = trained_sets(args.ckpt, ckpt, sets)
     results = Results.open(out_dir, args.ckpt, args.overwrite)
     unconditioned = model.config.text_cond == "none"
     protocol = Protocol(route="unconditioned" if unconditioned else "instruction",
