@@ -208,7 +208,8 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
             score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task), device,
                                     precision=args.precision, y_channel=args.y_channel,
                                     save_dir=save_dirs.get((test_set.task, test_set.label)),
-                                    progress=not args.no_progress, num_workers=args.num_workers)
+                                    progress=not args.no_progress, num_workers=args.num_workers,
+                                    overwrite=args.overwrite)
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
