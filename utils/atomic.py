@@ -91,8 +91,14 @@ def _swap_in(tmp: Path, path: Path) -> None:
     """Put the folder ``tmp`` where the folder ``path`` is: the old one is renamed aside, then removed."""
     old = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".old", dir=path.parent))
     os.rename(path, old / path.name)
-    os.rename(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old / path.name, path)  # the old folder back in its place
+        raise
+    finally:
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
