@@ -6,8 +6,9 @@
     python test.py --instructions data/instructions/compound_heldout.tsv --unrelated data/instructions/unrelated_heldout.txt
 
 Adds the sets it scores to output/<run>/results.{json,csv,md} after every set (a later failure
-keeps what was scored; nothing already there is replaced without --overwrite, see
-utils/eval/results.py) and prints the tables beside the paper's numbers.
+keeps what was scored; nothing already there is replaced without --overwrite; runs under one --name
+at once each keep their rows, see utils/eval/results.py) and prints the tables beside the paper's
+numbers. A set of a task the checkpoint was not trained for is skipped in one line, never scored.
 """
 from __future__ import annotations
 
