@@ -164,12 +164,12 @@ def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Pa
     return [n for src, dst in plan.items() for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
 
 
-def save_compare(path: Path, before: np.ndarray, after: np.ndarray) -> None:
-    """input | output side by side, 8-bit PNG."""
+def save_compare(path: Path, before: np.ndarray, after: np.ndarray, overwrite: bool) -> None:
+    """input | output side by side, 8-bit PNG (replacing one already there only with ``overwrite``)."""
     from utils.data.image_io import save_photo
 
     gap = np.ones((before.shape[0], COMPARE_GAP, 3), np.float32)
-    save_photo(path, np.concatenate([before, gap, after], axis=1))
+    save_photo(path, np.concatenate([before, gap, after], axis=1), replace=overwrite)
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -200,9 +200,9 @@ def restore_file(args: argparse.Namespace, restorer: Restorer, shown: list[str],
     done = restorer.restore(photo.rgb, plan, progress=not args.no_progress, note=write)
     for line in done.lines:
         write(line)
-    save_photo(dst, done.rgb, photo.alpha, photo.bit_depth, photo.grayscale)
+    save_photo(dst, done.rgb, photo.alpha, photo.bit_depth, photo.grayscale, replace=args.overwrite)
     if args.compare:
-        save_compare(compare_path(dst, src, args.suffix), photo.rgb, done.rgb)
+        save_compare(compare_path(dst, src, args.suffix), photo.rgb, done.rgb, args.overwrite)
     h, w = done.rgb.shape[:2]
     how = "unchanged" if not plan.steps else f"{done.tile}px tiles" if done.tile else "whole"
     return f"{src} -> {dst} ({w}x{h}, {how})"

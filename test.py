@@ -6,8 +6,9 @@
     python test.py --instructions data/instructions/compound_heldout.tsv --unrelated data/instructions/unrelated_heldout.txt
 
 Adds the sets it scores to output/<run>/results.{json,csv,md} after every set (a later failure
-keeps what was scored; nothing already there is replaced without --overwrite, see
-utils/eval/results.py) and prints the tables beside the paper's numbers.
+keeps what was scored; nothing already there is replaced without --overwrite; runs under one --name
+at once each keep their rows, see utils/eval/results.py) and prints the tables beside the paper's
+numbers. A set of a task the checkpoint was not trained for is skipped in one line, never scored.
 """
 from __future__ import annotations
 
@@ -70,6 +71,26 @@ def scoring_rows(sets: list, order: Sequence[str], conditioned: bool,
             single.label = f"{test_set.label}, {task} only"
             rows.append((single, (task,)))
     return rows
+
+
+def trained_sets(ckpt_path: str, ckpt: dict, sets: list) -> list:
+    """The sets of tasks the checkpoint was trained for. Each other set is skipped in one line: a
+    benchmark number for a task the network never learned means nothing, beside published ones least."""
+    from utils.text.encoder_link import checkpoint_tasks
+    from utils.text.understand import untrained_tasks
+
+    known = checkpoint_tasks(ckpt)
+    kept = []
+    for test_set in sets:
+        untrained = untrained_tasks(ckpt_path, known, test_set.tasks)
+        if untrained is None:
+            kept.append(test_set)
+        else:
+            print(f"skipped {test_set.label}: {untrained}, so it is not scored")
+    if not kept:
+        raise UserError(f"{ckpt_path}: none of the sets found is of a task it was trained for ({', '.join(known)}); "
+                        "pass --mode with one of those, or a checkpoint trained for the sets' tasks")
+    return kept
 
 
 def blind_classifier(ckpt_path: str, ckpt: dict, unconditioned: bool) -> torch.nn.Module:
@@ -140,6 +161,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
+    sets = trained_sets(args.ckpt, ckpt, sets)
     results = Results.open(out_dir, args.ckpt, args.overwrite)
     unconditioned = model.config.text_cond == "none"
     protocol = Protocol(route="unconditioned" if unconditioned else "instruction",
@@ -187,7 +209,8 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
             score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task), device,
                                     precision=args.precision, y_channel=args.y_channel,
                                     save_dir=save_dirs.get((test_set.task, test_set.label)),
-                                    progress=not args.no_progress, num_workers=args.num_workers)
+                                    progress=not args.no_progress, num_workers=args.num_workers,
+                                    overwrite=args.overwrite)
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None

@@ -399,14 +399,15 @@ def open_log(run: Run, dataset, text_dim: int) -> None:
     """TensorBoard writer, the resolved options beside logs and checkpoints, one summary line."""
     from torch.utils.tensorboard import SummaryWriter
 
+    from utils.atomic import write_text
+
     args, info = run.args, run.info
     log_dir = Path(args.log_dir) / args.name
     run.writer = SummaryWriter(str(log_dir))
     resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
-    for folder in (log_dir, run.run_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    for folder in (log_dir, run.run_dir):  # the run's own: replaced whole, as a resumed run writes them again
+        write_text(folder / "options.yaml", yaml.safe_dump(resolved, sort_keys=False), replace=True)
     if run.text_record is not None:
         from utils.text.encoder_link import register_dependent
 

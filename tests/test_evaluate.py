@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,27 @@ def test_a_test_image_whose_name_is_not_utf8_is_scored_and_named_by_its_bytes(ti
     assert len(rows) == 1 + 3 and all(b"photo\xff\xfe" in row for row in rows[1:])
     saved = [os.fsencode(p.name) for p in (tmp_path / "out/r/images").rglob("*.png")]
     assert len(saved) == 3 and all(b"photo\xff\xfe" in name for name in saved)
+
+
+def test_a_set_of_a_task_the_checkpoint_never_learned_is_skipped_in_one_line(tiny_layout, tiny_ckpt, tmp_path, capsys):
+    """A GoPro folder beside a three-task checkpoint (trained for denoise, derain, dehaze): no score of it,
+    in the results or the five-task table beside the published numbers; asked for alone, one line."""
+    root = tmp_path / "test"
+    shutil.copytree(tiny_layout / "test/derain", root / "derain")
+    for name in ("input", "target"):
+        shutil.copytree(tiny_layout / "test/derain/Rain100L" / name, root / "deblur/GoPro" / name)
+    common = ["--ckpt", str(tiny_ckpt), "--test_root", str(root), "--output_dir", str(tmp_path / "out"),
+              "--device", "cpu", "--no_progress"]
+    assert test_script.main([*common, "--mode", "all"]) == 0
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if "GoPro" in line]
+    assert skipped == [f"skipped GoPro: {tiny_ckpt} was trained for denoise, derain, dehaze only, not deblur, "
+                       "so it is not scored"]
+    assert "published" not in out
+    res = json.loads((tmp_path / "out/textpromptir/results.json").read_text())
+    assert [s["label"] for s in res["sets"]] == ["Rain100L"]
+    assert "GoPro" not in (tmp_path / "out/textpromptir/results.md").read_text()
+    assert test_script.main([*common, "--mode", "deblur", "--name", "alone"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of the sets found is of a task it was trained for" in err[0]
+    assert not (tmp_path / "out/alone/results.json").exists()

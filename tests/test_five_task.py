@@ -92,6 +92,29 @@ def test_flat_pairs_are_read(tmp_path, task, names):
     assert len(data) == 6 and data[5]["lq"].shape == (3, 32, 32) and data[5]["task"] == task
 
 
+@pytest.mark.parametrize("task", ["deblur", "lowlight"])
+def test_two_layouts_in_one_training_folder_are_refused_in_one_line_by_training_and_check_data(tmp_path, task):
+    """GoPro sequences (or low/ + high/) beside a flat input/ + target/: each holds 3 of the 6 pairs,
+    and reading either alone would drop the other's without a word."""
+    folder = tmp_path / ("Deblur" if task == "deblur" else "Lowlight")
+    if task == "deblur":
+        _gopro(tmp_path, sequences=("GOPR0372_07_00",), frames=3, gamma=False)
+        other = "GoPro sequences (GOPR0372_07_00/blur/ + sharp/)"
+    else:
+        _pairs(folder / "low", folder / "high", n=3)
+        other = "low/ + high/"
+    _pairs(folder / "input", folder / "target", n=3)
+    with pytest.raises(UserError) as e:
+        find_train_pairs(tmp_path, task)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(str(folder)) and "input/ + target/" in message
+    assert other in message and "keep one" in message
+    with pytest.raises(UserError, match="two layouts"):
+        TrainDataset(tmp_path, [task], patch_size=32)
+    check = check_training_data(tmp_path, [task])[0]
+    assert not check.ok and "two layouts" in check.line()
+
+
 def test_a_missing_training_folder_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"Deblur: folder not found; expected Deblur/<sequence>/blur/\*\.png"):
         find_train_pairs(tmp_path, "deblur")

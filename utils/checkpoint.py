@@ -9,9 +9,7 @@ route (:func:`load_classifier`). Checkpoints of format 1 (``model_args`` instead
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,11 @@ import torch
 
 from net.degradation_classifier import DegradationClassifier
 from net.model import ModelConfig, TextPromptIR, build_model
+from utils.atomic import TMP_SUFFIX, write_file
 from utils.errors import UserError
 
 FORMAT = "textpromptir/2"
 READABLE_FORMATS = ("textpromptir/1", FORMAT)
-_TMP_SUFFIX = ".tmp"
 
 
 class NonFiniteWeights(UserError):
@@ -39,35 +37,22 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the half-written ``*.pt.<random>.tmp`` files an interrupted save left in ``folder``."""
     folder = Path(folder)
-    stale = [p for p in folder.glob(f"*.pt.*{_TMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    stale = [p for p in folder.glob(f"*.pt.*{TMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``,
-    so an interrupted save never destroys the previous checkpoint. Refuses (NonFiniteWeights)
+    """Write ``state`` to ``path`` atomically (``utils.atomic``: a temp file in the same folder, then
+    ``os.replace``), so an interrupted save never destroys the previous checkpoint. Refuses (NonFiniteWeights)
     weights with NaN or inf, so that a checkpoint on disk is always usable."""
     path = Path(path)
     bad = non_finite_tensors(state.get("model", {}))
     if bad:
         raise NonFiniteWeights(f"{path}: not written: the weights became NaN/inf ({bad[0]}"
                                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=_TMP_SUFFIX, dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "format": FORMAT}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, lambda f: torch.save({**state, "format": FORMAT}, f), replace=True)  # this run's own
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -13,7 +13,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from utils.data.image_io import image_size, read_image
-from utils.data.layouts import FLAT_PAIR_DIRS, GOPRO_IGNORED, TASK_DIRS, find_dir, list_images, subdirs
+from utils.data.layouts import (
+    FLAT_PAIR_DIRS,
+    GOPRO_IGNORED,
+    TASK_DIRS,
+    find_dir,
+    list_images,
+    mixed_layouts,
+    subdirs,
+)
 from utils.eval.metrics import crop_to_multiple
 from utils.tasks import PAPER_TASKS, TASKS, task_of
 
@@ -186,6 +194,9 @@ def _check_paired_train(folder: Path, task: str) -> SetCheck:
     check = SetCheck(name, folder, None, expected, "pairs")
     if not folder.is_dir():
         return check
+    mixed = mixed_layouts(folder, task)
+    if mixed is not None:
+        return replace(check, found=0, problem=mixed)
     counts = _flat_counts(folder, task)
     if counts is None and task == "deblur":
         per_seq = [_flat_counts(seq, task) for seq in subdirs(folder)]

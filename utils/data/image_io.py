@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from utils.atomic import write_bytes, write_file
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, check_pixels
 from utils.errors import UserError
 
@@ -64,20 +65,20 @@ def read_image(path: Path | str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def write_image(path: Path | str, rgb: np.ndarray) -> None:
-    """Write a uint8 HxWx3 RGB image (format from the extension), creating parent folders.
+def write_image(path: Path | str, rgb: np.ndarray, replace: bool = True) -> None:
+    """Write a uint8 HxWx3 RGB image (format from the extension), creating parent folders; whole
+    or not at all, and over a file already there only with ``replace`` (``utils.atomic``).
 
     PNGs carry no timestamp, so the same array always gives the same bytes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_image expects uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise UserError(f"{path}: cannot write this image format; use .png, .jpg or .tif")
-    buf.tofile(str(path))
+    write_bytes(path, buf.tobytes(), replace)
 
 
 def image_size(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
@@ -212,13 +213,15 @@ def save_photo(
     alpha: np.ndarray | None = None,
     bit_depth: int = 8,
     grayscale: bool = False,
+    replace: bool = True,
 ) -> None:
     """Save a float HxWx3 image in [0, 1] (e.g. a restored ``Photo``) by the file extension.
 
     PNG and TIFF keep 8 or 16 bits, the alpha channel and grey images (written back with one
     channel, from ITU-R BT.601 luma). JPEG is always 8-bit, quality 95, and cannot hold alpha (it is
     dropped). 16-bit grey with alpha is written as 16-bit RGBA (no common writer supports it).
-    Creates parent folders; overwrites ``path`` (callers make sure it is not an input).
+    Creates parent folders; written whole or not at all, over a file already there only with
+    ``replace`` (``utils.atomic``; callers make sure it is not an input).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -237,7 +240,6 @@ def save_photo(
     planes = (rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] if grayscale else rgb
     if alpha is not None:
         planes = np.concatenate([planes, np.clip(alpha, 0.0, 1.0)[..., None].astype(np.float32)], axis=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if bit_depth == 16:
         arr = np.rint(planes * 65535.0).astype(np.uint16)
         if arr.shape[2] == 2:  # grey + alpha -> RGBA
@@ -247,16 +249,14 @@ def save_photo(
         ok, buf = cv2.imencode(ext, arr[..., 0] if arr.shape[2] == 1 else arr)
         if not ok:
             raise UserError(f"{path}: cannot write a 16-bit image in this format; use .png or .tif")
-        buf.tofile(str(path))
+        write_bytes(path, buf.tobytes(), replace)
         return
     arr = np.rint(planes * 255.0).astype(np.uint8)
     im = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)  # mode L, LA, RGB or RGBA
-    if ext in (".jpg", ".jpeg"):
-        im.save(path, quality=95)
-    elif ext == ".bmp" and im.mode == "LA":
-        im.convert("RGBA").save(path)
-    else:
-        im.save(path)
+    if ext == ".bmp" and im.mode == "LA":
+        im = im.convert("RGBA")
+    options = {"quality": 95} if ext in (".jpg", ".jpeg") else {}
+    write_file(path, lambda f: im.save(f, format=Image.registered_extensions()[ext], **options), replace)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

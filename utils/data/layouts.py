@@ -251,13 +251,31 @@ def _same_name(stem: str) -> str:
     return stem
 
 
+def _all_flat_dirs(folder: Path, task: str) -> list[tuple[Path, Path]]:
+    """Every (input, target) folder pair of ``FLAT_PAIR_DIRS[task]`` present in ``folder``."""
+    found = [(find_dir(folder, a), find_dir(folder, b)) for a, b in FLAT_PAIR_DIRS[task]]
+    return [(a, b) for a, b in found if a is not None and b is not None]
+
+
 def _flat_dirs(folder: Path, task: str) -> tuple[Path, Path] | None:
     """The first (input, target) folder pair of ``FLAT_PAIR_DIRS[task]`` present in ``folder``."""
-    for names in FLAT_PAIR_DIRS[task]:
-        found = [find_dir(folder, n) for n in names]
-        if all(found):
-            return found[0], found[1]
-    return None
+    found = _all_flat_dirs(folder, task)
+    return found[0] if found else None
+
+
+def mixed_layouts(folder: Path, task: str) -> str | None:
+    """What is wrong with a deblur or lowlight training folder that holds two layouts (flat
+    ``input/`` + ``target/`` beside ``low/`` + ``high/``, or beside GoPro sequences): reading one
+    would drop the other's pairs unsaid. None for one layout or none."""
+    layouts = [f"{a.name}/ + {b.name}/" for a, b in _all_flat_dirs(folder, task)]
+    sequences = [d for d in subdirs(folder) if _flat_dirs(d, task) is not None] if task == "deblur" else []
+    if sequences:
+        layouts.append(f"GoPro sequences ({sequences[0].name}/blur/ + sharp/"
+                       f"{f' and {len(sequences) - 1} more' if len(sequences) > 1 else ''})")
+    if len(layouts) < 2:
+        return None
+    return (f"holds {' and '.join(layouts)}, two layouts of which only one would be read; keep one "
+            "(move the other's pairs into it, or elsewhere)")
 
 
 def _pairs_in(in_dir: Path, gt_dir: Path, task: str) -> list[Pair]:
@@ -271,7 +289,10 @@ def _paired_train_pairs(folder: Path, task: str) -> tuple[Path, list[Pair]]:
     """The pairs of a deblur or lowlight training folder, and the folder its list file is relative to:
     flat ``input/`` + ``target/`` (or ``blur/`` + ``sharp/``, ``low/`` + ``high/``) in ``folder``, else
     (deblur) GoPro's ``<sequence>/blur/`` + ``<sequence>/sharp/`` in every subfolder, whose
-    ``blur_gamma/`` folders are ignored with one note."""
+    ``blur_gamma/`` folders are ignored with one note. Two of these layouts in one folder are refused."""
+    mixed = mixed_layouts(folder, task)
+    if mixed is not None:
+        raise UserError(f"{folder}: {mixed}")
     flat = _flat_dirs(folder, task)
     if flat is not None:
         return flat[0], _pairs_in(flat[0], flat[1], task)

@@ -76,11 +76,13 @@ def saved_image_paths(save_dir: Path, test_set: Dataset) -> list[Path]:
 def evaluate_set(model: torch.nn.Module, test_set: Dataset, embedding: torch.Tensor | None,
                  device: torch.device, precision: str = "fp32", y_channel: bool = False,
                  max_images: int | None = None, save_dir: str | Path | None = None,
-                 progress: bool = True, num_workers: int = 0) -> tuple[SetScore, list[np.ndarray]]:
+                 progress: bool = True, num_workers: int = 0,
+                 overwrite: bool = False) -> tuple[SetScore, list[np.ndarray]]:
     """Score ``model`` on ``test_set`` (items ``{lq, gt, name}``) with the instruction
     embedding ``embedding`` of shape (D,), in ``precision`` (``utils.runtime.device.PRECISION_CHOICES``). Returns the scores
     and, for a preview, the first image's (input, output, target) as (H, W, 3) arrays. A NaN or
-    inf output is a UserError: the checkpoint is broken, and no score is made of it."""
+    inf output is a UserError: the checkpoint is broken, and no score is made of it. Each restored
+    image goes into ``save_dir`` when given, whole or not at all, replacing one there only with ``overwrite``."""
     model.eval()
     subset = Subset(test_set, range(min(len(test_set), max_images))) if max_images else test_set
     loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
@@ -102,7 +104,7 @@ def evaluate_set(model: torch.nn.Module, test_set: Dataset, embedding: torch.Ten
         ip, iss = psnr_ssim(lq_np, gt_np, y_channel)
         score.images.append(ImageScore(name, path, p, s, ip, iss))
         if save_dir is not None:
-            write_image(Path(save_dir) / saved_names[path], np.round(out_np * 255).astype(np.uint8))
+            write_image(Path(save_dir) / saved_names[path], np.round(out_np * 255).astype(np.uint8), overwrite)
         if not preview:
             preview = [lq_np, out_np, gt_np]
         bar.update(1)

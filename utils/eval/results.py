@@ -13,18 +13,22 @@ this project); PSNR is known to move with the scikit-image version.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
+from utils.atomic import write_file, write_text
 from utils.digest import file_sha256
 from utils.errors import UserError
+from utils.file_lock import held
 from utils.tables import cell, header, row
 
 FORMAT = "textpromptir-results/1"
 JSON, CSV, MARKDOWN = "results.json", "results.csv", "results.md"
+LOCK = "results.lock"  # held while a run merges its rows into the three files
 PROJECT_VERSION = "0.1.0"  # reported when the code is not a git checkout
 KEY_FIELDS = ("task", "label", "route", "instruction", "precision", "y_channel", "crop16")  # a row: a set and how
 PROTOCOL_FIELDS = KEY_FIELDS[2:]  # the part of a row's key that a run shares (Protocol)
@@ -177,12 +181,45 @@ def _key(entry: dict) -> tuple:
     return tuple(entry.get(k) for k in KEY_FIELDS)
 
 
-class Results:
-    """The rows of ``<out_dir>/results.json`` and the checkpoint they are of."""
+def stored_rows(path: Path, sha256: str) -> tuple[list[dict] | None, str | None]:
+    """The rows of the results file ``path`` when they are of the checkpoint ``sha256`` (none when
+    the file is missing), else None and what is wrong with the file."""
+    if not path.exists():
+        return [], None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return None, f"cannot be read ({type(e).__name__})"
+    if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+        return None, "written by another version of test.py, so its rows cannot be merged"
+    old = stored.get("checkpoint") or {}
+    if old.get("sha256") != sha256:
+        return None, f"holds the results of another checkpoint ({old.get('path')}, sha256 {old.get('sha256', '?')[:12]})"
+    return list(stored.get("sets") or []), None
 
-    def __init__(self, out_dir: Path, checkpoint: dict[str, str], sets: list[dict]) -> None:
-        self.out_dir, self.checkpoint, self.sets = Path(out_dir), checkpoint, sets
+
+def _with(rows: list[dict], new: list[dict]) -> list[dict]:
+    """``rows`` with each of ``new`` in place of the row of the same key, or added at the end."""
+    out = list(rows)
+    for entry in new:
+        keys = [_key(s) for s in out]
+        if _key(entry) in keys:
+            out[keys.index(_key(entry))] = entry
+        else:
+            out.append(entry)
+    return out
+
+
+class Results:
+    """The rows of ``<out_dir>/results.json`` and the checkpoint they are of. Every write merges this
+    run's rows into the file as it is then, under a lock: two runs under one ``--name`` at once each
+    keep their rows."""
+
+    def __init__(self, out_dir: Path, checkpoint: dict[str, str], sets: list[dict], overwrite: bool = False) -> None:
+        self.out_dir, self.checkpoint, self.sets, self.overwrite = Path(out_dir), checkpoint, sets, overwrite
         self._versions: dict[str, str] | None = None
+        self._mine: dict[tuple, dict] = {}  # the rows this run scored, by key
+        self._written: set[tuple] = set()  # the keys of the rows this run has written
 
     @property
     def json_path(self) -> Path:
@@ -202,21 +239,10 @@ class Results:
             if views and not overwrite:
                 raise UserError(f"{views[0]}: results written without their {JSON}, so nothing can be added to "
                                 f"them; {fix}")
-            return cls(out_dir, checkpoint, [])
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            problem = None if isinstance(stored, dict) and stored.get("format") == FORMAT else \
-                "written by another version of test.py, so its rows cannot be merged"
-        except (OSError, ValueError) as e:
-            stored, problem = None, f"cannot be read ({type(e).__name__})"
-        old = (stored.get("checkpoint") or {}) if problem is None else {}
-        if problem is None and old.get("sha256") != checkpoint["sha256"]:
-            problem = f"holds the results of another checkpoint ({old.get('path')}, sha256 {old.get('sha256', '?')[:12]})"
-        if problem is not None:
-            if not overwrite:
-                raise UserError(f"{path}: {problem}; {fix}")
-            return cls(out_dir, checkpoint, [])
-        return cls(out_dir, checkpoint, list(stored.get("sets") or []))
+        rows, problem = stored_rows(path, checkpoint["sha256"])
+        if problem is not None and not overwrite:
+            raise UserError(f"{path}: {problem}; {fix}")
+        return cls(out_dir, checkpoint, rows or [], overwrite)
 
     def refuse_replacing(self, sets: Sequence[tuple[str, str]], protocol: Protocol) -> None:
         """A UserError when a row for one of ``sets`` ((task, label) pairs) under ``protocol`` is already there."""
@@ -236,25 +262,44 @@ class Results:
             self._versions = versions()
         entry = {**summary, "paper_psnr": paper_psnr(summary), **asdict(protocol), "test_root": str(test_root),
                  "versions": self._versions, "images": images}
-        keys = [_key(s) for s in self.sets]
-        if _key(entry) in keys:
-            self.sets[keys.index(_key(entry))] = entry
-        else:
-            self.sets.append(entry)
+        self._mine[_key(entry)] = entry
+        self.sets = _with(self.sets, [entry])
+
+    def _merged(self) -> list[dict]:
+        """The rows of the results file as it is now, with this run's put in (under the lock)."""
+        rows, problem = stored_rows(self.json_path, self.checkpoint["sha256"])
+        again = "another run wrote it while this one ran; pass another --name"
+        if problem is not None and not self.overwrite:
+            raise UserError(f"{self.json_path}: {problem} ({again})")
+        rows = rows or []
+        theirs = [s["label"] for s in rows if _key(s) in self._mine and _key(s) not in self._written]
+        if theirs and not self.overwrite:
+            raise UserError(f"{self.json_path}: {theirs[0]} was scored the same way by another run while this one "
+                            "ran; its scores are kept; pass --overwrite to replace them, or another --name")
+        return _with(rows, list(self._mine.values()))
 
     def write(self) -> str:
-        """Write the three files; returns the markdown tables."""
-        self.json_path.write_text(json.dumps({"format": FORMAT, "checkpoint": self.checkpoint, "sets": self.sets},
-                                             indent=2) + "\n", encoding="utf-8")
-        with open(self.out_dir / CSV, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # a non-UTF-8 name is written as its own bytes
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            for s in self.sets:
-                for image in s["images"]:
-                    writer.writerow({"set": s["label"], "task": s["task"], **{k: s[k] for k in PROTOCOL_FIELDS}, **image})
-        tables = self.markdown()
-        (self.out_dir / MARKDOWN).write_text(tables + "\n", encoding="utf-8", errors="backslashreplace")
+        """Merge this run's rows into the results on disk and write the three files, each whole (a
+        temporary file renamed into place), under a lock on the folder; returns the markdown tables."""
+        with held(self.out_dir / LOCK, "results"):
+            self.sets = self._merged()
+            write_text(self.json_path, json.dumps({"format": FORMAT, "checkpoint": self.checkpoint,
+                                                   "sets": self.sets}, indent=2) + "\n", replace=True)
+            write_file(self.out_dir / CSV, self._write_csv, replace=True)
+            tables = self.markdown()
+            write_text(self.out_dir / MARKDOWN, tables + "\n", replace=True, errors="backslashreplace")
+            self._written |= set(self._mine)
         return tables
+
+    def _write_csv(self, binary: BinaryIO) -> None:
+        f = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")  # a non-UTF-8 name is written as its own bytes
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for s in self.sets:
+            for image in s["images"]:
+                writer.writerow({"set": s["label"], "task": s["task"], **{k: s[k] for k in PROTOCOL_FIELDS}, **image})
+        f.flush()
+        f.detach()  # the caller flushes and closes the file
 
     def markdown(self) -> str:
         """One section per protocol, in the order the rows were first written."""

@@ -117,7 +117,7 @@ class Restorer:
         warning; the instruction still wins."""
         from utils.tasks import TASK_WORDS, restore_order
         from utils.text.encoder_link import reading_warnings, understood_line
-        from utils.text.understand import understand
+        from utils.text.understand import understand, untrained_tasks
 
         if not self.conditioned:
             note = f"note: {self.ckpt_path} is a plain Restormer (no text conditioning); the instruction is ignored"
@@ -125,8 +125,9 @@ class Restorer:
         if task == AUTO or (task is None and (instruction is None or not instruction.strip())):
             return self._blind_plan(rgb, what)
         if task is not None:
-            if task not in self.tasks:
-                raise UserError(f"task {task!r}: {self.ckpt_path} was trained for {', '.join(self.tasks)}")
+            untrained = untrained_tasks(str(self.ckpt_path), self.tasks, [task])
+            if untrained:
+                raise UserError(f"task {task!r}: {untrained}")
             step = self._step(task)
             it = self.encoder.interpret(step.instruction)
             return Plan([step], lines=[understood_line(it, step.instruction, f"instruction (forced task {task}): ")],

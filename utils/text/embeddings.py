@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from net.text_encoder import InstructionEncoder, has_encoder_weights
+from utils.atomic import write_file
 from utils.errors import UserError, not_weights_error
 from utils.tasks import TASKS
 from utils.text.bank import BANK_ROOT, DEFAULT_INSTRUCTIONS, bank_digest, load_bank
@@ -54,9 +55,7 @@ def write_embeddings(encoder: InstructionEncoder, folder: str | Path, root: str 
              "fingerprint": encoder.fingerprint(), "bank_sha256": bank_digest("train", root),
              "hidden_size": encoder.hidden_size, "encoder_id": encoder.encoder_id}
     path = Path(folder) / EMBEDDINGS_FILE
-    tmp = path.with_suffix(".tmp")
-    torch.save(cache, tmp)
-    tmp.replace(path)
+    write_file(path, lambda f: torch.save(cache, f), replace=True)  # made again from the encoder: replaced
     return cache
 
 

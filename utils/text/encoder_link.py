@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from net.text_encoder import InstructionEncoder, Interpretation
+from utils.atomic import write_text
 from utils.errors import UserError
 from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS
 
@@ -64,10 +65,7 @@ def register_dependent(encoder_dir: str | Path, ckpt_path: str | Path) -> None:
     entries = [_record_entry(encoder_dir, line) if Path(line).is_absolute() and Path(line).is_file() else line
                for line in _record_lines(encoder_dir)]
     entries = list(dict.fromkeys(entries + [_record_entry(encoder_dir, ckpt_path)]))
-    listing = Path(encoder_dir) / DEPENDENTS_FILE
-    tmp = listing.with_name(listing.name + ".tmp")
-    tmp.write_text("".join(f"{e}\n" for e in entries), encoding="utf-8")
-    os.replace(tmp, listing)
+    write_text(Path(encoder_dir) / DEPENDENTS_FILE, "".join(f"{e}\n" for e in entries), replace=True)
 
 
 def dependents(encoder_dir: str | Path, existing_only: bool = True) -> list[Path]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
+from utils.atomic import TMP_SUFFIX, new_folder
 from utils.digest import file_sha256
 from utils.errors import UserError
 from utils.tasks import TASKS, join_tasks
@@ -231,8 +234,10 @@ def foreign_files(folder: Path) -> list[Path]:
     if not folder.is_dir() or _saved_here(folder):
         return []
     ours = {EMBEDDINGS_FILE, LEGACY_EMBEDDINGS_FILE, Path(EMBEDDINGS_FILE).with_suffix(".tmp").name,
-            DEPENDENTS_FILE, DEPENDENTS_FILE + ".tmp"}
-    return sorted(p for p in folder.iterdir() if p.name not in ours)
+            DEPENDENTS_FILE, DEPENDENTS_FILE + ".tmp"}  # and the temporary files utils.atomic writes them through
+    temporary = tuple(f"{name}." for name in (EMBEDDINGS_FILE, DEPENDENTS_FILE))
+    return sorted(p for p in folder.iterdir()
+                  if p.name not in ours and not (p.name.startswith(temporary) and p.name.endswith(TMP_SUFFIX)))
 
 
 def _reuse_or_refuse(out: Path, key: str, overwrite: bool, log: Callable[[str], None]) -> dict | None:
@@ -256,6 +261,23 @@ def _reuse_or_refuse(out: Path, key: str, overwrite: bool, log: Callable[[str], 
                         "were trained with this instruction encoder and would stop working if it were "
                         "re-trained; write the new one elsewhere with --text_ckpt DIR, or pass --overwrite")
     return None
+
+
+def save_whole(encoder: InstructionEncoder, out: Path, training: dict) -> None:
+    """Save ``encoder`` into ``out`` whole or not at all: written into a temporary sibling folder,
+    then renamed into place, replacing the folder (the previous encoder, whose embeddings and record
+    of dependents go with it). Files of the user's own there (kept only under ``--overwrite``) stay:
+    the encoder's files are then moved in one by one."""
+    if not foreign_files(out):
+        with new_folder(out, replace=True) as tmp:
+            encoder.save(tmp, training=training)
+        return
+    with tempfile.TemporaryDirectory(prefix=out.name + ".", suffix=TMP_SUFFIX, dir=out.parent) as tmp:
+        encoder.save(tmp, training=training)
+        for stale in (out / EMBEDDINGS_FILE, out / LEGACY_EMBEDDINGS_FILE, out / DEPENDENTS_FILE):
+            stale.unlink(missing_ok=True)
+        for f in Path(tmp).iterdir():
+            os.replace(f, out / f.name)
 
 
 def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = DEFAULT_EPOCHS,
@@ -304,8 +326,6 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     seconds = time.time() - start
     result = {"val_accuracy": acc, "confusion": confusion, "confusion_labels": labels, **history,
               "unrelated_max_prob": unrelated_max, "seconds": seconds}
-    encoder.save(out, training={"key": key, **result})
-    for stale in (out / EMBEDDINGS_FILE, out / LEGACY_EMBEDDINGS_FILE, out / DEPENDENTS_FILE):  # of the previous weights
-        stale.unlink(missing_ok=True)
+    save_whole(encoder, out, {"key": key, **result})
     log(f"saved the instruction encoder to {out_dir} (val accuracy {acc:.3f}, {seconds:.0f}s)")
     return {**result, "out_dir": str(out_dir), "reused": False}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -86,6 +86,17 @@ def summary_line(text: str, tasks: tuple[str, ...], probs: dict[str, float]) -> 
     return f"{quoted} -> {join_tasks(tasks)} ({', '.join(f'{probs[t]:.2f}' for t in tasks)})"
 
 
+def untrained_tasks(source: str, known_tasks: Sequence[str], tasks: Sequence[str]) -> str | None:
+    """``"<source> was trained for a, b only, not c"`` when ``tasks`` asks for a task outside
+    ``known_tasks`` (what the restoration checkpoint ``source`` was trained for), else None: the
+    one check before anything restores, or scores, a task."""
+    unknown = [t for t in tasks if t not in known_tasks]
+    if not unknown:
+        return None
+    known = [t for t in TASKS if t in set(known_tasks)]
+    return f"{source} was trained for {', '.join(known)} only, not {', '.join(unknown)}"
+
+
 def understand(encoder: InstructionEncoder, instruction: str, known_tasks: Iterable[str],
                source: str = "this checkpoint") -> Understanding:
     """Read one request: the task set, each task's clause, the embedding and a one-line summary.
@@ -103,11 +114,11 @@ def understand(encoder: InstructionEncoder, instruction: str, known_tasks: Itera
     if not it.tasks:
         raise UserError(f"{summary}: this tool can {describe_tasks(known)}; say what is wrong with the photo "
                         f"(e.g. \"remove the {TASK_WORDS[known[0]]}\"), or force a task with --task {known[0]}")
-    unknown = [t for t in it.tasks if t not in known]
-    if unknown:
-        raise UserError(f"{summary}, but {source} was trained for {', '.join(known)} only, not "
-                        f"{', '.join(unknown)}; ask for {'one of those' if len(known) > 1 else known[0]}, or use a "
-                        f"checkpoint trained with --de_type including {unknown[0]}")
+    untrained = untrained_tasks(source, known, it.tasks)
+    if untrained:
+        unknown = [t for t in it.tasks if t not in known]
+        raise UserError(f"{summary}, but {untrained}; ask for {'one of those' if len(known) > 1 else known[0]}, "
+                        f"or use a checkpoint trained with --de_type including {unknown[0]}")
     clauses = task_clauses(encoder, text, it.tasks) if len(it.tasks) > 1 else {it.tasks[0]: text}
     return Understanding(instruction=text, tasks=it.tasks, probs=it.probs, clauses=clauses,
                          embedding=it.embedding.float(), summary=summary, warnings=list(it.warnings))

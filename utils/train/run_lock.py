@@ -1,4 +1,4 @@
-"""One process at a time in a run folder: an OS lock on ``<folder>/run.lock``.
+"""One process at a time in a run folder: an OS lock (``utils.file_lock``) on ``<folder>/run.lock``.
 
 The lock is ``fcntl.flock`` on a file that holds the holder's pid, host, start time and command.
 The operating system drops the lock when its process ends, however it ends (a crash, ``kill
@@ -8,7 +8,6 @@ was killed: the next run takes it over and says so.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import UserError
+from utils.file_lock import lock, open_lock_file
 
 LOCK_FILE = "run.lock"
 
@@ -56,20 +56,22 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise FolderLocked; the folder must exist and be writable."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+            locked = lock(fd, wait=False)
+        except BlockingIOError:
             holder = _read_record(fd)
             os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderLocked(f"{self.folder}: another run is using this folder "
-                                   f"({describe_holder(holder or {})}); {self.hint}") from None
-            if e.errno in (errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP):  # a file system without locks
-                print(f"warning: {self.folder}: this file system cannot lock files, so nothing stops a second "
-                      "run from using the folder at the same time", file=sys.stderr)
-                return self
+            raise FolderLocked(f"{self.folder}: another run is using this folder "
+                               f"({describe_holder(holder or {})}); {self.hint}") from None
+        except OSError:
+            os.close(fd)
             raise
+        if not locked:
+            os.close(fd)
+            print(f"warning: {self.folder}: this file system cannot lock files, so nothing stops a second "
+                  "run from using the folder at the same time", file=sys.stderr)
+            return self
         self.stale = _read_record(fd)
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv)}
