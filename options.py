@@ -274,6 +274,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel_shuffle", action="store_true",
                    help="permute each training pair's RGB channels at random (not in the paper; the demo "
                         "uses it so that its few photos teach no colour cast)")
+    g.add_argument("--identity_share", type=float_in(0.0, 0.5), default=0.0,
+                   help="share of training samples given as identity pairs, the clean photo as input and "
+                        "target under the task's instruction, so that a pass leaves a photo without its "
+                        "degradation unchanged (not in the paper; 0 to 0.5, default %(default)s)")
     g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
     g.add_argument("--num_workers", type=non_negative_int, default=4)

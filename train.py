@@ -193,7 +193,7 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
                            instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
                            synthetic=args.synthesize, channel_shuffle=args.channel_shuffle,
-                           max_pixels=args.max_pixels)
+                           max_pixels=args.max_pixels, identity_share=args.identity_share)
     steps_per_epoch = len(dataset) // info.world_size // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "

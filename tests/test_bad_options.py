@@ -46,6 +46,7 @@ TRAIN_BAD = [
     ["--preset", "huge"], ["--device", "tpu"], ["--precision", "fp8"], ["--impl", "magic"],
     ["--layernorm_type", "none"], ["--text_cond", "clip"], ["--pooling", "max"],
     ["--max_pixels", "0"], ["--max_pixels", HUGE], ["--max_pixels", "nan"],
+    ["--identity_share", "-0.1"], ["--identity_share", "0.9"], ["--identity_share", "nan"],
 ]
 
 TEST_BAD = [
