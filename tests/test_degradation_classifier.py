@@ -187,6 +187,22 @@ def test_stage_classifier_refuses_images_too_small_in_one_line_and_leaves_the_ch
     assert "--resume" in capsys.readouterr().err
 
 
+def test_stage_classifier_refuses_tasks_the_network_lacks_in_one_line(tiny_ckpt, text_ckpt, layout_72, tmp_path,
+                                                                    capsys):
+    path = tmp_path / "two.pt"
+    ckpt = load_checkpoint(tiny_ckpt)
+    save_checkpoint(path, {**ckpt, "options": {**(ckpt.get("options") or {}), "de_type": ["denoise_25", "dehaze"]}})
+    before = path.read_bytes()
+    argv = ["--stage", "classifier", "--resume", str(path), "--classifier_steps", "2",
+            *stage_args(layout_72, text_ckpt, tmp_path)]
+    assert train.main(argv + ["--de_type", "derain"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "not derain" in err and "denoise, dehaze" in err
+    assert path.read_bytes() == before
+    assert train.main(argv + ["--de_type", "dehaze"]) == 0  # a subset of its tasks is fine
+    assert load_classifier(load_checkpoint(path), path).labels == ("dehaze",)
+
+
 def test_a_finished_restoration_run_stores_its_classifier_and_a_stopped_one_does_not(text_ckpt, layout_72, tmp_path):
     args = stage_args(layout_72, text_ckpt, tmp_path) + ["--epochs", "1", "--de_type", "denoise_15", "derain",
                                                         "--repeat", "denoise_15=1", "derain=1", "--classifier_steps", "2",
