@@ -23,13 +23,14 @@ from utils.digest import file_sha256
 from utils.errors import UserError
 from utils.tables import cell, header, row
 
-FORMAT = "textpromptir-results/1"
+FORMAT = "textpromptir-results/2"  # 2: per-image "read_as", what the blind route read each image as
+READABLE_FORMATS = ("textpromptir-results/1", FORMAT)  # older files are read and rewritten in this one
 JSON, CSV, MARKDOWN = "results.json", "results.csv", "results.md"
 PROJECT_VERSION = "0.1.0"  # reported when the code is not a git checkout
 KEY_FIELDS = ("task", "label", "route", "instruction", "precision", "y_channel", "crop16")  # a row: a set and how
 PROTOCOL_FIELDS = KEY_FIELDS[2:]  # the part of a row's key that a run shares (Protocol)
 CSV_FIELDS = ["set", "task", "route", "instruction", "precision", "y_channel", "crop16", "path", "name",
-              "psnr", "ssim", "input_psnr", "input_ssim"]
+              "psnr", "ssim", "input_psnr", "input_ssim", "read_as"]  # read_as: blind route only, else empty
 
 # TextPromptIR, Table 1 (three-task all-in-one setting), PSNR in dB.
 PAPER_PSNR = {
@@ -205,7 +206,7 @@ class Results:
             return cls(out_dir, checkpoint, [])
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
-            problem = None if isinstance(stored, dict) and stored.get("format") == FORMAT else \
+            problem = None if isinstance(stored, dict) and stored.get("format") in READABLE_FORMATS else \
                 "written by another version of test.py, so its rows cannot be merged"
         except (OSError, ValueError) as e:
             stored, problem = None, f"cannot be read ({type(e).__name__})"
@@ -247,7 +248,7 @@ class Results:
         self.json_path.write_text(json.dumps({"format": FORMAT, "checkpoint": self.checkpoint, "sets": self.sets},
                                              indent=2) + "\n", encoding="utf-8")
         with open(self.out_dir / CSV, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # a non-UTF-8 name is written as its own bytes
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="")
             writer.writeheader()
             for s in self.sets:
                 for image in s["images"]:
