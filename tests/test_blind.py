@@ -177,3 +177,20 @@ def test_test_py_blind_records_what_each_image_was_read_as_and_reads_older_resul
     assert by_route["instruction"] and set(by_route["instruction"]) == {""}
     assert by_route["blind"] and set(by_route["blind"]) == {"denoise+derain"}
     assert json.loads(stored.read_text())["format"] == "textpromptir-results/2"
+
+
+def test_an_unsure_reading_is_said_on_the_line_and_kept_for_the_page(blind, sees):
+    from net.degradation_classifier import THRESHOLD, UNSURE_MARGIN
+
+    restorer, rgb = blind
+    sees(denoise=0.91, derain=THRESHOLD + UNSURE_MARGIN / 2, dehaze=0.02)  # rain: read, but only just
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert {s.task for s in plan.steps} == {"denoise", "derain"} and plan.unsure == ("derain",)
+    assert plan.lines[0].endswith(f"; unsure about rain ({THRESHOLD + UNSURE_MARGIN / 2:.2f})")
+    sees(denoise=0.05, derain=0.1, dehaze=THRESHOLD - UNSURE_MARGIN / 2)  # haze: not read, but only just
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert plan.steps == [] and plan.unsure == ("dehaze",)
+    assert "left unchanged; unsure about haze" in plan.lines[0]
+    assert np.array_equal(restorer.restore(rgb, plan).rgb, rgb)  # a clean reading leaves it unchanged
+    sees(denoise=0.95, derain=0.02, dehaze=0.03)
+    assert restorer.plan(None, None, rgb).unsure == () and "unsure" not in restorer.plan(None, None, rgb).lines[0]

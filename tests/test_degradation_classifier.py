@@ -230,3 +230,63 @@ def test_blind_accuracy_counts_every_set_equally_and_refuses_a_checkpoint_withou
     assert crops["exact"] == pytest.approx(exact)
     assert blind_accuracy.main(["--ckpt", str(tiny_ckpt), "--photos", str(tmp_path / "photos")]) == 2
     assert "--stage classifier" in capsys.readouterr().err
+
+
+class _Recorder(DegradationClassifier):
+    """The classifier, recording the shape of every batch it reads."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return super().forward(x)
+
+
+def test_a_whole_photo_is_read_from_native_crops_and_one_shrunk_view_at_a_bounded_cost():
+    from net.degradation_classifier import GLOBAL_LABELS, global_view
+
+    torch.manual_seed(0)
+    net = _Recorder(width=4, stages=2).eval()
+    for h, w in ((600, 900), (2000, 3000), (64, 4000)):
+        net.seen = []
+        image = smooth_image(np.random.default_rng(h), h, w)
+        probs = predict_degradations(net, image)
+        (crops, *_), whole = net.seen
+        assert crops <= MAX_CROPS and len(net.seen) == 2 and whole[0] == 1
+        assert min(whole[2:]) == min(128, h) and max(whole[2:]) <= 512  # shorter side 128, longer bounded
+        x = torch.from_numpy(global_view(image)).permute(2, 0, 1)[None].float() / 255.0  # 1 x 3 x h x w
+        direct = torch.sigmoid(net(x))[0].tolist()
+        for i, t in enumerate(net.labels):
+            if t in GLOBAL_LABELS:
+                assert probs[t] == pytest.approx(direct[i], abs=1e-6)
+
+
+def test_blind_accuracy_reads_whole_images_in_three_groups_each_its_own_set(tiny_ckpt, tiny_layout, tmp_path, capsys):
+    from utils.eval import blind_accuracy
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        write(tmp_path / "photos" / f"{i}.png", smooth_image(rng, 64, 72))
+        write(tmp_path / "rainy" / f"{i}.png", smooth_image(rng, 40, 40))
+    ckpt = load_checkpoint(tiny_ckpt)
+    torch.manual_seed(0)
+    net = DegradationClassifier(width=4, stages=2)
+    path = tmp_path / "reads.pt"
+    save_checkpoint(path, {**ckpt, "classifier": {"labels": list(net.labels), "config": dict(net.config),
+                                                  "state": net.state_dict()}})
+    argv = ["--ckpt", str(path), "--photos", str(tmp_path / "photos"), "--test_root", str(tiny_layout / "test"),
+            "--real", f"derain={tmp_path / 'rainy'}", "--json", str(tmp_path / "out" / "scores.json")]
+    assert blind_accuracy.main(argv) == 0
+    out = capsys.readouterr().out
+    import json
+
+    sets = json.loads((tmp_path / "out" / "scores.json").read_text())["whole"]
+    names = [s["set"] for s in sets]
+    assert names == ["noise photos σ=15", "noise photos σ=25", "noise photos σ=50", "Rain100L (derain)",
+                     "SOTS (dehaze)", "rainy (derain)", "clean photos"]
+    truths = [s["truth"] for s in sets]
+    assert truths == ["denoise"] * 3 + ["derain", "dehaze", "derain", "none"]
+    for s in sets:
+        assert s["n"] == 2 and sum(s["read_as"].values()) == 2
+        assert s["exact"] == pytest.approx(s["read_as"].get(s["truth"], 0) / 2)
+        assert f"{s['set']}: read exactly as {s['truth']}" in out
+    assert blind_accuracy.main(argv) == 2  # the scores already there are not replaced
+    assert "--json" in capsys.readouterr().err
