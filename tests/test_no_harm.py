@@ -27,6 +27,8 @@ def test_each_pass_is_scored_on_every_photo_but_its_own_degradation(photos):
     assert all(v == [float("inf")] * 2 for per in same.values() for v in per.values())  # left as it was
     shifted = no_harm.measure(lambda t, rgb: rgb * 0 + 0.5 if t == "dehaze" else rgb, tasks, sorted(photos.iterdir()))
     assert max(shifted["dehaze"]["clean"]) < 20 and shifted["derain"]["clean"] == [float("inf")] * 2
+    some = no_harm.measure(lambda t, rgb: rgb, tasks, sorted(photos.iterdir()), others=1)
+    assert len(some["derain"]["clean"]) == 2 and len(some["derain"]["denoise"]) == 1
     text = no_harm.table(shifted)
     assert text.splitlines()[0] == "| pass \\ photo | clean | derain | dehaze | denoise |"
     assert text.splitlines()[2].startswith("| denoise | inf / inf | inf / inf | inf / inf | — |")

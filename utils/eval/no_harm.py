@@ -61,12 +61,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(passes: Callable[[str, np.ndarray], np.ndarray], tasks: Sequence[str],
-            photos: Sequence[Path]) -> dict[str, dict[str, list[float]]]:
+            photos: Sequence[Path], others: int | None = None) -> dict[str, dict[str, list[float]]]:
     """{task's pass: {condition: [PSNR(output, input) per photo]}}; ``passes(task, rgb)`` runs one pass
-    on an H x W x 3 float image in [0, 1]."""
+    on an H x W x 3 float image in [0, 1]. Every photo is scored clean, the first ``others`` (None:
+    all) also with each other degradation."""
     out: dict[str, dict[str, list[float]]] = {t: {} for t in tasks}
-    for path in photos:
-        for cond, img in conditions(read_image(path), path.name, tasks).items():
+    for k, path in enumerate(photos):
+        shown = conditions(read_image(path), path.name, tasks if others is None or k < others else ())
+        for cond, img in shown.items():
             rgb = img.astype(np.float32) / 255.0
             for t in tasks:
                 if t != cond:
@@ -91,6 +93,8 @@ def no_harm_main(argv: Sequence[str] | None) -> int:
     p.add_argument("--ckpt", required=True, help="a text-conditioned restoration checkpoint")
     p.add_argument("--photos", required=True, help="a folder of clean photos (e.g. Kodak24)")
     p.add_argument("--max_images", type=int_in(1), default=None, help="the first N photos only")
+    p.add_argument("--others", type=int_in(0), default=None,
+                   help="score only the first N photos with the other degradations (default: all)")
     p.add_argument("--json", default=None, help="also write the per-photo PSNRs to this new JSON file")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     args = p.parse_args(argv)
@@ -107,9 +111,10 @@ def no_harm_main(argv: Sequence[str] | None) -> int:
         raise UserError(f"{args.ckpt}: a plain Restormer has one pass, not one per task; pass a text-conditioned one")
     plans = {t: restorer.plan(task=t) for t in restorer.tasks}
     scores = measure(lambda t, rgb: restorer.restore(rgb, plans[t]).rgb, restorer.tasks,
-                     photos[:args.max_images])
-    print(f"{args.ckpt}: PSNR(output, input) in dB, mean / worst over {len(photos[:args.max_images])} photos "
-          f"of {folder}")
+                     photos[:args.max_images], args.others)
+    n = len(photos[:args.max_images])
+    print(f"{args.ckpt}: PSNR(output, input) in dB, mean / worst over {n} photos of {folder} "
+          f"({min(n, n if args.others is None else args.others)} of them with the other degradations)")
     print(table(scores))
     if args.json:
         tmp = Path(args.json + ".tmp")
