@@ -58,8 +58,9 @@ def test_any_size_gives_every_label_a_probability_from_a_bounded_number_of_crops
     prob = predict_degradations(net, image)
     assert set(prob) == {"denoise", "derain", "dehaze"}
     assert all(0.0 <= p <= 1.0 for p in prob.values())
-    assert len(seen) == 1 and 1 <= seen[0][0] <= MAX_CROPS
+    assert len(seen) == 2 and 1 <= seen[0][0] <= MAX_CROPS  # the native crops, then the whole image shrunk
     assert seen[0][2:] == (min(hw[0], 128), min(hw[1], 128))
+    assert seen[1][0] == 1 and min(seen[1][2:]) == min(*hw, 128) and max(seen[1][2:]) <= 512
 
 
 def test_crops_cover_a_large_image_edge_to_edge_and_stay_bounded():
