@@ -18,11 +18,12 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, float_in, int_in
+from utils.cli import number as _number
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
@@ -122,27 +123,6 @@ MAX_TIME_BUDGET_MIN = 60.0 * 24 * 365  # a year of training
 MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
 
 
-def _number(text: str, kind: type) -> int | float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: not {'an integer' if kind is int else 'a number'}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
-    return value
-
-
-def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer from ``low`` to ``high`` (no upper bound if None)."""
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(
-                f"{text}: must be {low} or more" if high is None else f"{text}: must be from {low} to {high}")
-        return value
-    return parse
-
-
 def task_order(text: str) -> tuple[str, ...]:
     """'dehaze,derain,denoise' -> the tasks in that order (each once)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -153,18 +133,6 @@ def task_order(text: str) -> tuple[str, ...]:
     if len(set(parts)) != len(parts):
         raise argparse.ArgumentTypeError(f"{text!r}: name each task once, e.g. {','.join(RESTORE_ORDER)}")
     return tuple(parts)
-
-
-def float_in(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
-    """argparse type: a finite number from ``low`` (excluded when ``low_open``) to ``high``."""
-    def parse(text: str) -> float:
-        value = _number(text, float)
-        if value < low or (low_open and value == low) or (high is not None and value > high):
-            bound = f"above {low:g}" if low_open else f"{low:g} or more"
-            raise argparse.ArgumentTypeError(f"{text}: must be a number {bound}"
-                                             + (f" and at most {high:g}" if high is not None else ""))
-        return value
-    return parse
 
 
 positive_int = int_in(1)
@@ -274,6 +242,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel_shuffle", action="store_true",
                    help="permute each training pair's RGB channels at random (not in the paper; the demo "
                         "uses it so that its few photos teach no colour cast)")
+    g.add_argument("--identity_share", type=float_in(0.0, 0.5), default=0.0,
+                   help="share of training samples given as identity pairs, the clean photo as input and "
+                        "target under the task's instruction, so that a pass leaves a photo without its "
+                        "degradation unchanged (not in the paper; 0 to 0.5, default %(default)s)")
     g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
     g.add_argument("--num_workers", type=non_negative_int, default=4)

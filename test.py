@@ -199,6 +199,7 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
     ``route``: the blind route (``utils.eval.routes.BlindRoute``), else each row's own tasks decide."""
     from utils.eval.evaluate import evaluate_set
     from utils.eval.routes import TaskChain, confusion, exact_set_accuracy
+    from utils.tasks import join_tasks
 
     tables = ""
     for scored, (test_set, steps) in enumerate(rows):
@@ -215,15 +216,18 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
         summary = score.summary()
+        images = [asdict(image) for image in score.images]
         read = ""
         if route is not None:
+            for image, tasks in zip(images, route.predictions):  # one prediction per image, in order
+                image["read_as"] = join_tasks(tasks)
             truth = [test_set.tasks] * len(route.predictions)
             summary["blind"] = {"exact_set": exact_set_accuracy(truth, route.predictions),
                                 "confusion": confusion(truth, route.predictions)}
             read = f"; read as {test_set.tasks and '+'.join(test_set.tasks)} in {summary['blind']['exact_set']:.0%}"
         print(f"{summary['label']}: PSNR {summary['psnr']:.2f} dB / SSIM {summary['ssim']:.4f} "
               f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images){read}")
-        results.put(summary, [asdict(image) for image in score.images], protocol, args.test_root)
+        results.put(summary, images, protocol, args.test_root)
         tables = results.write()
     return tables
 

@@ -193,7 +193,7 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
                            instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
                            synthetic=args.synthesize, channel_shuffle=args.channel_shuffle,
-                           max_pixels=args.max_pixels)
+                           max_pixels=args.max_pixels, identity_share=args.identity_share)
     steps_per_epoch = len(dataset) // info.world_size // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "
@@ -757,6 +757,18 @@ def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
     print(f"degradation classifier stored in {path} ({info['wall_s']:.0f} s, {info['params'] / 1e3:.0f}k parameters)")
 
 
+def check_classifier_tasks(path: Path, ckpt: dict[str, Any], de_type: Sequence[str]) -> None:
+    """A one-line UserError when --de_type names a task the checkpoint's network was not trained for:
+    the blind route would then read images as needing a pass the network cannot give."""
+    from utils.text.encoder_link import checkpoint_tasks
+
+    known = checkpoint_tasks(ckpt)
+    missing = [t for t in TASKS if t in {task_of(d) for d in de_type} and t not in known]
+    if missing:
+        raise UserError(f"{path}: its network was trained for {', '.join(known)}, not {', '.join(missing)}; "
+                        f"give --de_type the checkpoint's tasks (or a subset) for its degradation classifier")
+
+
 def classifier_stage(args: Namespace) -> int:
     """``--stage classifier``: add a classifier to the checkpoint --resume names; its network,
     optimizer and position stay as they are."""
@@ -773,6 +785,7 @@ def classifier_stage(args: Namespace) -> int:
         ckpt = load_checkpoint(path)  # a file that is not a checkpoint is refused before any training
         if CLASSIFIER_KEY in ckpt and not args.overwrite:
             raise UserError(f"{path}: already has a degradation classifier; replace it with --overwrite")
+        check_classifier_tasks(path, ckpt, args.de_type)
         add_classifier(args, path, pick_device(args.device))
     return 0
 

@@ -38,7 +38,11 @@ DENSE_STRIDE = 4  # the dense head's cells are DENSE_STRIDE x DENSE_STRIDE pixel
 CROP_SIZE = 128  # side of the crops an image is read from
 MIN_SIDE = 32  # the smallest image side the classifier reads
 MAX_CROPS = 16  # crops read from one image at most
+GLOBAL_LABELS = ("dehaze", "lowlight")  # read from the whole image shrunk (global_view), the others from crops
 THRESHOLD = 0.5  # a label is present when its probability is above this
+# a reading is unsure where a probability lies within this of THRESHOLD (chosen on validation data:
+# BENCHMARKS, "The degradation classifier"); the decision stays the threshold's, the line says so
+UNSURE_MARGIN = 0.2
 
 
 def immerkaer(x: torch.Tensor) -> torch.Tensor:
@@ -197,15 +201,32 @@ def check_size(h: int, w: int, what: str = "the image") -> None:
                         f"at least {MIN_SIDE}x{MIN_SIDE}; name the task with --task or --instruction")
 
 
+def global_view(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """The whole uint8 H x W x 3 image shrunk by area averaging so that its shorter side is ``size``
+    and its longer at most 4 x ``size`` (a panorama is squeezed): where haze and darkness show, over
+    the whole scene, at a cost bounded for any size. An image already that small is returned as is."""
+    h, w = image.shape[:2]
+    scale = min(1.0, size / min(h, w))
+    nh, nw = (min(4 * size, max(MIN_SIDE, round(side * scale))) for side in (h, w))
+    if (nh, nw) == (h, w):
+        return image
+    out = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # 1 x 3 x H x W
+    out = F.interpolate(out, size=(nh, nw), mode="area")  # 1 x 3 x nh x nw
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()  # nh x nw x 3
+
+
 @torch.no_grad()
 def predict_degradations(
     net: DegradationClassifier, image: np.ndarray, max_crops: int = MAX_CROPS, size: int = CROP_SIZE,
     what: str = "the image",
 ) -> dict[str, float]:
-    """{label: probability} for one uint8 H x W x 3 RGB image of any size (both sides >= MIN_SIDE),
-    read from at most ``max_crops`` crops of ``size`` pixels whose probabilities are averaged. A
-    label is present when its probability is above THRESHOLD; none present means a clean image.
-    ``what`` names the image in the error for one too small."""
+    """{label: probability} for one uint8 H x W x 3 RGB image of any size (both sides >= MIN_SIDE).
+    Noise and rain (one or two pixels wide) are read at native resolution, from at most
+    ``max_crops`` crops of ``size`` pixels whose probabilities are averaged; haze and darkness
+    (``GLOBAL_LABELS``, which a crop of sky cannot show) from the whole image shrunk to ``size``
+    pixels on its shorter side (:func:`global_view`). The cost is bounded for any size. A label is
+    present when its probability is above THRESHOLD; none present means a clean image. ``what``
+    names the image in the error for one too small."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
@@ -214,10 +235,20 @@ def predict_degradations(
     net.eval()
     crops = np.stack([image[y:y + ch, x:x + cw] for y, x, ch, cw in crop_boxes(h, w, size, max_crops)])
     device = next(net.parameters()).device
-    x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # N x 3 x ch x cw
-    prob = torch.sigmoid(net(x)).mean(0).cpu().tolist()
+
+    def probabilities(batch: np.ndarray) -> list[float]:
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # N x 3 x h x w
+        return torch.sigmoid(net(x)).mean(0).cpu().tolist()
+
+    local = probabilities(crops)
+    whole = probabilities(global_view(image, size)[None]) if set(GLOBAL_LABELS) & set(net.labels) else local
     net.train(was_training)
-    return dict(zip(net.labels, prob))
+    return {t: (g if t in GLOBAL_LABELS else c) for t, c, g in zip(net.labels, local, whole)}
+
+
+def unsure(probabilities: dict[str, float], margin: float = UNSURE_MARGIN) -> tuple[str, ...]:
+    """The labels whose probability is within ``margin`` of THRESHOLD: the reading could go either way."""
+    return tuple(t for t, p in probabilities.items() if abs(p - THRESHOLD) < margin)
 
 
 def present(probabilities: dict[str, float], threshold: float = THRESHOLD) -> tuple[str, ...]:

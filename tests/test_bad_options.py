@@ -46,6 +46,7 @@ TRAIN_BAD = [
     ["--preset", "huge"], ["--device", "tpu"], ["--precision", "fp8"], ["--impl", "magic"],
     ["--layernorm_type", "none"], ["--text_cond", "clip"], ["--pooling", "max"],
     ["--max_pixels", "0"], ["--max_pixels", HUGE], ["--max_pixels", "nan"],
+    ["--identity_share", "-0.1"], ["--identity_share", "0.9"], ["--identity_share", "nan"],
 ]
 
 TEST_BAD = [
@@ -68,6 +69,12 @@ BENCH_BAD = [
     ["--sizes", "big"], ["--text_dim", "0"], ["--repeats", "0"], ["--warmup", "-1"], ["--train_size", "100000"],
     ["--de_type", "snow"], ["--device", "tpu"], ["--impl", "magic"], ["--preset", "huge"],
     ["--threads", "-1"], ["--data_batches", "0"], ["--profile_steps", "0"], ["--max_pixels", "0"],
+]
+
+BLIND_BAD = [
+    ["--size", "0"], ["--size", "16"], ["--size", "abc"], ["--per_set", "0"], ["--threads", "0"], ["--threads", "x"],
+    ["--seed", "-1"], ["--json", "{tmp}"], ["--json", README + "/scores.json"], ["--real", "snow=photos"],
+    ["--real", "derain"], ["--photos", "no/such/photos"],
 ]
 
 
@@ -132,6 +139,16 @@ def test_bench_py_refuses_each_bad_option_in_one_line(bad, tmp_path, capsys):
         base += ["--data_only", "--data_root", str(tmp_path / "Train")]
     one_error_line(capsys, bench.main(base + bad), bad[0])
     assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("bad", BLIND_BAD, ids=" ".join)
+def test_blind_accuracy_refuses_each_bad_option_in_one_line(bad, photo, tiny_ckpt, tmp_path, capsys):
+    from utils.eval import blind_accuracy
+
+    base = ["--ckpt", str(tiny_ckpt), "--photos", str(photo.parent), "--crops"]
+    bad = [b.replace("{tmp}", str(tmp_path)) for b in bad]
+    one_error_line(capsys, blind_accuracy.main(base + bad), bad[0])
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_an_undecodable_name_on_a_real_command_line_is_one_line(tiny_layout, text_ckpt, tmp_path):

@@ -153,3 +153,44 @@ def test_a_five_task_checkpoint_reads_blur_and_darkness_and_restores_them(tiny_c
     three = Restorer(with_classifier(tiny_ckpt, tmp_path), "cpu")  # a three-task checkpoint never plans them
     sees(denoise=0.1, derain=0.05, dehaze=0.02, deblur=0.93, lowlight=0.81)
     assert three.plan(None, None, rgb).steps == []
+
+
+def test_test_py_blind_records_what_each_image_was_read_as_and_reads_older_results(
+        tiny_layout, tiny_ckpt, tmp_path, sees, capsys):
+    import csv
+    import json
+
+    ckpt = with_classifier(tiny_ckpt, tmp_path)
+    common = ["--ckpt", str(ckpt), "--test_root", str(tiny_layout / "test"), "--output_dir", str(tmp_path),
+              "--name", "r", "--mode", "derain", "--num_workers", "0", "--no_progress", "--device", "cpu"]
+    assert test_script.main(common) == 0
+    stored = tmp_path / "r" / "results.json"
+    old = json.loads(stored.read_text())  # as the previous format wrote it: no read_as anywhere
+    assert old["format"] == "textpromptir-results/2"
+    stored.write_text(json.dumps({**old, "format": "textpromptir-results/1"}))
+    sees(denoise=0.9, derain=0.8, dehaze=0.1)
+    assert test_script.main([*common, "--blind"]) == 0
+    capsys.readouterr()
+    with open(tmp_path / "r" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_route = {route: [r["read_as"] for r in rows if r["route"] == route] for route in ("instruction", "blind")}
+    assert by_route["instruction"] and set(by_route["instruction"]) == {""}
+    assert by_route["blind"] and set(by_route["blind"]) == {"denoise+derain"}
+    assert json.loads(stored.read_text())["format"] == "textpromptir-results/2"
+
+
+def test_an_unsure_reading_is_said_on_the_line_and_kept_for_the_page(blind, sees):
+    from net.degradation_classifier import THRESHOLD, UNSURE_MARGIN
+
+    restorer, rgb = blind
+    sees(denoise=0.91, derain=THRESHOLD + UNSURE_MARGIN / 2, dehaze=0.02)  # rain: read, but only just
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert {s.task for s in plan.steps} == {"denoise", "derain"} and plan.unsure == ("derain",)
+    assert plan.lines[0].endswith(f"; unsure about rain ({THRESHOLD + UNSURE_MARGIN / 2:.2f})")
+    sees(denoise=0.05, derain=0.1, dehaze=THRESHOLD - UNSURE_MARGIN / 2)  # haze: not read, but only just
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert plan.steps == [] and plan.unsure == ("dehaze",)
+    assert "left unchanged; unsure about haze" in plan.lines[0]
+    assert np.array_equal(restorer.restore(rgb, plan).rgb, rgb)  # a clean reading leaves it unchanged
+    sees(denoise=0.95, derain=0.02, dehaze=0.03)
+    assert restorer.plan(None, None, rgb).unsure == () and "unsure" not in restorer.plan(None, None, rgb).lines[0]

@@ -488,3 +488,27 @@ def test_test_images_too_small_for_the_protocol_name_the_image_and_the_minimum(t
     _write(root / "denoise" / "tiny" / "small.png", h=5, w=5)
     with pytest.raises(UserError, match=r"small.png \(5x5\).*7x7"):
         find_test_sets(root, mode="denoise", crop16=False)
+
+
+def test_identity_pairs_share_and_rest_unchanged(full_root):
+    """With an identity share, about that share of samples has the clean target as input, under its
+    task and instruction; every other sample is exactly the one a run without it draws."""
+    plain = TrainDataset(full_root, ["denoise_25"], patch_size=32, instruction_rows=ROWS, seed=5)
+    ident = TrainDataset(full_root, ["denoise_25"], patch_size=32, instruction_rows=ROWS, seed=5,
+                         identity_share=0.3)
+    identity = 0
+    keys = [(epoch, i) for epoch in range(6) for i in range(len(plain))]
+    for key in keys:
+        a, b = plain[key], ident[key]
+        assert torch.equal(a["gt"], b["gt"]) and a["instruction_idx"] == b["instruction_idx"]
+        assert b["task"] == "denoise_25" and b["instruction_idx"] in ROWS["denoise"]
+        if torch.equal(b["lq"], b["gt"]):  # noise never leaves a crop as it was: an identity pair
+            identity += 1
+        else:
+            assert torch.equal(a["lq"], b["lq"])
+    assert 0.15 < identity / len(keys) < 0.45
+
+
+def test_identity_share_out_of_range(full_root):
+    with pytest.raises(UserError, match="identity share"):
+        TrainDataset(full_root, ["derain"], patch_size=32, identity_share=1.0)

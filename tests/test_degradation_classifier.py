@@ -58,8 +58,9 @@ def test_any_size_gives_every_label_a_probability_from_a_bounded_number_of_crops
     prob = predict_degradations(net, image)
     assert set(prob) == {"denoise", "derain", "dehaze"}
     assert all(0.0 <= p <= 1.0 for p in prob.values())
-    assert len(seen) == 1 and 1 <= seen[0][0] <= MAX_CROPS
+    assert len(seen) == 2 and 1 <= seen[0][0] <= MAX_CROPS  # the native crops, then the whole image shrunk
     assert seen[0][2:] == (min(hw[0], 128), min(hw[1], 128))
+    assert seen[1][0] == 1 and min(seen[1][2:]) == min(*hw, 128) and max(seen[1][2:]) <= 512
 
 
 def test_crops_cover_a_large_image_edge_to_edge_and_stay_bounded():
@@ -187,6 +188,22 @@ def test_stage_classifier_refuses_images_too_small_in_one_line_and_leaves_the_ch
     assert "--resume" in capsys.readouterr().err
 
 
+def test_stage_classifier_refuses_tasks_the_network_lacks_in_one_line(tiny_ckpt, text_ckpt, layout_72, tmp_path,
+                                                                    capsys):
+    path = tmp_path / "two.pt"
+    ckpt = load_checkpoint(tiny_ckpt)
+    save_checkpoint(path, {**ckpt, "options": {**(ckpt.get("options") or {}), "de_type": ["denoise_25", "dehaze"]}})
+    before = path.read_bytes()
+    argv = ["--stage", "classifier", "--resume", str(path), "--classifier_steps", "2",
+            *stage_args(layout_72, text_ckpt, tmp_path)]
+    assert train.main(argv + ["--de_type", "derain"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "not derain" in err and "denoise, dehaze" in err
+    assert path.read_bytes() == before
+    assert train.main(argv + ["--de_type", "dehaze"]) == 0  # a subset of its tasks is fine
+    assert load_classifier(load_checkpoint(path), path).labels == ("dehaze",)
+
+
 def test_a_finished_restoration_run_stores_its_classifier_and_a_stopped_one_does_not(text_ckpt, layout_72, tmp_path):
     args = stage_args(layout_72, text_ckpt, tmp_path) + ["--epochs", "1", "--de_type", "denoise_15", "derain",
                                                         "--repeat", "denoise_15=1", "derain=1", "--classifier_steps", "2",
@@ -214,3 +231,63 @@ def test_blind_accuracy_counts_every_set_equally_and_refuses_a_checkpoint_withou
     assert crops["exact"] == pytest.approx(exact)
     assert blind_accuracy.main(["--ckpt", str(tiny_ckpt), "--photos", str(tmp_path / "photos")]) == 2
     assert "--stage classifier" in capsys.readouterr().err
+
+
+class _Recorder(DegradationClassifier):
+    """The classifier, recording the shape of every batch it reads."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return super().forward(x)
+
+
+def test_a_whole_photo_is_read_from_native_crops_and_one_shrunk_view_at_a_bounded_cost():
+    from net.degradation_classifier import GLOBAL_LABELS, global_view
+
+    torch.manual_seed(0)
+    net = _Recorder(width=4, stages=2).eval()
+    for h, w in ((600, 900), (2000, 3000), (64, 4000)):
+        net.seen = []
+        image = smooth_image(np.random.default_rng(h), h, w)
+        probs = predict_degradations(net, image)
+        (crops, *_), whole = net.seen
+        assert crops <= MAX_CROPS and len(net.seen) == 2 and whole[0] == 1
+        assert min(whole[2:]) == min(128, h) and max(whole[2:]) <= 512  # shorter side 128, longer bounded
+        x = torch.from_numpy(global_view(image)).permute(2, 0, 1)[None].float() / 255.0  # 1 x 3 x h x w
+        direct = torch.sigmoid(net(x))[0].tolist()
+        for i, t in enumerate(net.labels):
+            if t in GLOBAL_LABELS:
+                assert probs[t] == pytest.approx(direct[i], abs=1e-6)
+
+
+def test_blind_accuracy_reads_whole_images_in_three_groups_each_its_own_set(tiny_ckpt, tiny_layout, tmp_path, capsys):
+    from utils.eval import blind_accuracy
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        write(tmp_path / "photos" / f"{i}.png", smooth_image(rng, 64, 72))
+        write(tmp_path / "rainy" / f"{i}.png", smooth_image(rng, 40, 40))
+    ckpt = load_checkpoint(tiny_ckpt)
+    torch.manual_seed(0)
+    net = DegradationClassifier(width=4, stages=2)
+    path = tmp_path / "reads.pt"
+    save_checkpoint(path, {**ckpt, "classifier": {"labels": list(net.labels), "config": dict(net.config),
+                                                  "state": net.state_dict()}})
+    argv = ["--ckpt", str(path), "--photos", str(tmp_path / "photos"), "--test_root", str(tiny_layout / "test"),
+            "--real", f"derain={tmp_path / 'rainy'}", "--json", str(tmp_path / "out" / "scores.json")]
+    assert blind_accuracy.main(argv) == 0
+    out = capsys.readouterr().out
+    import json
+
+    sets = json.loads((tmp_path / "out" / "scores.json").read_text())["whole"]
+    names = [s["set"] for s in sets]
+    assert names == ["noise photos σ=15", "noise photos σ=25", "noise photos σ=50", "Rain100L (derain)",
+                     "SOTS (dehaze)", "rainy (derain)", "clean photos"]
+    truths = [s["truth"] for s in sets]
+    assert truths == ["denoise"] * 3 + ["derain", "dehaze", "derain", "none"]
+    for s in sets:
+        assert s["n"] == 2 and sum(s["read_as"].values()) == 2
+        assert s["exact"] == pytest.approx(s["read_as"].get(s["truth"], 0) / 2)
+        assert f"{s['set']}: read exactly as {s['truth']}" in out
+    assert blind_accuracy.main(argv) == 2  # the scores already there are not replaced
+    assert "--json" in capsys.readouterr().err

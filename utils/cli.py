@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 import tempfile
@@ -22,6 +23,40 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def number(text: str, kind: type) -> int | float:
+    """argparse helper: ``text`` as an int or a finite float, else an ArgumentTypeError."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+    return value
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer from ``low`` to ``high`` (no upper bound if None)."""
+    def parse(text: str) -> int:
+        value = number(text, int)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{text}: must be {low} or more" if high is None else f"{text}: must be from {low} to {high}")
+        return value
+    return parse
+
+
+def float_in(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number from ``low`` (excluded when ``low_open``) to ``high``."""
+    def parse(text: str) -> float:
+        value = number(text, float)
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            bound = f"above {low:g}" if low_open else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"{text}: must be a number {bound}"
+                                             + (f" and at most {high:g}" if high is not None else ""))
+        return value
+    return parse
 
 
 def probe_write(folder: Path) -> None:

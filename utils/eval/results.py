@@ -26,14 +26,15 @@ from utils.errors import UserError
 from utils.file_lock import held
 from utils.tables import cell, header, row
 
-FORMAT = "textpromptir-results/1"
+FORMAT = "textpromptir-results/2"  # 2: per-image "read_as", what the blind route read each image as
+READABLE_FORMATS = ("textpromptir-results/1", FORMAT)  # older files are read and rewritten in this one
 JSON, CSV, MARKDOWN = "results.json", "results.csv", "results.md"
 LOCK = "results.lock"  # held while a run merges its rows into the three files
 PROJECT_VERSION = "0.1.0"  # reported when the code is not a git checkout
 KEY_FIELDS = ("task", "label", "route", "instruction", "precision", "y_channel", "crop16")  # a row: a set and how
 PROTOCOL_FIELDS = KEY_FIELDS[2:]  # the part of a row's key that a run shares (Protocol)
 CSV_FIELDS = ["set", "task", "route", "instruction", "precision", "y_channel", "crop16", "path", "name",
-              "psnr", "ssim", "input_psnr", "input_ssim"]
+              "psnr", "ssim", "input_psnr", "input_ssim", "read_as"]  # read_as: blind route only, else empty
 
 # TextPromptIR, Table 1 (three-task all-in-one setting), PSNR in dB.
 PAPER_PSNR = {
@@ -190,7 +191,7 @@ def stored_rows(path: Path, sha256: str) -> tuple[list[dict] | None, str | None]
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         return None, f"cannot be read ({type(e).__name__})"
-    if not isinstance(stored, dict) or stored.get("format") != FORMAT:
+    if not isinstance(stored, dict) or stored.get("format") not in READABLE_FORMATS:
         return None, "written by another version of test.py, so its rows cannot be merged"
     old = stored.get("checkpoint") or {}
     if old.get("sha256") != sha256:
@@ -293,7 +294,7 @@ class Results:
 
     def _write_csv(self, binary: BinaryIO) -> None:
         f = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")  # a non-UTF-8 name is written as its own bytes
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="")
         writer.writeheader()
         for s in self.sets:
             for image in s["images"]:

@@ -37,11 +37,13 @@ class Step:
 @dataclass
 class Plan:
     """What a request asks for: the steps in order (none: leave the image as it is), what was
-    understood, and warnings, each one line."""
+    understood, and warnings, each one line. ``unsure``: the degradations the blind route's reading
+    could go either way on (a probability in the classifier's unsure band), for the page to show."""
 
     steps: list[Step]
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unsure: tuple[str, ...] = ()
 
 
 @dataclass
@@ -161,12 +163,14 @@ class Restorer:
             raise ValueError("the blind route needs the image")
         probs = self.read_image(rgb, what)
         shown = seen_tasks(probs, self.tasks)
+        doubt = unsure_tasks(probs, self.tasks)
         if not shown:
-            return Plan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged; name a task with "
-                                   "--task or --instruction to restore it anyway"])
+            return Plan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged{unsure_note(doubt, probs)}; "
+                                   "name a task with --task or --instruction to restore it anyway"], unsure=doubt)
         return Plan([self._step(t) for t in restore_order(shown)],
                     lines=[f"{what} looks like {named(shown, probs)}"
-                           + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")])
+                           + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")
+                           + unsure_note(doubt, probs)], unsure=doubt)
 
     def restore(self, rgb: np.ndarray, plan: Plan, progress: bool = False,
                 note: Callable[[str], None] | None = None) -> Restored:
@@ -194,6 +198,18 @@ def seen_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]
     from net.degradation_classifier import present
 
     return tuple(t for t in present(probs) if t in set(known))
+
+
+def unsure_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
+    """The degradations whose reading could go either way (net.degradation_classifier.unsure)."""
+    from net.degradation_classifier import unsure
+
+    return tuple(t for t in unsure(probs) if t in set(known))
+
+
+def unsure_note(tasks: Sequence[str], probs: dict[str, float]) -> str:
+    """"; unsure about haze (0.58)" for the plan's line, or nothing."""
+    return f"; unsure about {named(tasks, probs)}" if tasks else ""
 
 
 def looks(probs: dict[str, float]) -> str:
