@@ -619,12 +619,33 @@ def budget_stop(run: Run, check_time: bool) -> str | None:
 def save_fractions(run: Run, final: bool = False) -> None:
     """Keep ``at_<f>.pt`` when the step of a --save_at fraction is reached (``final``: the end of a
     time budget stands for fraction 1, also when the time ran out a few steps before the plan)."""
-    for fraction, step in run.fraction_at.items():
-        due = run.start_step < step <= run.pos.step or (final and fraction == 1)
+    for fraction in run.args.save_at or ():
+        step = run.fraction_at.get(fraction)  # None: a time budget not yet planned
+        due = (step is not None and run.start_step < step <= run.pos.step) or (final and fraction == 1)
         if due and fraction not in run.fractions_saved:
             run.fractions_saved.add(fraction)
             with Apart(run.clock, "saving"):
                 save(run, run.run_dir / fraction_name(fraction))
+
+
+def unsaved_fractions_line(run: Run, stopped: str | None) -> str | None:
+    """One line naming the --save_at checkpoints this session should have reached but did not write,
+    and why (those an earlier session passed are not counted)."""
+    missed = [f for f in run.args.save_at or () if f not in run.fractions_saved
+              and not (f in run.fraction_at and run.fraction_at[f] <= run.start_step)]
+    if not missed:
+        return None
+    names = ", ".join(fraction_name(f) for f in missed)
+    if run.budget is not None and not run.budget.planned:
+        return (f"--save_at: {names} not written: the time budget ran out after {run.pos.step} steps, before the "
+                f"step rate was measured ({1 + MEASURE_SKIP + MEASURE_STEPS} steps), so the steps of those fractions "
+                "were never planned; give the run a longer --time_budget")
+    steps = ", ".join(str(run.fraction_at[f]) for f in missed)
+    if stopped == "max_steps":
+        return (f"--save_at: {names} not written: the run stopped at --max_steps {run.args.max_steps}, before "
+                f"their steps ({steps}); continue it with --resume and a higher --max_steps to reach them")
+    why = "the time budget ran out" if stopped == "time" else "the run ended"
+    return f"--save_at: {names} not written: {why} at step {run.pos.step}, before their steps ({steps})"
 
 
 def train_loop(run: Run) -> str | None:
@@ -729,6 +750,9 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         print(f"{how}: {last} (step {run.pos.step}){throughput(run)}")
         if run.budget is not None:
             print(how_far(run))
+        unsaved = unsaved_fractions_line(run, stopped)
+        if unsaved:
+            print(unsaved)
         if stopped != "max_steps" and args.classifier_steps:  # a finished run, not one cut short
             add_classifier(args, last, info.device)
     return 0
