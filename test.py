@@ -24,6 +24,7 @@ from options import check_test_paths, test_options
 from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.errors import UserError, user_message
 from utils.runtime.allocator import retain_freed_memory
+from utils.stop_signals import StopSignals
 
 
 def task_embeddings(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
@@ -191,6 +192,10 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (utils/stop_signals.py): the sets scored are kept
+            print(f"\nstopped while scoring {test_set.label}; the {scored} sets scored before are in "
+                  f"{out_dir}/results.*", file=sys.stderr)
+            raise
         summary = score.summary()
         read = ""
         if route is not None:
@@ -213,6 +218,12 @@ def test_main(argv: Sequence[str] | None) -> int:
 
         return print_report(check_test_data(args.test_root, args.mode))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
+    with StopSignals("test.py adds each set to the results files as soon as it is scored; going on"):
+        return run_test(args)
+
+
+def run_test(args: Namespace) -> int:
+    """Instruction understanding (--instructions / --unrelated), or the benchmarks."""
     if args.instructions or args.unrelated:
         from net.text_encoder import InstructionEncoder
         from utils.text.encoder_link import DEFAULT_TEXT_CKPT

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
 import sys
 import time
 from argparse import Namespace
@@ -45,6 +46,7 @@ from utils.progress import progress, write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
 from utils.runtime.device import allow_tf32, describe
+from utils.stop_signals import StopSignals, exit_code, ignore_in_worker
 from utils.tasks import TASKS, task_of
 from utils.train import dist
 from utils.train.budget import (
@@ -69,6 +71,8 @@ from utils.train.step import (
     match_lr_type,
 )
 
+SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
+                "save at this point, going on")
 DATA_WAIT_WARNING = 0.10  # warn when the step waits for data this share of the time
 CACHE_GB_MAX = 16.0
 
@@ -203,7 +207,7 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     sampler = EpochSampler(len(dataset), info.rank, info.world_size, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, num_workers=workers,
                         pin_memory=info.device.type == "cuda", persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers > 0 else None)
+                        prefetch_factor=4 if workers > 0 else None, worker_init_fn=ignore_in_worker)
     if info.is_main:
         print(dataset.summary())
         print(f"decoded once and kept in memory: {cached} images ({nbytes / 2**30:.2f} GiB)")
@@ -648,9 +652,24 @@ def unsaved_fractions_line(run: Run, stopped: str | None) -> str | None:
     return f"--save_at: {names} not written: {why} at step {run.pos.step}, before their steps ({steps})"
 
 
-def train_loop(run: Run) -> str | None:
-    """Train until --epochs, --max_steps or the time budget; returns why it stopped before
-    --epochs: "max_steps", "plan" or "time" (None: all epochs done)."""
+def signal_stop(run: Run, signals: StopSignals) -> str | None:
+    """Between two steps, what every process agrees on from the signals any of them received:
+    SIGUSR1 saves last.pt and training goes on; SIGINT or SIGTERM is the reason to stop (its name)."""
+    stop, save_now = dist.max_over_ranks([signals.stop or 0, int(signals.take_save_request())], run.info)
+    if stop:
+        return signal.Signals(stop).name
+    if save_now:
+        last = run.run_dir / "last.pt"
+        with Apart(run.clock, "saving"):
+            save(run, last)
+        if run.info.is_main:
+            write(f"SIGUSR1: saved {last} (epoch {run.pos.epoch + 1}, step {run.pos.step}); training goes on")
+    return None
+
+
+def train_loop(run: Run, signals: StopSignals) -> str | None:
+    """Train until --epochs, --max_steps, the time budget or a signal; returns why it stopped
+    before --epochs: "max_steps", "plan", "time", "SIGINT" or "SIGTERM" (None: all epochs done)."""
     args = run.args
     stop = None
     while run.budget is not None or run.pos.epoch < args.epochs:
@@ -673,8 +692,8 @@ def train_loop(run: Run) -> str | None:
                 window = Window()
             # the time is read every step on a CPU; on a GPU at log points, where the device is synchronised
             check_time = at_log or run.info.device.type != "cuda"
-            stop = budget_stop(run, check_time) or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps
-                                                    else None)
+            stop = (signal_stop(run, signals) or budget_stop(run, check_time)
+                    or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps else None))
             save_fractions(run, final=stop in ("plan", "time"))
         report(run, window, bar)
         bar.close()
@@ -711,7 +730,15 @@ def validate_sets(run: Run) -> None:
             run.writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch, dataformats="HWC")
 
 
-def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None) -> int:
+def stopped_line(run: Run, how: str) -> str:
+    return (f"{how}: saved {run.run_dir / 'last.pt'} (epoch {run.pos.epoch + 1}, step {run.pos.step}); "
+            "continue with --resume")
+
+
+def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None,
+                      signals: StopSignals) -> int:
+    """Restoration training (stage "restoration"); on SIGINT / SIGTERM it ends the step, saves last.pt
+    and returns 130 / 143."""
     run = build_run(args, info, plan, cache)
     start_step = run.pos.step
     if args.max_steps and run.pos.step >= args.max_steps:
@@ -724,13 +751,13 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
     run.model.train()
     last = run.run_dir / "last.pt"
     try:
-        stopped = train_loop(run)
-    except KeyboardInterrupt:
+        with signals.between_steps():
+            stopped = train_loop(run, signals)
+    except KeyboardInterrupt as e:  # not between two steps
         save(run, last)
         if info.is_main:
-            print(f"\ninterrupted: saved {last} (epoch {run.pos.epoch + 1}, step {run.pos.step}); continue with --resume",
-                  file=sys.stderr)
-        return EXIT_INTERRUPTED
+            print("\n" + stopped_line(run, "interrupted"), file=sys.stderr)
+        return getattr(e, "exit_code", EXIT_INTERRUPTED)
     except NonFiniteLoss:
         raise
     except UserError as e:  # e.g. an unreadable image met mid-epoch: keep the steps done so far
@@ -742,6 +769,10 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
     finally:
         if run.writer is not None:
             run.writer.close()
+    if stopped in ("SIGINT", "SIGTERM"):
+        if info.is_main:
+            print("\n" + stopped_line(run, f"stopped by {stopped}"), file=sys.stderr)
+        return exit_code(signal.Signals[stopped])
     if run.budget is not None and stopped in ("plan", "time") and run.val_sets and info.is_main:
         validate(run)
     if info.is_main:
@@ -827,7 +858,8 @@ def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     check_train_paths(args)
     if args.stage == "classifier" and not args.check_data:
-        return classifier_stage(args)
+        with StopSignals(SIGUSR1_NOTE):
+            return classifier_stage(args)
     if args.check_data:
         from utils.data.check import check_training_data, print_report
 
@@ -837,6 +869,7 @@ def train_main(argv: Sequence[str] | None) -> int:
     info = dist.setup(args.device)
     try:
         with contextlib.ExitStack() as held:
+            signals = held.enter_context(StopSignals(SIGUSR1_NOTE))
             plan, cache = plan_run_speed(args, info) if args.stage != "text" else (None, None)
             if info.is_main:
                 claim_folders(args, held)
@@ -846,7 +879,7 @@ def train_main(argv: Sequence[str] | None) -> int:
                 dist.barrier()  # the other ranks read the encoder only once it is written
                 if args.stage == "text":
                     return 0
-            return train_restoration(args, info, plan, cache)
+            return train_restoration(args, info, plan, cache, signals)
     finally:
         dist.cleanup()
 
