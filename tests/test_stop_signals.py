@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import train
-from tests.conftest import ROOT, tiny_bank
+from tests.conftest import ROOT, smooth_image, tiny_bank, write, write_dehaze_pair, write_derain_pair
 from tests.test_train import base_args, free_port, weights
 from utils.stop_signals import StopRequested, StopSignals
 
@@ -126,13 +128,20 @@ def test_the_text_stage_goes_on_after_sigusr1_and_stops_on_sigterm(tmp_path, scr
     assert not (out_dir / "labels.json").exists()
 
 
-def test_the_classifier_stage_stops_on_sigterm_and_keeps_the_checkpoint(tiny_layout, text_ckpt, tmp_path, scripts):
-    args = base_args(tiny_layout, text_ckpt, tmp_path, "cls")
-    assert train.main(args + ["--max_steps", "1", "--classifier_steps", "0"]) == 0
-    last = tmp_path / "ckpt/cls/last.pt"
+def test_the_classifier_stage_stops_on_sigterm_and_keeps_the_checkpoint(tiny_ckpt, text_ckpt, tmp_path, scripts):
+    from tests.test_degradation_classifier import stage_args
+
+    root = tmp_path / "Train"  # images large enough for the classifier's 64-pixel crops
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write(root / "Denoise" / f"{i}.png", smooth_image(rng, 72, 72))
+        write_derain_pair(root, i, smooth_image(rng, 72, 72))
+        write_dehaze_pair(root, i, smooth_image(rng, 72, 72))
+    last = tmp_path / "old.pt"
+    shutil.copy(tiny_ckpt, last)
     before = last.read_bytes()
-    run = scripts([sys.executable, "train.py", *args, "--stage", "classifier", "--resume", str(last),
-                   "--classifier_steps", "1000000"])
+    run = scripts([sys.executable, "train.py", "--stage", "classifier", "--resume", str(last),
+                   "--classifier_steps", "1000000", *stage_args(root, text_ckpt, tmp_path)])
     run.wait_for("degradation classifier (")
     run.proc.send_signal(signal.SIGUSR1)
     run.wait_for("SIGUSR1:")
