@@ -23,6 +23,7 @@ import torch
 from options import check_test_paths, test_options
 from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.errors import UserError, user_message
+from utils.full_disk import DiskFull, naming_full_disk
 from utils.runtime.allocator import retain_freed_memory
 from utils.stop_signals import StopSignals
 
@@ -184,11 +185,15 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
         if route is not None:
             route.predictions.clear()
         net = route or (model if steps is None else TaskChain(model, [embeddings[t] for t in steps]))
+        no_room = f"free some space there or pass another --output_dir{kept_line(scored, out_dir)}"
         try:
-            score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task), device,
-                                    precision=args.precision, y_channel=args.y_channel,
-                                    save_dir=save_dirs.get((test_set.task, test_set.label)),
-                                    progress=not args.no_progress, num_workers=args.num_workers)
+            with naming_full_disk(out_dir, "the restored images (--save_images)", no_room):
+                score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task),
+                                        device, precision=args.precision, y_channel=args.y_channel,
+                                        save_dir=save_dirs.get((test_set.task, test_set.label)),
+                                        progress=not args.no_progress, num_workers=args.num_workers)
+        except DiskFull:
+            raise
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
@@ -206,8 +211,13 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
         print(f"{summary['label']}: PSNR {summary['psnr']:.2f} dB / SSIM {summary['ssim']:.4f} "
               f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images){read}")
         results.put(summary, [asdict(image) for image in score.images], protocol, args.test_root)
-        tables = results.write()
+        with naming_full_disk(out_dir, "the results", no_room):
+            tables = results.write()
     return tables
+
+
+def kept_line(scored: int, out_dir: Path) -> str:
+    return f"; the {scored} sets scored before are kept in {out_dir}/results.*" if scored else ""
 
 
 def test_main(argv: Sequence[str] | None) -> int:

@@ -42,6 +42,7 @@ from utils.checkpoint import (
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
 from utils.data.sampler import EpochSampler
 from utils.errors import UserError, user_message
+from utils.full_disk import DiskFull, naming_full_disk
 from utils.progress import progress, write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
@@ -70,6 +71,7 @@ from utils.train.step import (
     make_optimizer,
     match_lr_type,
 )
+from utils.train.tensorboard_log import TensorBoardLog
 
 SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
                 "save at this point, going on")
@@ -124,7 +126,7 @@ class Run:
     pos: Position
     plan: SpeedPlan
     compile_cache: Path | None = None
-    writer: Any = None
+    log: TensorBoardLog | None = None  # rank 0's TensorBoard log
     step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
     graph_pending: bool = False
     last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (input, embedding): the save check runs on it
@@ -400,21 +402,23 @@ def validation_sets(args: Namespace) -> list:
 
 
 def open_log(run: Run, dataset, text_dim: int) -> None:
-    """TensorBoard writer, the resolved options beside logs and checkpoints, one summary line."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
+    without room for them is a one-line error."""
     args, info = run.args, run.info
     log_dir = Path(args.log_dir) / args.name
-    run.writer = SummaryWriter(str(log_dir))
+    run.log = TensorBoardLog(log_dir)
     resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
-    for folder in (log_dir, run.run_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
+        with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "options.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if run.text_record is not None:
         from utils.text.encoder_link import register_dependent
 
-        register_dependent(args.text_ckpt, run.run_dir / "last.pt")
+        with naming_full_disk(Path(args.text_ckpt), "the record of the checkpoints trained with this encoder",
+                              "free some space there"):
+            register_dependent(args.text_ckpt, run.run_dir / "last.pt")
     print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
           f"{describe(run.model, info.device, args.precision)}; {len(dataset)} samples, "
           f"{run.steps_per_epoch} steps/epoch x {args.epochs} epochs on {info.world_size} x {info.device}")
@@ -513,9 +517,9 @@ def report(run: Run, window: Window, bar) -> None:
     wait_share = window.wait_s / seconds
     lr = float(run.scheduler.get_last_lr()[0])
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}", data_wait=f"{wait_share:.0%}")
-    if run.writer is not None:
+    if run.log is not None:
         for tag, value in (("loss", loss), ("lr", lr), ("images_per_s", images_per_s), ("data_wait_share", wait_share)):
-            run.writer.add_scalar(f"train/{tag}", value, run.pos.step)
+            run.log.scalar(f"train/{tag}", value, run.pos.step)
     if wait_share > DATA_WAIT_WARNING and run.info.is_main and not run.speed.warned_data_wait:
         run.speed.warned_data_wait = True
         write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
@@ -724,10 +728,10 @@ def validate_sets(run: Run) -> None:
                                       max_images=run.args.val_max_images, progress=False)
         summary = score.summary()
         write(f"  val {summary['label']}: PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f})")
-        if run.writer is not None:
+        if run.log is not None:
             tag = summary["label"].replace(" ", "_")
-            run.writer.add_scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
-            run.writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch, dataformats="HWC")
+            run.log.scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
+            run.log.image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch)
 
 
 def stopped_line(run: Run, how: str) -> str:
@@ -760,6 +764,9 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         return getattr(e, "exit_code", EXIT_INTERRUPTED)
     except NonFiniteLoss:
         raise
+    except DiskFull as e:  # no room for last.pt: the previous one is intact
+        raise DiskFull(f"{e}; training stopped at step {run.pos.step}, continue it with --resume once there is "
+                       "room") from None
     except UserError as e:  # e.g. an unreadable image met mid-epoch: keep the steps done so far
         if run.pos.step == start_step:
             raise
@@ -767,8 +774,8 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         raise UserError(f"{user_message(e)} (saved {last} at step {run.pos.step}: fix this and continue with "
                         "--resume)") from None
     finally:
-        if run.writer is not None:
-            run.writer.close()
+        if run.log is not None:
+            run.log.close()
     if stopped in ("SIGINT", "SIGTERM"):
         if info.is_main:
             print("\n" + stopped_line(run, f"stopped by {stopped}"), file=sys.stderr)

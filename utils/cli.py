@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from utils.errors import UserError, user_message
+from utils.full_disk import is_disk_full
 from utils.stop_signals import exit_code, signal_name
 
 EXIT_USER_ERROR = 2
@@ -83,6 +84,12 @@ def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         return main(argv)
     except UserError as e:
         print(f"error: {user_message(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (OSError, RuntimeError) as e:  # a full disk where no caller named the folder
+        if not is_disk_full(e):
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}no space left on the device; free some space and run again", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
