@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -56,6 +57,8 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may catch signals; the process keeps its own handlers
         for signum in (*STOP, SAVE):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
