@@ -776,6 +776,8 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
     finally:
         if run.log is not None:
             run.log.close()
+    if signals.stop is not None:  # also one that came during the last save: nothing more is done
+        stopped = signal.Signals(signals.stop).name
     if stopped in ("SIGINT", "SIGTERM"):
         if info.is_main:
             print("\n" + stopped_line(run, f"stopped by {stopped}"), file=sys.stderr)
