@@ -96,8 +96,14 @@ class StopSignals:
             raise StopRequested(signum)
 
 
+def _leave_quietly(_signum: int, _frame: FrameType | None) -> None:
+    os._exit(0)  # a worker killed by a signal is an error in the main process; one that exits with 0 is not
+
+
 def ignore_in_worker(_worker_id: int) -> None:
-    """A DataLoader ``worker_init_fn``: data workers leave the three signals to the main process,
-    which stops them when it ends (SLURM signals every process of a job, and SIGUSR1 would end a worker)."""
-    for signum in (*STOP, SAVE):
-        signal.signal(signum, signal.SIG_IGN)
+    """A DataLoader ``worker_init_fn``: data workers leave SIGINT and SIGUSR1 to the main process (SLURM
+    signals every process of a job, and SIGUSR1 would end a worker), and end quietly on SIGTERM, which
+    is also how the main process ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(SAVE, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave_quietly)
