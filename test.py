@@ -24,7 +24,9 @@ import torch
 from options import check_test_paths, test_options
 from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.errors import UserError, user_message
+from utils.full_disk import DiskFull, naming_full_disk
 from utils.runtime.allocator import retain_freed_memory
+from utils.stop_signals import StopSignals
 
 
 def task_embeddings(args: Namespace, ckpt: dict, tasks: set[str], text_dim: int) -> dict[str, torch.Tensor]:
@@ -206,15 +208,23 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
         if route is not None:
             route.predictions.clear()
         net = route or (model if steps is None else TaskChain(model, [embeddings[t] for t in steps]))
+        no_room = f"free some space there or pass another --output_dir{kept_line(scored, out_dir)}"
         try:
-            score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task), device,
-                                    precision=args.precision, y_channel=args.y_channel,
-                                    save_dir=save_dirs.get((test_set.task, test_set.label)),
-                                    progress=not args.no_progress, num_workers=args.num_workers,
-                                    overwrite=args.overwrite)
+            with naming_full_disk(out_dir, "the restored images (--save_images)", no_room):
+                score, _ = evaluate_set(net, test_set, None if steps or route else embeddings.get(test_set.task),
+                                        device, precision=args.precision, y_channel=args.y_channel,
+                                        save_dir=save_dirs.get((test_set.task, test_set.label)),
+                                        progress=not args.no_progress, num_workers=args.num_workers,
+                                        overwrite=args.overwrite)
+        except DiskFull:
+            raise
         except UserError as e:
             kept = f" (the {scored} sets scored before are in {out_dir}/results.*)" if scored else ""
             raise UserError(user_message(e) + kept) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (utils/stop_signals.py): the sets scored are kept
+            print(f"\nstopped while scoring {test_set.label}; the {scored} sets scored before are in "
+                  f"{out_dir}/results.*", file=sys.stderr)
+            raise
         summary = score.summary()
         images = [asdict(image) for image in score.images]
         read = ""
@@ -228,8 +238,13 @@ def score_rows(args: Namespace, rows: list, model: torch.nn.Module, embeddings: 
         print(f"{summary['label']}: PSNR {summary['psnr']:.2f} dB / SSIM {summary['ssim']:.4f} "
               f"(input {summary['input_psnr']:.2f} / {summary['input_ssim']:.4f}, {summary['n']} images){read}")
         results.put(summary, images, protocol, args.test_root)
-        tables = results.write()
+        with naming_full_disk(out_dir, "the results", no_room):
+            tables = results.write()
     return tables
+
+
+def kept_line(scored: int, out_dir: Path) -> str:
+    return f"; the {scored} sets scored before are kept in {out_dir}/results.*" if scored else ""
 
 
 def test_main(argv: Sequence[str] | None) -> int:
@@ -240,6 +255,12 @@ def test_main(argv: Sequence[str] | None) -> int:
 
         return print_report(check_test_data(args.test_root, args.mode))
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
+    with StopSignals("test.py adds each set to the results files as soon as it is scored; going on"):
+        return run_test(args)
+
+
+def run_test(args: Namespace) -> int:
+    """Instruction understanding (--instructions / --unrelated), or the benchmarks."""
     if args.instructions or args.unrelated:
         from net.text_encoder import InstructionEncoder
         from utils.text.encoder_link import DEFAULT_TEXT_CKPT

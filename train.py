@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
 import sys
 import time
 from argparse import Namespace
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from net.model import TextPromptIR, count_parameters
 from options import check_train_paths, model_config, train_options
+from utils.atomic import write_text
 from utils.checkpoint import (
     CLASSIFIER_KEY,
     check_same_config,
@@ -41,10 +43,12 @@ from utils.checkpoint import (
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
 from utils.data.sampler import EpochSampler
 from utils.errors import UserError, user_message
+from utils.full_disk import DiskFull, naming_full_disk
 from utils.progress import progress, write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
 from utils.runtime.device import allow_tf32, describe
+from utils.stop_signals import StopSignals, exit_code, ignore_in_worker
 from utils.tasks import TASKS, task_of
 from utils.train import dist
 from utils.train.budget import (
@@ -68,7 +72,10 @@ from utils.train.step import (
     make_optimizer,
     match_lr_type,
 )
+from utils.train.tensorboard_log import TensorBoardLog
 
+SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
+                "save at this point, going on")
 DATA_WAIT_WARNING = 0.10  # warn when the step waits for data this share of the time
 CACHE_GB_MAX = 16.0
 
@@ -120,7 +127,7 @@ class Run:
     pos: Position
     plan: SpeedPlan
     compile_cache: Path | None = None
-    writer: Any = None
+    log: TensorBoardLog | None = None  # rank 0's TensorBoard log
     step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
     graph_pending: bool = False
     last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (input, embedding): the save check runs on it
@@ -203,7 +210,7 @@ def build_data(args: Namespace, info: dist.DistInfo, rows: dict | None):
     sampler = EpochSampler(len(dataset), info.rank, info.world_size, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, num_workers=workers,
                         pin_memory=info.device.type == "cuda", persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers > 0 else None)
+                        prefetch_factor=4 if workers > 0 else None, worker_init_fn=ignore_in_worker)
     if info.is_main:
         print(dataset.summary())
         print(f"decoded once and kept in memory: {cached} images ({nbytes / 2**30:.2f} GiB)")
@@ -396,22 +403,23 @@ def validation_sets(args: Namespace) -> list:
 
 
 def open_log(run: Run, dataset, text_dim: int) -> None:
-    """TensorBoard writer, the resolved options beside logs and checkpoints, one summary line."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    from utils.atomic import write_text
-
+    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
+    without room for them is a one-line error."""
     args, info = run.args, run.info
     log_dir = Path(args.log_dir) / args.name
-    run.writer = SummaryWriter(str(log_dir))
+    run.log = TensorBoardLog(log_dir)
     resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
-    for folder in (log_dir, run.run_dir):  # the run's own: replaced whole, as a resumed run writes them again
-        write_text(folder / "options.yaml", yaml.safe_dump(resolved, sort_keys=False), replace=True)
+    for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
+        with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
+            # the run's own: replaced whole, as a resumed run writes it again
+            write_text(folder / "options.yaml", yaml.safe_dump(resolved, sort_keys=False), replace=True)
     if run.text_record is not None:
         from utils.text.encoder_link import register_dependent
 
-        register_dependent(args.text_ckpt, run.run_dir / "last.pt")
+        with naming_full_disk(Path(args.text_ckpt), "the record of the checkpoints trained with this encoder",
+                              "free some space there"):
+            register_dependent(args.text_ckpt, run.run_dir / "last.pt")
     print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
           f"{describe(run.model, info.device, args.precision)}; {len(dataset)} samples, "
           f"{run.steps_per_epoch} steps/epoch x {args.epochs} epochs on {info.world_size} x {info.device}")
@@ -510,9 +518,9 @@ def report(run: Run, window: Window, bar) -> None:
     wait_share = window.wait_s / seconds
     lr = float(run.scheduler.get_last_lr()[0])
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}", data_wait=f"{wait_share:.0%}")
-    if run.writer is not None:
+    if run.log is not None:
         for tag, value in (("loss", loss), ("lr", lr), ("images_per_s", images_per_s), ("data_wait_share", wait_share)):
-            run.writer.add_scalar(f"train/{tag}", value, run.pos.step)
+            run.log.scalar(f"train/{tag}", value, run.pos.step)
     if wait_share > DATA_WAIT_WARNING and run.info.is_main and not run.speed.warned_data_wait:
         run.speed.warned_data_wait = True
         write(f"warning: the training step waited for data {wait_share:.0%} of the time; raise --num_workers "
@@ -620,17 +628,53 @@ def budget_stop(run: Run, check_time: bool) -> str | None:
 def save_fractions(run: Run, final: bool = False) -> None:
     """Keep ``at_<f>.pt`` when the step of a --save_at fraction is reached (``final``: the end of a
     time budget stands for fraction 1, also when the time ran out a few steps before the plan)."""
-    for fraction, step in run.fraction_at.items():
-        due = run.start_step < step <= run.pos.step or (final and fraction == 1)
+    for fraction in run.args.save_at or ():
+        step = run.fraction_at.get(fraction)  # None: a time budget not yet planned
+        due = (step is not None and run.start_step < step <= run.pos.step) or (final and fraction == 1)
         if due and fraction not in run.fractions_saved:
             run.fractions_saved.add(fraction)
             with Apart(run.clock, "saving"):
                 save(run, run.run_dir / fraction_name(fraction))
 
 
-def train_loop(run: Run) -> str | None:
-    """Train until --epochs, --max_steps or the time budget; returns why it stopped before
-    --epochs: "max_steps", "plan" or "time" (None: all epochs done)."""
+def unsaved_fractions_line(run: Run, stopped: str | None) -> str | None:
+    """One line naming the --save_at checkpoints this session should have reached but did not write,
+    and why (those an earlier session passed are not counted)."""
+    missed = [f for f in run.args.save_at or () if f not in run.fractions_saved
+              and not (f in run.fraction_at and run.fraction_at[f] <= run.start_step)]
+    if not missed:
+        return None
+    names = ", ".join(fraction_name(f) for f in missed)
+    if run.budget is not None and not run.budget.planned:
+        return (f"--save_at: {names} not written: the time budget ran out after {run.pos.step} steps, before the "
+                f"step rate was measured ({1 + MEASURE_SKIP + MEASURE_STEPS} steps), so the steps of those fractions "
+                "were never planned; give the run a longer --time_budget")
+    steps = ", ".join(str(run.fraction_at[f]) for f in missed)
+    if stopped == "max_steps":
+        return (f"--save_at: {names} not written: the run stopped at --max_steps {run.args.max_steps}, before "
+                f"their steps ({steps}); continue it with --resume and a higher --max_steps to reach them")
+    why = "the time budget ran out" if stopped == "time" else "the run ended"
+    return f"--save_at: {names} not written: {why} at step {run.pos.step}, before their steps ({steps})"
+
+
+def signal_stop(run: Run, signals: StopSignals) -> str | None:
+    """Between two steps, what every process agrees on from the signals any of them received:
+    SIGUSR1 saves last.pt and training goes on; SIGINT or SIGTERM is the reason to stop (its name)."""
+    stop, save_now = dist.max_over_ranks([signals.stop or 0, int(signals.take_save_request())], run.info)
+    if stop:
+        return signal.Signals(stop).name
+    if save_now:
+        last = run.run_dir / "last.pt"
+        with Apart(run.clock, "saving"):
+            save(run, last)
+        if run.info.is_main:
+            write(f"SIGUSR1: saved {last} (epoch {run.pos.epoch + 1}, step {run.pos.step}); training goes on")
+    return None
+
+
+def train_loop(run: Run, signals: StopSignals) -> str | None:
+    """Train until --epochs, --max_steps, the time budget or a signal; returns why it stopped
+    before --epochs: "max_steps", "plan", "time", "SIGINT" or "SIGTERM" (None: all epochs done)."""
     args = run.args
     stop = None
     while run.budget is not None or run.pos.epoch < args.epochs:
@@ -653,8 +697,8 @@ def train_loop(run: Run) -> str | None:
                 window = Window()
             # the time is read every step on a CPU; on a GPU at log points, where the device is synchronised
             check_time = at_log or run.info.device.type != "cuda"
-            stop = budget_stop(run, check_time) or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps
-                                                    else None)
+            stop = (signal_stop(run, signals) or budget_stop(run, check_time)
+                    or ("max_steps" if args.max_steps and run.pos.step >= args.max_steps else None))
             save_fractions(run, final=stop in ("plan", "time"))
         report(run, window, bar)
         bar.close()
@@ -685,13 +729,21 @@ def validate_sets(run: Run) -> None:
                                       max_images=run.args.val_max_images, progress=False)
         summary = score.summary()
         write(f"  val {summary['label']}: PSNR {summary['psnr']:.2f} dB (input {summary['input_psnr']:.2f})")
-        if run.writer is not None:
+        if run.log is not None:
             tag = summary["label"].replace(" ", "_")
-            run.writer.add_scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
-            run.writer.add_image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch, dataformats="HWC")
+            run.log.scalar(f"val_psnr/{tag}", summary["psnr"], run.pos.epoch)
+            run.log.image(f"val/{tag}", np.concatenate(preview, axis=1), run.pos.epoch)
 
 
-def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None) -> int:
+def stopped_line(run: Run, how: str) -> str:
+    return (f"{how}: saved {run.run_dir / 'last.pt'} (epoch {run.pos.epoch + 1}, step {run.pos.step}); "
+            "continue with --resume")
+
+
+def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path | None,
+                      signals: StopSignals) -> int:
+    """Restoration training (stage "restoration"); on SIGINT / SIGTERM it ends the step, saves last.pt
+    and returns 130 / 143."""
     run = build_run(args, info, plan, cache)
     start_step = run.pos.step
     if args.max_steps and run.pos.step >= args.max_steps:
@@ -704,15 +756,18 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
     run.model.train()
     last = run.run_dir / "last.pt"
     try:
-        stopped = train_loop(run)
-    except KeyboardInterrupt:
+        with signals.between_steps():
+            stopped = train_loop(run, signals)
+    except KeyboardInterrupt as e:  # not between two steps
         save(run, last)
         if info.is_main:
-            print(f"\ninterrupted: saved {last} (epoch {run.pos.epoch + 1}, step {run.pos.step}); continue with --resume",
-                  file=sys.stderr)
-        return EXIT_INTERRUPTED
+            print("\n" + stopped_line(run, "interrupted"), file=sys.stderr)
+        return getattr(e, "exit_code", EXIT_INTERRUPTED)
     except NonFiniteLoss:
         raise
+    except DiskFull as e:  # no room for last.pt: the previous one is intact
+        raise DiskFull(f"{e}; training stopped at step {run.pos.step}, continue it with --resume once there is "
+                       "room") from None
     except UserError as e:  # e.g. an unreadable image met mid-epoch: keep the steps done so far
         if run.pos.step == start_step:
             raise
@@ -720,8 +775,14 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         raise UserError(f"{user_message(e)} (saved {last} at step {run.pos.step}: fix this and continue with "
                         "--resume)") from None
     finally:
-        if run.writer is not None:
-            run.writer.close()
+        if run.log is not None:
+            run.log.close()
+    if signals.stop is not None:  # also one that came during the last save: nothing more is done
+        stopped = signal.Signals(signals.stop).name
+    if stopped in ("SIGINT", "SIGTERM"):
+        if info.is_main:
+            print("\n" + stopped_line(run, f"stopped by {stopped}"), file=sys.stderr)
+        return exit_code(signal.Signals[stopped])
     if run.budget is not None and stopped in ("plan", "time") and run.val_sets and info.is_main:
         validate(run)
     if info.is_main:
@@ -730,6 +791,9 @@ def train_restoration(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cac
         print(f"{how}: {last} (step {run.pos.step}){throughput(run)}")
         if run.budget is not None:
             print(how_far(run))
+        unsaved = unsaved_fractions_line(run, stopped)
+        if unsaved:
+            print(unsaved)
         if stopped != "max_steps" and args.classifier_steps:  # a finished run, not one cut short
             add_classifier(args, last, info.device)
     return 0
@@ -817,7 +881,8 @@ def train_main(argv: Sequence[str] | None) -> int:
     args = train_options(argv)
     check_train_paths(args)
     if args.stage == "classifier" and not args.check_data:
-        return classifier_stage(args)
+        with StopSignals(SIGUSR1_NOTE):
+            return classifier_stage(args)
     if args.check_data:
         from utils.data.check import check_training_data, print_report
 
@@ -827,6 +892,7 @@ def train_main(argv: Sequence[str] | None) -> int:
     info = dist.setup(args.device)
     try:
         with contextlib.ExitStack() as held:
+            signals = held.enter_context(StopSignals(SIGUSR1_NOTE))
             plan, cache = plan_run_speed(args, info) if args.stage != "text" else (None, None)
             if info.is_main:
                 claim_folders(args, held)
@@ -836,7 +902,7 @@ def train_main(argv: Sequence[str] | None) -> int:
                 dist.barrier()  # the other ranks read the encoder only once it is written
                 if args.stage == "text":
                     return 0
-            return train_restoration(args, info, plan, cache)
+            return train_restoration(args, info, plan, cache, signals)
     finally:
         dist.cleanup()
 

@@ -142,3 +142,30 @@ def test_bad_budget_values_are_one_line(tiny_layout, text_ckpt, tmp_path, capsys
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and said in err and flag in err
+
+
+def test_a_budget_spent_before_its_rate_is_measured_keeps_its_end_and_names_the_fractions_not_written(
+        tiny_layout, text_ckpt, tmp_path, capsys):
+    args = budget_args(tiny_layout, text_ckpt, tmp_path, "short", "0.001") + ["--save_at", "0.25", "0.5", "1"]
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "ckpt/short"
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert not BudgetPlan.from_dict(last["budget"]).planned  # 0.06 s: spent before the rate was measured
+    assert torch.load(run / "at_1.pt", weights_only=True)["step"] == last["step"]  # the budget's end
+    assert not (run / "at_0.25.pt").exists() and not (run / "at_0.5.pt").exists()
+    said = [line for line in out.splitlines() if line.startswith("--save_at")]
+    assert len(said) == 1 and "at_0.25.pt, at_0.5.pt not written" in said[0] and "step rate" in said[0]
+
+
+def test_fractions_past_max_steps_are_named_as_not_written(tiny_layout, text_ckpt, tmp_path, capsys):
+    args = budget_args(tiny_layout, text_ckpt, tmp_path, "epochs_frac")
+    args = args[:args.index("--time_budget")] + args[args.index("--time_budget") + 2:]
+    # 10 epochs of 9 steps: 0.01 falls at step 1, 0.5 at step 45 and 1 at step 90
+    assert train.main(args + ["--save_at", "0.01", "0.5", "1", "--max_steps", "2"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "ckpt/epochs_frac"
+    assert torch.load(run / "at_0.01.pt", weights_only=True)["step"] == 1
+    said = [line for line in out.splitlines() if line.startswith("--save_at")]
+    assert len(said) == 1 and "at_0.5.pt, at_1.pt not written" in said[0] and "--max_steps 2" in said[0]
+    assert "(45, 90)" in said[0]

@@ -20,6 +20,7 @@ from net.degradation_classifier import DegradationClassifier
 from net.model import ModelConfig, TextPromptIR, build_model
 from utils.atomic import TMP_SUFFIX, write_file
 from utils.errors import UserError
+from utils.full_disk import naming_full_disk
 
 FORMAT = "textpromptir/2"
 READABLE_FORMATS = ("textpromptir/1", FORMAT)
@@ -43,16 +44,30 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return stale
 
 
+def tensor_bytes(state: Any) -> int:
+    """The bytes of the tensors in a nested state (a checkpoint's size on disk, give or take a little)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (``utils.atomic``: a temp file in the same folder, then
     ``os.replace``), so an interrupted save never destroys the previous checkpoint. Refuses (NonFiniteWeights)
-    weights with NaN or inf, so that a checkpoint on disk is always usable."""
+    weights with NaN or inf, so that a checkpoint on disk is always usable; a full disk is a one-line
+    ``DiskFull`` naming the folder and the space needed."""
     path = Path(path)
     bad = non_finite_tensors(state.get("model", {}))
     if bad:
         raise NonFiniteWeights(f"{path}: not written: the weights became NaN/inf ({bad[0]}"
                                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
-    write_file(path, lambda f: torch.save({**state, "format": FORMAT}, f), replace=True)  # this run's own
+    kept = f"the previous {path.name} is unchanged" if path.is_file() else "nothing was written"
+    with naming_full_disk(path.parent, path.name, f"free some space there; {kept}", tensor_bytes(state)):
+        write_file(path, lambda f: torch.save({**state, "format": FORMAT}, f), replace=True)  # this run's own
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -6,12 +6,15 @@ import argparse
 import io
 import math
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from utils.errors import UserError, user_message
+from utils.full_disk import is_disk_full
+from utils.stop_signals import exit_code, signal_name
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -109,15 +112,23 @@ def _print_undecodable_names() -> Callable[[], None]:
 
 def cli_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a script's ``main(argv)``: a UserError prints ``error: <message>`` and returns 2, Ctrl-C
-    prints ``interrupted`` and returns 130."""
+    prints ``interrupted`` and returns 130, SIGTERM (``utils.stop_signals.StopRequested``) prints
+    ``stopped by SIGTERM`` and returns 143."""
     restore = _print_undecodable_names()
     try:
         return main(argv)
     except UserError as e:
         print(f"error: {user_message(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (OSError, RuntimeError) as e:  # a full disk where no caller named the folder
+        if not is_disk_full(e):
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}no space left on the device; free some space and run again", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print("interrupted" if signum == signal.SIGINT else f"stopped by {signal_name(signum)}", file=sys.stderr)
+        return exit_code(signum)
     finally:
         restore()

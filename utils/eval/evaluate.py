@@ -18,6 +18,7 @@ from utils.errors import UserError
 from utils.eval.metrics import psnr_ssim, to_numpy_image
 from utils.progress import progress as progress_bar
 from utils.runtime.device import autocast
+from utils.stop_signals import ignore_in_worker
 
 
 @dataclass
@@ -85,7 +86,7 @@ def evaluate_set(model: torch.nn.Module, test_set: Dataset, embedding: torch.Ten
     image goes into ``save_dir`` when given, whole or not at all, replacing one there only with ``overwrite``."""
     model.eval()
     subset = Subset(test_set, range(min(len(test_set), max_images))) if max_images else test_set
-    loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
+    loader = DataLoader(subset, batch_size=1, num_workers=num_workers, worker_init_fn=ignore_in_worker)
     score = SetScore(test_set.label, test_set.task, test_set.name, test_set.sigma)
     batch_embedding = None if embedding is None else embedding.to(device).float().unsqueeze(0)  # (1, D)
     preview: list[np.ndarray] = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -16,6 +17,7 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    flag_group: Any = None  # a gloo group for the host's flags under NCCL: agreeing on them never waits for the GPU
 
     @property
     def is_main(self) -> bool:
@@ -32,11 +34,24 @@ def setup(device_choice: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_choice, local_rank)
+    flag_group = None
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local_rank, device)
+        if device.type == "cuda":
+            flag_group = dist.new_group(backend="gloo")
+    return DistInfo(rank, world, local_rank, device, flag_group)
+
+
+def max_over_ranks(values: list[int], info: DistInfo) -> list[int]:
+    """The element-wise maximum of small host integers (e.g. flags) over all processes, computed on
+    the CPU: every process calls it at the same point of the loop."""
+    if not (info.distributed and dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=info.flag_group)
+    return [int(v) for v in t.tolist()]
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from typing import Any
 
 from utils.errors import UserError
 from utils.file_lock import lock, open_lock_file
+from utils.full_disk import DiskFull, naming_full_disk
 
 LOCK_FILE = "run.lock"
 
@@ -75,8 +76,13 @@ class RunLock:
         self.stale = _read_record(fd)
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv)}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            with naming_full_disk(self.folder, LOCK_FILE, "free some space there"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        except DiskFull:
+            os.close(fd)
+            raise
         self.fd = fd
         return self
 
