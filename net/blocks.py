@@ -15,8 +15,9 @@ picks one at construction (``TextPromptIR(impl=...)``):
   weights of the 1x1 convolution that follows it; attention rescales each head's small d x d
   Gram matrix instead of normalising q and k, and folds the attention matrix into the output
   projection; the GDFN gate and value halves are computed apart so both stay contiguous;
-  residual additions ride in the matmul epilogue. BENCHMARKS.md records what each step
-  bought on a CPU.
+  residual additions ride in the matmul epilogue. What the result runs at on a CPU:
+  docs/benchmarks/cpu-speed.md#paper-network-against-the-official-implementation (and, in its
+  #cut-from-this-page, where the log of what each step bought lives).
 
 The modules' ``forward`` is the reference computation; their ``*_tokens`` methods are the
 same computation on tokens, used by the fast block.
