@@ -113,7 +113,8 @@ class LayerNorm2d(nn.Module):
         """The same norm on pixel tokens (B, N, C), normalising the contiguous last axis."""
         if self.bias is not None:
             return F.layer_norm(t, t.shape[-1:], self.weight, self.bias, self.eps)
-        # (B, N, 1); two passes via mean() are 2x faster than Tensor.var over the last axis
+        # (B, N, 1); two passes via mean() are faster than Tensor.var over the last axis, as measured in the
+        # log that the section docs/benchmarks/cpu-speed.md#cut-from-this-page names
         var = (t - t.mean(-1, keepdim=True)).square().mean(-1, keepdim=True)
         return t * torch.rsqrt(var + self.eps) * self.weight
 
@@ -153,7 +154,7 @@ class MDTA(nn.Module):
         """
         c = qkv.shape[-1] // 3
         q, k, v = qkv.split(c, dim=-1)  # (B, N, C) strided views; one split -> one cat in backward
-        # (B, C) norms over pixels; square-sum-sqrt is ~2x faster than linalg.vector_norm here
+        # (B, C) norms over pixels; square-sum-sqrt is faster than linalg.vector_norm here (same log)
         nq = q.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
         nk = k.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
         proj_t = self.project_out.weight.reshape(c, c).t()  # (C, Cout): P^T
