@@ -39,7 +39,7 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q tests
 
-# The web page on http://127.0.0.1:7860 (see README, "A web page")
+# The web page on http://127.0.0.1:7860 (docs/restoring.md#the-page-apppy)
 app: install
 	$(BIN)/python app.py --ckpt ckpt/demo/last.pt
 
@@ -48,7 +48,8 @@ demo: install
 	$(BIN)/python train.py --preset demo --stage all --overwrite
 	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt --overwrite
 
-# The five-task setting on the demo set (deblur, low light besides the three); about 15 minutes on 2 CPU cores
+# The five-task setting on the demo set (deblur, low light besides the three); its time:
+# docs/benchmarks/demo.md#make-demo-five
 demo-five: install
 	$(BIN)/python -m utils.data.demo_data --out data/demo_five --five_task
 	$(BIN)/python train.py --preset demo_five --stage all --overwrite

@@ -39,7 +39,7 @@ from utils.tasks import (
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
 
-# Steps of the degradation classifier (README, "The degradation classifier"): the paper recipe's
+# Steps of the degradation classifier (docs/training.md#the-degradation-classifier): the paper recipe's
 # take minutes beside days of restoration training; the demo's fit make demo's CPU budget.
 CLASSIFIER_STEPS, CLASSIFIER_DEMO_STEPS = 3000, 400
 if TYPE_CHECKING:
@@ -50,10 +50,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
         name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        # a 13-minute CPU budget (BENCHMARKS.md, "Demo recipe"): denoising gets over half the samples,
-        # rain and haze are drawn anew for every sample, each sample counts by its PSNR, bf16 where
-        # the CPU computes it natively, lr 2e-3 (the best of 1e-3 / 2e-3 / 3e-3 in a GPU sweep), RGB
-        # channels shuffled (without, a seed learnt a green cast that cost up to 2.9 dB on Kodak24)
+        # make demo's CPU budget (docs/benchmarks/demo.md#how-the-demo-recipe-was-chosen): denoising gets
+        # over half the samples, rain and haze are drawn anew for every sample, each sample counts by its
+        # PSNR, bf16 where the CPU computes it natively, lr 2e-3 (the best of 1e-3 / 2e-3 / 3e-3 in a GPU
+        # sweep), RGB channels shuffled (without, a seed learnt a green cast that cost dB on Kodak24)
         repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
         synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr",
         epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
@@ -82,8 +82,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The demo preset on the five-task demo set (python -m utils.data.demo_data --five_task): deblur
     # and lowlight pairs are files (not drawn anew). Deblurring is the slowest to learn, so its pairs are
     # visited 4 times an epoch and the three tasks fewer times than in the three-task demo, 5 epochs: the
-    # whole of make demo-five (the text stage included) fits 20 minutes on 2 CPU cores and every task
-    # gains (BENCHMARKS.md, "Five-task demo"). Text-conditioned like the three-task demo, with the image
+    # whole of make demo-five (the text stage included) fits its CPU budget and every task gains
+    # (docs/benchmarks/demo.md#make-demo-five). Text-conditioned like the three-task demo, with the image
     # classifier over the five tasks.
     "demo_five": dict(
         data_root="data/demo_five/Train", val_root="data/demo_five/test", test_root="data/demo_five/test",
@@ -97,7 +97,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # `make demo-gpu`: the paper's network for 10 minutes of training steps on one GPU, on the demo
     # set's recipe (denoising photos from --denoise_root, e.g. BSD400, where given); the warm-up
-    # takes 1/20 of the planned steps. Its quality in that budget is pending a GPU run (BENCHMARKS.md).
+    # takes 1/20 of the planned steps. Its quality in that budget is pending a GPU run
+    # (docs/benchmarks/gpu.md#equal-minutes-and-the-gpu-demo-pending).
     "demo_gpu": dict(
         data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test", name="demo_gpu",
         repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],

@@ -141,6 +141,24 @@ def blind_report(sets: list[dict], blind: Any) -> str:
     return "\n".join(lines)
 
 
+def preset_hint(args: Namespace) -> str:
+    """When the checkpoint was trained with a preset that has its own test set (the demo's) and this run
+    looks elsewhere, the command that scores that set; empty otherwise (or when the checkpoint is unreadable,
+    which loading it reports next)."""
+    from options import PRESETS
+    from utils.checkpoint import load_checkpoint
+
+    try:
+        preset = (load_checkpoint(args.ckpt).get("options") or {}).get("preset")
+    except UserError:
+        return ""
+    root = PRESETS.get(preset, {}).get("test_root") if isinstance(preset, str) else None
+    if preset == args.preset or not root or Path(root) == Path(args.test_root):
+        return ""
+    return (f"; {args.ckpt} was trained with --preset {preset}, whose test set is {root}: "
+            f"python test.py --preset {preset} --ckpt {args.ckpt}")
+
+
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
@@ -160,7 +178,8 @@ def evaluate_benchmarks(args: Namespace) -> int:
     for line in notes:
         print(line)
     if not sets:
-        raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
+        raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)"
+                        + preset_hint(args))
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
     sets = trained_sets(args.ckpt, ckpt, sets)

@@ -15,8 +15,9 @@ picks one at construction (``TextPromptIR(impl=...)``):
   weights of the 1x1 convolution that follows it; attention rescales each head's small d x d
   Gram matrix instead of normalising q and k, and folds the attention matrix into the output
   projection; the GDFN gate and value halves are computed apart so both stay contiguous;
-  residual additions ride in the matmul epilogue. BENCHMARKS.md records what each step
-  bought on a CPU.
+  residual additions ride in the matmul epilogue. What the result runs at on a CPU:
+  docs/benchmarks/cpu-speed.md#paper-network-against-the-official-implementation (and, in its
+  #cut-from-this-page, where the log of what each step bought lives).
 
 The modules' ``forward`` is the reference computation; their ``*_tokens`` methods are the
 same computation on tokens, used by the fast block.
@@ -112,7 +113,8 @@ class LayerNorm2d(nn.Module):
         """The same norm on pixel tokens (B, N, C), normalising the contiguous last axis."""
         if self.bias is not None:
             return F.layer_norm(t, t.shape[-1:], self.weight, self.bias, self.eps)
-        # (B, N, 1); two passes via mean() are 2x faster than Tensor.var over the last axis
+        # (B, N, 1); two passes via mean() are faster than Tensor.var over the last axis, as measured in the
+        # log that the section docs/benchmarks/cpu-speed.md#cut-from-this-page names
         var = (t - t.mean(-1, keepdim=True)).square().mean(-1, keepdim=True)
         return t * torch.rsqrt(var + self.eps) * self.weight
 
@@ -152,7 +154,7 @@ class MDTA(nn.Module):
         """
         c = qkv.shape[-1] // 3
         q, k, v = qkv.split(c, dim=-1)  # (B, N, C) strided views; one split -> one cat in backward
-        # (B, C) norms over pixels; square-sum-sqrt is ~2x faster than linalg.vector_norm here
+        # (B, C) norms over pixels; square-sum-sqrt is faster than linalg.vector_norm here (same log)
         nq = q.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
         nk = k.square().sum(dim=1).sqrt().clamp_min(_NORMALIZE_EPS)
         proj_t = self.project_out.weight.reshape(c, c).t()  # (C, Cout): P^T

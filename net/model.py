@@ -78,7 +78,7 @@ class ModelConfig:
 
 def resolve_impl(impl: str, device: torch.device | str) -> str:
     """The computation to use on ``device``: ``auto`` is the CPU-tuned fast path on CPU and the
-    reference path elsewhere, the faster one on an H100 (BENCHMARKS.md, "GPU")."""
+    reference path elsewhere, the faster one on an H100 (docs/benchmarks/gpu.md#before-the-gpu-work-one-h100)."""
     if impl not in IMPL_CHOICES:
         raise ValueError(f"impl must be one of {IMPL_CHOICES}, got {impl!r}")
     if impl != "auto":

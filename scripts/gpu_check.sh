@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one GPU check: scripts/gpu_check.py runs its sections in one Python process (its docstring
-# says what each measures, BENCHMARKS.md "GPU" the caps and why).
+# says what each measures, docs/benchmarks/gpu.md#the-check-ready-to-run the caps and why).
 #
 #   bash scripts/gpu_check.sh --prepare /path/to/datasets [--official CLONE] [--text_ckpt DIR]
 #                                          # here, once: .gpu_data/ (git-ignored) to carry to the GPU

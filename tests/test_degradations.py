@@ -83,7 +83,7 @@ def test_rain_has_one_direction_near_the_drawn_tilt():
 
 
 def test_rain_matches_rain100l_statistics(calibration):
-    """Bands around the Rain100L calibration targets (test/README.md, "Calibration")."""
+    """Bands around the Rain100L calibration targets (docs/benchmarks/calibration.md#noise-rain-and-haze)."""
     rain = calibration["rain"]
     assert 23.0 < rain["psnr"] < 28.0  # Rain100L 25.52
     assert 0.74 < rain["ssim"] < 0.88  # 0.814

@@ -88,6 +88,21 @@ def test_missing_sets_are_skipped_and_no_set_is_an_error(tiny_layout, tiny_ckpt,
     assert "no test set found" in r.stderr and "derain/<set>/{input,target}" in r.stderr
 
 
+def test_no_test_set_names_the_command_for_the_checkpoints_demo_set(tiny_ckpt, tmp_path):
+    """`python test.py --ckpt ckpt/demo/last.pt` with an empty test/ names the command that scores the demo set."""
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    demo = tmp_path / "demo.pt"
+    save_checkpoint(demo, {**ckpt, "options": {"preset": "demo"}})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_test("--ckpt", str(demo), "--test_root", str(empty), "--output_dir", str(tmp_path), "--device", "cpu")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert f"python test.py --preset demo --ckpt {demo}" in r.stderr and "data/demo/test" in r.stderr
+    r = run_test("--ckpt", str(tiny_ckpt), "--test_root", str(empty), "--output_dir", str(tmp_path), "--device", "cpu")
+    assert r.returncode == 2 and "no test set found" in r.stderr and "--preset" not in r.stderr
+
+
 def test_foreign_or_missing_checkpoint_is_a_clear_error(tiny_layout, tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)

@@ -17,8 +17,8 @@ PAPER_TASKS = ("denoise", "derain", "dehaze")
 SYNTHETIC_TASKS = ("derain", "dehaze")
 DEGRADATIONS = ("denoise_15", "denoise_25", "denoise_50", "derain", "dehaze")
 # The order in which a compound request's tasks are restored, one pass each: the best of the six
-# orders scored on the demo's composite sets (README, "Compound requests"; they differ by at most
-# 0.06 dB there, so the order matters little; all six beat every single pass).
+# orders scored on the demo's composite sets (docs/benchmarks/routes.md#the-order-of-the-passes: they differ
+# little there, and all six beat every single pass).
 RESTORE_ORDER = ("derain", "denoise", "dehaze")
 # The order in which degradations happen when several are present, as the degradation classifier's
 # samples are made: the scene's haze, rain in front of it, the camera's shake during the exposure, the

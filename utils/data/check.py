@@ -34,7 +34,7 @@ RAIN_RERELEASE_TRAIN_PAIRS = 1800  # the later JORDER (Yang et al., CVPR 2017) d
 #   light and heavy alike (github.com/flyywh/JORDER-E-Deep-Image-Deraining-TPAMI-2019-Journal issue 3;
 #   Rain100H's 1,800: github.com/XiaLiPKU/RESCAN issue 10)
 RAIN100L_TEST_PAIRS = 100  # Yang et al., CVPR 2017; the re-released test sets have 200 pairs (same JORDER-E issue)
-RAIN100L_INPUT_PSNR = 25.52  # measured on the real Rain100L test set with this protocol (test/README.md)
+RAIN100L_INPUT_PSNR = 25.52  # the real Rain100L test set, this protocol: docs/benchmarks/calibration.md#noise-rain-and-haze
 HEAVY_RAIN_PSNR = 20.0  # inputs below this mean PSNR are far rainier than Rain100L's: Rain100H-like
 OTS_CLEAR_IMAGES = 2061  # RESIDE OTS (Li et al., TIP 2019): each clear image hazed with 5 A x 7 beta = 35 pairs
 OTS_HAZY_IMAGES = OTS_CLEAR_IMAGES * 35  # 72,135: the lines of PromptIR's data_dir/hazy/hazy_outside.txt, whose

@@ -9,7 +9,7 @@ image by -0.5 grey level on average; we keep it so input PSNRs match the publish
 Rain and haze build the bundled demo set (``utils/data/demo_data.py``) and, with ``--synthesize``, the
 training inputs drawn anew per sample (``utils/data/train_set.py``); the paper trains on Rain100L and
 RESIDE OTS. Both are calibrated against the statistics of the real benchmarks (the targets and the
-measured values: "Calibration" in ``test/README.md``):
+measured values: ``docs/benchmarks/calibration.md#noise-rain-and-haze``):
 
 * rain: a streak layer (sparse random drops, motion-blurred along one direction per image, widened
   by a small Gaussian blur) is screen-blended onto the image, I = 1 - (1 - J)(1 - R). Screen blending
@@ -54,7 +54,7 @@ def benchmark_noise_seed(name: str, sigma: int, base_seed: int = 0) -> int:
 
 # --- Rain (demo set) ----------------------------------------------------------------------------
 
-# Quantiles of the streak tilt from vertical measured on Rain100L (test/README.md, "Calibration"): we draw the tilt
+# Quantiles of the streak tilt from vertical measured on Rain100L (docs/benchmarks/calibration.md#noise-rain-and-haze): we draw the tilt
 # by inverse-CDF interpolation through them, so the demo's tilt distribution matches by construction.
 RAIN_TILT_QUANTILES = ((0.0, 0.1, 0.5, 0.9, 1.0), (0.0, 3.0, 14.0, 32.0, 42.0))
 
@@ -90,7 +90,7 @@ def rain_layer(
 
     Sparse random drops (Bernoulli(density) per pixel, brightness varying per drop) are motion-blurred
     along one direction (tilt drawn from ``RAIN_TILT_QUANTILES``, random sign) with a streak of random
-    length and width. Defaults are calibrated to Rain100L (see ``test/README.md``).
+    length and width. Defaults are calibrated to Rain100L (``docs/benchmarks/calibration.md#noise-rain-and-haze``).
     """
     h, w = shape
     tilt = float(np.interp(rng.random(), *RAIN_TILT_QUANTILES)) * (1.0 if rng.random() < 0.5 else -1.0)
@@ -127,7 +127,7 @@ OTS_BETA = (0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2)
 OTS_A_RANGE, OTS_BETA_RANGE = (min(OTS_A), max(OTS_A)), (min(OTS_BETA), max(OTS_BETA))
 # Depth scale: d = HAZE_DEPTH_SCALE * depth, depth in [0, 1]. OTS's depths come from a monocular depth
 # network in metre-like units; we calibrated this scale so the demo's input PSNR/SSIM over OTS's
-# (A, beta) grid match SOTS outdoor (16.9 dB / 0.85; measured numbers in test/README.md).
+# (A, beta) grid match SOTS outdoor (docs/benchmarks/calibration.md#noise-rain-and-haze).
 HAZE_DEPTH_SCALE = 5.5
 HAZE_DEPTH_OFFSET = 0.9  # nearest point: even the foreground sits behind some air, as in OTS
 
@@ -201,7 +201,7 @@ def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float
 
 
 def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:
-    """The Rain100L rain-layer statistics of the calibration (test/README.md) for one uint8 RGB pair: mean residual,
+    """The Rain100L rain-layer statistics of the calibration (docs/benchmarks/calibration.md) for one uint8 RGB pair: mean residual,
     fraction brightened by > 0.05, 99th-percentile residual, and the streak tilt from vertical (deg)
     from the image's structure tensor (residual = input - target, averaged over RGB, in [0, 1])."""
     from skimage.feature import structure_tensor  # only for calibration
@@ -225,8 +225,7 @@ def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:
 # the author in SeungjunNah/DeepDeblur_release issue 59). We blur with random camera-shake kernels: the
 # path of a point under a hand's shake, a 2-D random walk with inertia (after Boracchi & Foi, TIP 2012),
 # rasterised and normalised to sum 1. Its extent is calibrated so the demo's blurred-input PSNR is near
-# GoPro test's 25.6 dB (25.63 / 0.858 in the compiled table of hukv1990/MarkDown 论文/Deblurred.md; measured
-# values in test/README.md, "Calibration").
+# GoPro test's (the target and the measured values, with their sources: docs/benchmarks/calibration.md#motion-blur-and-low-light).
 BLUR_EXTENT = (10.0, 28.0)  # length of the shake path in pixels, drawn uniformly
 BLUR_KERNEL = 37  # kernel side (odd), larger than any path
 
@@ -275,8 +274,7 @@ def synth_motion_blur(img: np.ndarray, rng: np.random.Generator, **kernel_kwargs
 # dark and noisy (Wei et al., BMVC 2018, Sec. 3). We darken in linear light (sRGB decoded by gamma 2.2),
 # scale by an exposure factor, add the sensor's signal-dependent shot noise and its read noise there, and
 # encode again. The exposure range is calibrated so the demo's input PSNR is near LOL-v1 eval15's
-# 7.77 dB (SSIM about 0.19; the untouched inputs as scored in several public LOL reproductions; measured
-# values in test/README.md, "Calibration").
+# (the target and the measured values, with their sources: docs/benchmarks/calibration.md#motion-blur-and-low-light).
 LOWLIGHT_EXPOSURE = (0.004, 0.015)  # fraction of the normal exposure, drawn log-uniformly
 LOWLIGHT_SHOT = 0.0003  # shot-noise variance per unit of linear signal (at the dark exposure)
 LOWLIGHT_READ = 0.001  # read-noise std in linear units

@@ -507,8 +507,8 @@ def calibration_images() -> list[tuple[np.ndarray, np.ndarray | None]]:
 def measure_calibration(
     seed: int = 0, draws: int = 4, images: list[tuple[np.ndarray, np.ndarray | None]] | None = None
 ) -> dict[str, dict[str, float]]:
-    """Input statistics of the synthetic degradations, to compare with the calibration targets in test/README.md (the
-    numbers are recorded in test/README.md): PSNR/SSIM of noise (sigma 15/25/50), rain and haze, and
+    """Input statistics of the synthetic degradations, to compare with the calibration targets (the
+    numbers are recorded in docs/benchmarks/calibration.md#noise-rain-and-haze): PSNR/SSIM of noise (sigma 15/25/50), rain and haze, and
     the rain-layer statistics. ``images``: (uint8 RGB, depth or None for the proxy) pairs, by default
     ``calibration_images()``; haze draws (A, beta) from OTS's grid."""
     images = calibration_images() if images is None else images
@@ -546,8 +546,8 @@ def measure_calibration(
 def measure_five_task_calibration(
     seed: int = 0, draws: int = 4, images: list[np.ndarray] | None = None
 ) -> dict[str, dict[str, float]]:
-    """Input PSNR/SSIM of the synthetic motion blur and low light (targets: GoPro test 25.6 dB, LOL-v1
-    eval15 7.77 dB / 0.19; test/README.md), on the demo's test photos as its test set uses them
+    """Input PSNR/SSIM of the synthetic motion blur and low light (targets: GoPro test and LOL-v1
+    eval15, docs/benchmarks/calibration.md#motion-blur-and-low-light), on the demo's test photos as its test set uses them
     (``five_task_calibration_images``) unless ``images`` are given."""
     images = five_task_calibration_images() if images is None else images
     out = {}
@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                              "are unchanged); e.g. --out data/demo_five")
     parser.add_argument("--sheet", default=None, help="also save a contact sheet PNG of a few pairs here")
     parser.add_argument("--calibration", action="store_true",
-                        help="print the degradations' input statistics (vs the targets in test/README.md) and exit")
+                        help="print the degradations' input statistics (vs the targets in docs/benchmarks/calibration.md) and exit")
     args = parser.parse_args(argv)
     if args.calibration:
         stats = {**measure_calibration(args.seed), **measure_five_task_calibration(args.seed)}

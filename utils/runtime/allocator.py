@@ -3,9 +3,9 @@
 PyTorch hands every CPU tensor to glibc malloc, which serves blocks over 32 MB with fresh
 ``mmap`` pages and returns them to the kernel on ``free``: every large activation then costs
 a page fault and a page zeroing per 4 KB, on every forward and backward. Keeping freed memory
-in the process removes that; on 2 CPU cores it makes paper-size inference at 256² 1.6x and a
-training step 1.8x faster (BENCHMARKS.md). The process then holds its peak heap until it exits,
-and fragmentation can raise that peak (demo.py on a 4000x3000 photo: 11.0 instead of 7.5 GiB).
+in the process removes that, and makes inference and training on a CPU faster
+(docs/benchmarks/cpu-speed.md#page-faults). The process then holds its peak heap until it exits,
+and fragmentation can raise that peak (the same section: demo.py on a 4000x3000 photo).
 
 The module also reads malloc's statistics (glibc ``mallinfo2``) for bench.py's peak-memory
 measurement and for the tile planner, which counts the free memory kept in the heap as available.

@@ -16,9 +16,9 @@ PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
 
 # What --precision auto computes in on a CUDA GPU, by compute capability: the first row the GPU
-# reaches. bf16 where the tensor cores compute it (Ampere and newer: the H200 measurements of
-# BENCHMARKS.md, "GPU", are bf16); fp16 with a gradient scaler on Volta and Turing (V100, T4),
-# which have fp16 but no bf16 tensor cores (PromptIR trained on V100s); fp32 below.
+# reaches. bf16 where the tensor cores compute it (Ampere and newer; the H200 measurements in bf16: see
+# the section docs/benchmarks/gpu.md#training-and-inference-on-one-h200), fp16 with a gradient scaler on
+# Volta and Turing (V100, T4), which have fp16 but no bf16 tensor cores (PromptIR trained on V100s), fp32 below.
 CUDA_AUTO_PRECISION: tuple[tuple[tuple[int, int], str, str], ...] = (
     ((8, 0), "bf16", "computes bf16 natively"),
     ((7, 0), "fp16", "has fp16 but no bf16 tensor cores"),
@@ -39,7 +39,8 @@ def pick_device(choice: str = "auto", local_rank: int = 0) -> torch.device:
 @functools.cache
 def cpu_has_bf16() -> bool:
     """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX): there bf16 autocast makes
-    the demo net's training step 1.45x faster (BENCHMARKS.md); elsewhere it would be emulated."""
+    the demo net's training step faster (docs/benchmarks/demo.md#how-the-demo-recipe-was-chosen); elsewhere it
+    would be emulated."""
     if platform.system() != "Linux":
         return False
     try:

@@ -19,8 +19,8 @@ from utils.runtime.device import autocast, is_out_of_memory
 
 AUTO = "auto"  # the task that means "read it off the image"
 # What conditions each pass of a compound request: "default", the task's default instruction, or
-# "clause", its own part of the request; chosen by scoring both on the composite sets (README:
-# 20.34 dB with the default instruction, 20.24 dB with the clause, held-out compound requests).
+# "clause", its own part of the request; chosen by scoring both on the composite sets with held-out compound requests
+# (docs/benchmarks/routes.md#what-conditions-each-pass).
 STEP_TEXT = "default"
 SURE, UNSEEN = 0.9, 0.1  # an image "clearly shows" / "shows no sign of" a degradation at these probabilities
 

@@ -2,8 +2,8 @@
 in one start-up line: compiled transformer blocks, the CUDA-graphed step, the autocast precision,
 DDP, and the global batch.
 
-On CUDA the fastest configuration measured (BENCHMARKS.md, "GPU": compiled blocks plus the
-CUDA-graphed step, 5.8x the eager step on an H200) is the default; ``--eager`` opts out. On a CPU
+On CUDA the fastest configuration measured (compiled blocks plus the CUDA-graphed step:
+docs/benchmarks/gpu.md#training-and-inference-on-one-h200) is the default; ``--eager`` opts out. On a CPU
 nothing is turned on by default; ``--compile`` still compiles there.
 """
 from __future__ import annotations

@@ -21,8 +21,8 @@ GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy init
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device,
                    graphed: bool = False) -> torch.optim.AdamW:
-    """AdamW, fused (one kernel for all parameters: on a CPU 4x faster than the default loop, on
-    CUDA the launch count). For a CUDA graph the learning rate is a device tensor, so the
+    """AdamW, fused (one kernel for all parameters: faster than the default loop on a CPU,
+    docs/benchmarks/gpu.md#what-changed-for-the-gpu, and on CUDA fewer launches). For a CUDA graph the learning rate is a device tensor, so the
     scheduler can change it between replays."""
     params = [p for p in model.parameters() if p.requires_grad]
     if graphed:
