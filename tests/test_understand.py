@@ -163,6 +163,8 @@ def test_a_keep_clause_takes_its_task_out_of_the_set(request_text, tasks, kept):
     ("I can't see anything, it's too dark", ("lowlight",)),
     ("remove the noise and the rain", ("denoise", "derain")),
     ("smooth out the noise but keep the details", ("denoise",)),
+    ("I didn't keep still and the image is blurry", ("deblur",)),  # a keep verb, negated itself
+    ("the noise looks great, the darkness doesn't: brighten it", ("lowlight",)),  # a negation is a verb of its own
 ])
 def test_negative_words_that_describe_the_problem_keep_their_task(request_text, tasks):
     assert read_requests(KeywordEncoder(), [request_text])[0].tasks == tasks

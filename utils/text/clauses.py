@@ -24,7 +24,8 @@ _ACTION = r"(?:remov\w*|touch\w*|fix\w*|clean\w*|clear\w*|chang\w*|mess\w* with|
           r"correct\w*|deal with|reduc\w*|get rid|take (?:out|away)|erase|lose|kill|lift\w*|deno\w*|dehaz\w*|" \
           r"derain\w*|deblur\w*|brighten\w*|lighten\w*|sharpen\w*|brighter|lighter|sharper|do anything)"
 _KEEP_CUES = re.compile("|".join((
-    r"\b(?:keep|keeping|leave|leaving|preserve|preserving|retain|retaining)\b",
+    # a keep verb, unless negated itself ("I didn't keep still")
+    r"(?<!n't )(?<!not )(?<!dont )\b(?:keep|keeping|leave|leaving|preserve|preserving|retain|retaining)\b",
     rf"\b{_NEGATION}\s+(?:\w+\s+){{0,2}}?{_ACTION}",  # "don't touch", "please do not sharpen", "no need to remove"
     r"\bno\s+(?:deno\w*|dehaz\w*|derain\w*|deblur\w*|brighten\w*|lighten\w*|sharpen\w*|noise (?:reduction|removal))",
     r"\bnot\s+(?:the|any|its|my)\b",  # "remove the rain but not the fog"
@@ -37,7 +38,7 @@ _KEEP_CUES = re.compile("|".join((
 )), re.IGNORECASE)
 # A clause with one of these words says what to do on its own, so it never just continues the one before it
 _OWN_VERB = re.compile(rf"\b(?:{_ACTION}|go|goes|gone|make|restore|need\w*|want|should|has to|have to|is|are|"
-                       r"was|were|'s)\b", re.IGNORECASE)
+                       r"was|were|'s|does|doesn'?t|isn'?t|aren'?t|don'?t|not|no)\b", re.IGNORECASE)
 # Words dropped from a keep clause before the head reads what it names ("don't touch the haze" -> "the haze")
 _CUE_WORDS = frozenset("""keep keeping leave leaving preserve preserving retain retaining don't dont do not does
     doesn't never no need to without stop avoid skip skipping hold off on forget about ignore more remove removing
