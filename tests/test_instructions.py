@@ -68,6 +68,8 @@ def test_the_shipped_bank_has_negation_splits_an_off_topic_validation_file_and_h
              for name in ("negation_train", "negation_val", "negation_heldout", "requests_heldout", "phrasing_heldout")}
     assert sizes["negation_train"] >= 60 and sizes["negation_val"] >= 25 and sizes["negation_heldout"] >= 25
     assert sizes["requests_heldout"] == sizes["phrasing_heldout"] == 60
+    phrasing_val = read_instruction_tsv(BANK_ROOT / "phrasing_val.tsv")
+    assert len(phrasing_val) >= 40 and set(phrasing_val) <= {(s, t[0]) for s, t in load_labelled("val")}
     off_val = load_unrelated(name=UNRELATED_VAL_FILE)
     assert len(off_val) >= 40 and any("rm -rf" in s for s in off_val)
     # negation rows train the head; held-out files are read by neither training nor the threshold's choice

@@ -9,6 +9,7 @@ The bank holds our own paraphrases of "remove the noise / rain / haze / blur / d
   set: the names in any order), for the instruction head only.
 - ``negation_train.tsv`` / ``negation_val.tsv``: requests that ask to keep something ("remove the
   noise but keep the rain" -> denoise), for the instruction head only.
+- ``phrasing_val.tsv``: typos, slang and symptoms, for validation only (the threshold's choice).
 - ``unrelated.txt``: off-topic requests the head learns to answer with no task (refusal);
   ``unrelated_val.txt``: others, with the val files the only data the head's threshold is chosen on.
 - ``compound_heldout.tsv``, ``negation_heldout.tsv``, ``requests_heldout.tsv`` (everyday phrasing),
@@ -41,6 +42,7 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 }
 COMPOUND_PREFIX = "compound_"  # compound_<split>.tsv beside <split>.tsv
 NEGATION_PREFIX = "negation_"  # negation_<split>.tsv: requests that ask to keep something
+PHRASING_PREFIX = "phrasing_"  # phrasing_<split>.tsv: typos, slang, symptoms (val and held-out only)
 UNRELATED_FILE = "unrelated.txt"
 UNRELATED_VAL_FILE = "unrelated_val.txt"  # off-topic requests for choosing settings, never trained on
 HELDOUT_FILES = ("compound_heldout.tsv", "negation_heldout.tsv", "requests_heldout.tsv", "phrasing_heldout.tsv",
@@ -142,9 +144,9 @@ def load_bank(split: str = "train", root: str | Path = BANK_ROOT,
 
 def load_labelled(split: str = "train", root: str | Path = BANK_ROOT) -> list[tuple[str, tuple[str, ...]]]:
     """Every labelled request of a split for the instruction head: ``<split>.tsv`` and, when present,
-    ``compound_<split>.tsv`` and ``negation_<split>.tsv``, as ``(sentence, task set)``."""
+    ``compound_<split>.tsv``, ``negation_<split>.tsv`` and ``phrasing_<split>.tsv``, as ``(sentence, task set)``."""
     rows = [(text, (task,)) for task, sentences in load_bank(split, root).items() for text in sentences]
-    for prefix in (COMPOUND_PREFIX, NEGATION_PREFIX):
+    for prefix in (COMPOUND_PREFIX, NEGATION_PREFIX, PHRASING_PREFIX):
         extra = Path(root) / f"{prefix}{split}.tsv"
         if extra.is_file():
             rows += [(text, task_set(label)) for text, label in read_instruction_tsv(extra)]

@@ -43,6 +43,7 @@ FROZEN_LAYERS = 2        # the embeddings and the lowest transformer layers stay
 # the val requests, refusals on unrelated_val.txt, equally weighted) is kept, the one nearest 0.5 on a tie
 THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
 
+TYPO_RATE = 0.15  # each word of 4+ characters gets a small typo this often while training
 _PREFIXES = ("please ", "can you ", "could you ", "i need to ", "hey, ", "help: ", "ok so ", "pls ")
 _SUFFIXES = (" please", " thanks", " in this photo", " for me", " in my picture", " asap", " if possible")
 
@@ -63,7 +64,7 @@ def augment(text: str, rng: random.Random) -> str:
     words = text.split()
     if len(words) >= 4 and rng.random() < 0.2:  # word drop
         del words[rng.randrange(len(words))]
-    words = [_typo(w, rng) if len(w) >= 4 and rng.random() < 0.05 else w for w in words]
+    words = [_typo(w, rng) if len(w) >= 4 and rng.random() < TYPO_RATE else w for w in words]
     out = " ".join(words)
     r = rng.random()
     if r < 0.15:
@@ -306,7 +307,7 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
                         "encoder to another folder (--text_ckpt)")
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, pooling=pooling, seed=seed, max_steps=max_steps,
                     frozen=FROZEN_LAYERS, head_lr=HEAD_LR_SCALE, smoothing=LABEL_SMOOTHING, unrelated=UNRELATED_WEIGHT,
-                    thresholds=THRESHOLD_CHOICES)
+                    thresholds=THRESHOLD_CHOICES, typos=TYPO_RATE)
     key = training_key(base, settings, bank_root)
     stored = _reuse_or_refuse(out, key, overwrite, log)
     if stored is not None:
