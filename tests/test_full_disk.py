@@ -11,7 +11,7 @@ import torch
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 import train
-import utils.checkpoint
+import utils.atomic
 import utils.train.run_lock
 from tests.test_train import base_args
 from utils.full_disk import is_disk_full
@@ -88,7 +88,7 @@ def test_no_room_for_a_checkpoint_is_one_line_and_the_previous_one_stays(tiny_la
     before = last.read_bytes()
     capsys.readouterr()
     real_fdopen = os.fdopen
-    monkeypatch.setattr(utils.checkpoint.os, "fdopen", lambda fd, mode: RoomFor(real_fdopen(fd, mode), 100_000))
+    monkeypatch.setattr(utils.atomic.os, "fdopen", lambda fd, mode: RoomFor(real_fdopen(fd, mode), 100_000))
     assert train.main(args + ["--max_steps", "4", "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err

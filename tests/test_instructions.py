@@ -13,6 +13,8 @@ from utils.tasks import TASKS, join_tasks
 from utils.text.bank import (
     BANK_ROOT,
     DEFAULT_INSTRUCTIONS,
+    HELDOUT_FILES,
+    UNRELATED_VAL_FILE,
     load_bank,
     load_labelled,
     load_unrelated,
@@ -38,8 +40,10 @@ def test_bank_sizes():
 def test_no_duplicates_within_or_across_bank_files():
     seen: dict[str, str] = {}
     groups = [(split, s) for split in ("train", "val") for s, _ in load_labelled(split)]
-    groups += [("compound_heldout", s) for s, _ in read_instruction_tsv(BANK_ROOT / "compound_heldout.tsv")]
+    for name in ("compound_heldout", "negation_heldout", "requests_heldout", "phrasing_heldout"):
+        groups += [(name, s) for s, _ in read_instruction_tsv(BANK_ROOT / f"{name}.tsv")]
     groups += [("unrelated", s) for s in load_unrelated()]
+    groups += [("unrelated_val", s) for s in load_unrelated(name="unrelated_val.txt")]
     groups += [("unrelated_heldout", s) for s in read_unrelated(BANK_ROOT / "unrelated_heldout.txt")]
     for where, s in groups:
         key = norm(s)
@@ -59,6 +63,21 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def test_the_shipped_bank_has_negation_splits_an_off_topic_validation_file_and_held_out_phrasing():
+    sizes = {name: len(read_instruction_tsv(BANK_ROOT / f"{name}.tsv"))
+             for name in ("negation_train", "negation_val", "negation_heldout", "requests_heldout", "phrasing_heldout")}
+    assert sizes["negation_train"] >= 60 and sizes["negation_val"] >= 25 and sizes["negation_heldout"] >= 25
+    assert sizes["requests_heldout"] == sizes["phrasing_heldout"] == 60
+    phrasing_val = read_instruction_tsv(BANK_ROOT / "phrasing_val.tsv")
+    assert len(phrasing_val) >= 40 and set(phrasing_val) <= {(s, t[0]) for s, t in load_labelled("val")}
+    off_val = load_unrelated(name=UNRELATED_VAL_FILE)
+    assert len(off_val) >= 40 and any("rm -rf" in s for s in off_val)
+    # negation rows train the head; held-out files are read by neither training nor the threshold's choice
+    assert {s for s, _ in read_instruction_tsv(BANK_ROOT / "negation_train.tsv")} <= {s for s, _ in load_labelled()}
+    assert {"negation_heldout.tsv", "requests_heldout.tsv", "phrasing_heldout.tsv"} <= set(HELDOUT_FILES)
+    assert UNRELATED_VAL_FILE not in HELDOUT_FILES
+
+
 def test_read_tsv_accepts_blank_lines_and_normalises(tmp_path):
     p = write(tmp_path / "a.tsv", "instruction\ttask\n  remove   the rain \tderain\n\nfog!\t Dehaze\n")
     assert read_instruction_tsv(p) == [("remove the rain", "derain"), ("fog!", "dehaze")]
@@ -71,6 +90,15 @@ def test_read_tsv_accepts_task_sets_in_canonical_order(tmp_path):
                                        ("dark and shaky", "deblur+lowlight"), ("sharpen the text on the sign", "deblur")]
     assert task_set("denoise+derain+lowlight") == ("denoise", "derain", "lowlight")
     assert join_tasks(("lowlight", "denoise")) == "denoise+lowlight" and join_tasks(()) == "none"
+
+
+def test_a_task_set_is_a_set_in_any_order(tmp_path):
+    p = write(tmp_path / "a.tsv", "instruction\ttask\nremove the rain and the noise\tderain+denoise\n"
+              "fog, rain, grain\tdehaze+denoise+derain\ndark and shaky\tLowlight+Deblur\n")
+    assert [label for _, label in read_instruction_tsv(p)] == ["denoise+derain", "denoise+derain+dehaze",
+                                                               "deblur+lowlight"]
+    assert task_set("derain+denoise") == task_set("denoise+derain") == ("denoise", "derain")
+    assert task_set("lowlight+denoise+derain") == ("denoise", "derain", "lowlight")
 
 
 def test_a_task_set_in_the_restoration_bank_points_to_the_compound_file(tmp_path):
@@ -105,7 +133,6 @@ def test_the_shipped_bank_covers_five_tasks_compounds_and_held_out_sets():
     ("text\tlabel\nx\tderain\n", r":1: the first line must be the header"),
     ("instruction\ttask\nremove rain\n", r":2: expected 2 tab-separated fields"),
     ("instruction\ttask\nremove rain\tderain\nremove the snow\tdesnow\n", r":3: unknown task 'desnow'"),
-    ("instruction\ttask\nremove rain and noise\tderain+denoise\n", r":2: .*order.*'denoise\+derain'"),
     ("instruction\ttask\nrain\tderain+derain\n", r":2: task set 'derain\+derain' names a task twice"),
     ("instruction\ttask\nrain\tderain+\n", r":2: unknown task ''"),
     ("instruction\ttask\nmake me a sandwich\tnone\n", r":2: unknown task 'none'.*plain-text file"),

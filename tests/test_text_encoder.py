@@ -2,6 +2,7 @@
 a short fine-tune, and the instruction report."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -17,7 +18,14 @@ from tests.conftest import tiny_bank
 from utils.errors import UserError
 from utils.tasks import PAPER_TASKS
 from utils.text.bank import read_instruction_tsv
-from utils.text.finetune import augment, finetune_text_encoder, task_targets, text_loss, training_items
+from utils.text.finetune import (
+    THRESHOLD_CHOICES,
+    augment,
+    finetune_text_encoder,
+    task_targets,
+    text_loss,
+    training_items,
+)
 from utils.text.report import instruction_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,9 +315,14 @@ def test_training_on_a_compound_sentence_raises_both_tasks(encoder):
 def test_finetune_smoke_on_a_tiny_bank(tmp_path):
     bank = tiny_bank(tmp_path / "bank")
     (bank / "compound_val.tsv").write_text("instruction\ttask\nrain and grain\tdenoise+derain\n", encoding="utf-8")
+    (bank / "unrelated_val.txt").write_text("order a pizza\n", encoding="utf-8")
     logs: list[str] = []
     res = finetune_text_encoder(None, tmp_path / "out", epochs=1, batch_size=3, bank_root=bank,
                                 log=logs.append, max_steps=1)
+    # the threshold is chosen on the validation files and stored with the encoder
+    assert res["threshold"] in THRESHOLD_CHOICES and len(res["threshold_scores"]) == len(THRESHOLD_CHOICES)
+    assert json.loads((tmp_path / "out" / "labels.json").read_text(encoding="utf-8"))["threshold"] == res["threshold"]
+    assert any(line.startswith("threshold chosen on the validation files") for line in logs)
     assert len(res["train_loss"]) == 1 and res["train_loss"][0] > 0
     assert sum(map(sum, res["confusion"])) == 4 and res["confusion_labels"][:4] == [*PAPER_TASKS, "denoise+derain"]
     correct = sum(res["confusion"][i][i] for i in range(4))
@@ -401,11 +414,17 @@ def test_test_py_instructions_with_set_rows_and_unrelated(text_ckpt, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "(2 lines: 1 single-task, 1 compound)" in res.stdout and "unrelated refused:" in res.stdout
     assert res.stdout.splitlines()[-1].startswith("instruction accuracy: ")
+    # a task set is a set: written in any order, it is the same set
     tsv.write_text("instruction\ttask\nremove the rain and the noise\tderain+denoise\n", encoding="utf-8")
     res = subprocess.run([sys.executable, "test.py", "--instructions", str(tsv), "--text_ckpt", str(text_ckpt)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "(1 lines: 0 single-task, 1 compound)" in res.stdout and "  denoise+derain " in res.stdout
+    tsv.write_text("instruction\ttask\nrain\tderain+derain\n", encoding="utf-8")
+    res = subprocess.run([sys.executable, "test.py", "--instructions", str(tsv), "--text_ckpt", str(text_ckpt)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
-    assert f"{tsv}:2: task set 'derain+denoise'" in res.stderr and "Traceback" not in res.stderr
+    assert f"{tsv}:2: task set 'derain+derain' names a task twice" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_the_record_of_dependent_checkpoints_survives_moving_or_copying_the_project(tmp_path):

@@ -61,6 +61,7 @@ from utils.data.degradations import (
 )
 from utils.data.layouts import DEMO_MANIFEST
 from utils.errors import UserError
+from utils.tasks import join_tasks
 
 MANIFEST = DEMO_MANIFEST
 VERSION = 2  # bump when the output of a given seed changes
@@ -281,7 +282,7 @@ def _write_test_composites(test: Path, small: bool, seed: int, files: list[Path]
         ("motorcycle_crop", moto_l[100:356, 300:556], moto_depth[100:356, 300:556]),
     ]
     for i, tasks in enumerate(COMPOSITE_SETS[:1] if small else COMPOSITE_SETS):
-        folder = test / "composite" / "+".join(tasks)
+        folder = test / "composite" / join_tasks(tasks)
         for k, (name, img, depth) in enumerate(photos[:1] if small else photos):
             rng = _rng(seed, 10 + i, k)
             out = img

@@ -5,11 +5,16 @@ The bank holds our own paraphrases of "remove the noise / rain / haze / blur / d
 
 - ``train.tsv`` (one task a row) teaches the encoder and conditions restoration training;
   ``val.tsv`` holds different phrasings that training never sees.
-- ``compound_train.tsv`` / ``compound_val.tsv``: requests naming several tasks (task ``a+b``,
-  names in TASKS order), for the instruction head only.
-- ``unrelated.txt``: off-topic requests the head learns to answer with no task (refusal).
-- ``compound_heldout.tsv`` and ``unrelated_heldout.txt``: read by no training, only by the report
-  (``test.py --instructions`` / ``--unrelated``).
+- ``compound_train.tsv`` / ``compound_val.tsv``: requests naming several tasks (task ``a+b``, a
+  set: the names in any order), for the instruction head only.
+- ``negation_train.tsv`` / ``negation_val.tsv``: requests that ask to keep something ("remove the
+  noise but keep the rain" -> denoise), for the instruction head only.
+- ``phrasing_val.tsv``: typos, slang and symptoms, for validation only (the threshold's choice).
+- ``unrelated.txt``: off-topic requests the head learns to answer with no task (refusal);
+  ``unrelated_val.txt``: others, with the val files the only data the head's threshold is chosen on.
+- ``compound_heldout.tsv``, ``negation_heldout.tsv``, ``requests_heldout.tsv`` (everyday phrasing),
+  ``phrasing_heldout.tsv`` (typos, slang, symptoms, scenes) and ``unrelated_heldout.txt``: read by
+  no training and no choice of setting, only by the report (``test.py --instructions`` / ``--unrelated``).
 
 Their embeddings, computed once by the frozen encoder, are cached by ``utils.text.embeddings``.
 """
@@ -21,7 +26,7 @@ import re
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.tasks import PAPER_TASKS, TASK_SEPARATOR, TASKS, join_tasks
+from utils.tasks import PAPER_TASKS, TASK_SEPARATOR, TASKS, join_tasks, split_tasks
 
 BANK_ROOT = Path(__file__).resolve().parents[2] / "data" / "instructions"
 HEADER = ("instruction", "task")
@@ -36,8 +41,12 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
     "lowlight": "make the picture lighter, it's too dark",
 }
 COMPOUND_PREFIX = "compound_"  # compound_<split>.tsv beside <split>.tsv
+NEGATION_PREFIX = "negation_"  # negation_<split>.tsv: requests that ask to keep something
+PHRASING_PREFIX = "phrasing_"  # phrasing_<split>.tsv: typos, slang, symptoms (val and held-out only)
 UNRELATED_FILE = "unrelated.txt"
-HELDOUT_FILES = ("compound_heldout.tsv", "unrelated_heldout.txt")  # never read by training
+UNRELATED_VAL_FILE = "unrelated_val.txt"  # off-topic requests for choosing settings, never trained on
+HELDOUT_FILES = ("compound_heldout.tsv", "negation_heldout.tsv", "requests_heldout.tsv", "phrasing_heldout.tsv",
+                 "unrelated_heldout.txt")  # read by no training and no choice of setting
 
 
 def _lines(text: str) -> list[str]:
@@ -58,8 +67,8 @@ def _read_lines(p: Path, encoding: str, missing: str) -> list[str]:
 
 
 def task_set(label: str) -> tuple[str, ...]:
-    """``"denoise+derain"`` -> ``("denoise", "derain")``; ValueError (one line) for an unknown name,
-    a repeated name or names out of TASKS order."""
+    """``"derain+denoise"`` or ``"denoise+derain"`` -> ``("denoise", "derain")``: a set, in TASKS
+    order; ValueError (one line) for an unknown name or a repeated one."""
     names = tuple(n.strip().lower() for n in label.split(TASK_SEPARATOR))
     unknown = [n for n in names if n not in TASKS]
     if unknown:
@@ -69,16 +78,12 @@ def task_set(label: str) -> tuple[str, ...]:
                          f"'{TASK_SEPARATOR}'{hint}")
     if len(set(names)) != len(names):
         raise ValueError(f"task set {label!r} names a task twice")
-    canonical = tuple(t for t in TASKS if t in names)
-    if names != canonical:
-        raise ValueError(f"task set {label!r}: write the names in the order {', '.join(TASKS)}, "
-                         f"i.e. {join_tasks(canonical)!r}")
-    return canonical
+    return split_tasks(join_tasks(names))
 
 
 def read_instruction_tsv(path: str | Path) -> list[tuple[str, str]]:
     """Read ``instruction<TAB>task`` rows (header line required, blank lines skipped); ``task`` is
-    one task or a set ``a+b`` and comes back in canonical form (lower case, TASKS order).
+    one task or a set ``a+b`` (in any order) and comes back in canonical form (lower case, TASKS order).
 
     UserError ``file:line: ...`` on a bad header, a wrong field count, an empty instruction, an
     unknown task, a badly written task set or an instruction that repeats an earlier line.
@@ -139,11 +144,12 @@ def load_bank(split: str = "train", root: str | Path = BANK_ROOT,
 
 def load_labelled(split: str = "train", root: str | Path = BANK_ROOT) -> list[tuple[str, tuple[str, ...]]]:
     """Every labelled request of a split for the instruction head: ``<split>.tsv`` and, when present,
-    ``compound_<split>.tsv``, as ``(sentence, task set)``."""
+    ``compound_<split>.tsv``, ``negation_<split>.tsv`` and ``phrasing_<split>.tsv``, as ``(sentence, task set)``."""
     rows = [(text, (task,)) for task, sentences in load_bank(split, root).items() for text in sentences]
-    compound = Path(root) / f"{COMPOUND_PREFIX}{split}.tsv"
-    if compound.is_file():
-        rows += [(text, task_set(label)) for text, label in read_instruction_tsv(compound)]
+    for prefix in (COMPOUND_PREFIX, NEGATION_PREFIX, PHRASING_PREFIX):
+        extra = Path(root) / f"{prefix}{split}.tsv"
+        if extra.is_file():
+            rows += [(text, task_set(label)) for text, label in read_instruction_tsv(extra)]
     return rows
 
 
@@ -153,9 +159,9 @@ def read_unrelated(path: str | Path) -> list[str]:
     return [" ".join(l.split()) for l in lines if l.strip() and not l.lstrip().startswith("#")]
 
 
-def load_unrelated(root: str | Path = BANK_ROOT) -> list[str]:
-    """Off-topic sentences of ``<root>/unrelated.txt``."""
-    return read_unrelated(Path(root) / UNRELATED_FILE)
+def load_unrelated(root: str | Path = BANK_ROOT, name: str = UNRELATED_FILE) -> list[str]:
+    """Off-topic sentences of ``<root>/unrelated.txt`` (or ``name``, e.g. UNRELATED_VAL_FILE)."""
+    return read_unrelated(Path(root) / name)
 
 
 def bank_digest(split: str = "train", root: str | Path = BANK_ROOT) -> str:

@@ -21,7 +21,7 @@ import torch
 from net.text_encoder import InstructionEncoder, Interpretation
 from utils.atomic import write_text
 from utils.errors import UserError
-from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS
+from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS, join_tasks
 
 DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
 DEPENDENTS_FILE = "restoration_checkpoints.txt"  # in the encoder folder: checkpoints trained with it
@@ -184,7 +184,7 @@ def understood_line(it: Interpretation, instruction: str, label: str = "") -> st
 
 def read_as(it: Interpretation) -> str:
     """The tasks the encoder read, joined ("derain+denoise"), or "none of the tasks"."""
-    return "+".join(it.tasks) if it.tasks else "none of the tasks"
+    return join_tasks(it.tasks) if it.tasks else "none of the tasks"
 
 
 def reading_warnings(it: Interpretation, expected_task: str | None = None) -> list[str]:

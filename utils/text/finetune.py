@@ -24,15 +24,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from net.text_encoder import META_FILE, InstructionEncoder, default_encoder_path
+from net.text_encoder import META_FILE, TASK_THRESHOLD, InstructionEncoder, default_encoder_path
 from utils.atomic import TMP_SUFFIX, new_folder
 from utils.digest import file_sha256
 from utils.errors import UserError
 from utils.tasks import TASKS, join_tasks
-from utils.text.bank import BANK_ROOT, HELDOUT_FILES, load_labelled, load_unrelated
+from utils.text.bank import BANK_ROOT, HELDOUT_FILES, UNRELATED_VAL_FILE, load_labelled, load_unrelated
 from utils.text.embeddings import EMBEDDINGS_FILE, LEGACY_EMBEDDINGS_FILE
 from utils.text.encoder_link import DEPENDENTS_FILE, dependents
 from utils.text.report import format_confusion, set_confusion
+from utils.text.understand import read_requests
 
 DEFAULT_EPOCHS = 12
 DEFAULT_LR = 6e-5        # encoder; the freshly initialised head uses HEAD_LR_SCALE * lr
@@ -41,7 +42,11 @@ WARMUP_FRACTION = 0.1
 LABEL_SMOOTHING = 0.05  # targets 0/1 become 0.025/0.975
 UNRELATED_WEIGHT = 2.0
 FROZEN_LAYERS = 2        # the embeddings and the lowest transformer layers stay pre-trained
+# The head's thresholds tried after training; the one scoring best on the validation files (exact set on
+# the val requests, refusals on unrelated_val.txt, equally weighted) is kept, the one nearest 0.5 on a tie
+THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
 
+TYPO_RATE = 0.15  # each word of 4+ characters gets a small typo this often while training
 _PREFIXES = ("please ", "can you ", "could you ", "i need to ", "hey, ", "help: ", "ok so ", "pls ")
 _SUFFIXES = (" please", " thanks", " in this photo", " for me", " in my picture", " asap", " if possible")
 
@@ -62,7 +67,7 @@ def augment(text: str, rng: random.Random) -> str:
     words = text.split()
     if len(words) >= 4 and rng.random() < 0.2:  # word drop
         del words[rng.randrange(len(words))]
-    words = [_typo(w, rng) if len(w) >= 4 and rng.random() < 0.05 else w for w in words]
+    words = [_typo(w, rng) if len(w) >= 4 and rng.random() < TYPO_RATE else w for w in words]
     out = " ".join(words)
     r = rng.random()
     if r < 0.15:
@@ -117,14 +122,34 @@ def _freeze_lower(encoder: InstructionEncoder, n_layers: int) -> None:
             layer.requires_grad_(False)
 
 
-def set_accuracy(encoder: InstructionEncoder, rows: list[tuple[str, tuple[str, ...]]]
-                 ) -> tuple[float, list[str], list[list[int]]]:
-    """Exact-set accuracy on ``(sentence, task set)`` rows, and the confusion matrix over task sets
-    (its labels, then rows true, columns predicted; see :func:`utils.text.report.set_confusion`)."""
+def set_accuracy(encoder: InstructionEncoder, rows: list[tuple[str, tuple[str, ...]]],
+                 cache: dict[str, torch.Tensor] | None = None) -> tuple[float, list[str], list[list[int]]]:
+    """Exact-set accuracy on ``(sentence, task set)`` rows as :func:`read_requests` reads them (keep
+    clauses taken out), and the confusion matrix over task sets (its labels, then rows true, columns
+    predicted; see :func:`utils.text.report.set_confusion`)."""
     true = [join_tasks(tasks) for _, tasks in rows]
-    pred = [join_tasks(tasks) for tasks in encoder.task_sets([text for text, _ in rows])]
+    pred = [join_tasks(r.tasks) for r in read_requests(encoder, [text for text, _ in rows], cache)]
     labels, matrix = set_confusion(true, pred)
     return sum(a == b for a, b in zip(true, pred)) / len(true), labels, matrix
+
+
+def choose_threshold(encoder: InstructionEncoder, val_rows: list[tuple[str, tuple[str, ...]]],
+                     unrelated_val: list[str]) -> tuple[float, list[dict]]:
+    """Set ``encoder.threshold`` to the one of THRESHOLD_CHOICES that scores best on validation data
+    only: the mean of the exact-set accuracy on ``val_rows`` and the refusal rate on ``unrelated_val``
+    (the nearest to 0.5 on a tie). Returns it and every choice's scores."""
+    cache: dict[str, torch.Tensor] = {}
+    scores = []
+    for threshold in THRESHOLD_CHOICES:
+        encoder.threshold = threshold
+        accuracy = set_accuracy(encoder, val_rows, cache)[0]
+        refused = (sum(not r.tasks for r in read_requests(encoder, unrelated_val, cache)) / len(unrelated_val)
+                   if unrelated_val else float("nan"))
+        scores.append({"threshold": threshold, "val_accuracy": accuracy, "unrelated_refused": refused})
+    best = max(scores, key=lambda s: ((s["val_accuracy"] + (s["unrelated_refused"] if unrelated_val else 1)) / 2,
+                                      -abs(s["threshold"] - TASK_THRESHOLD)))
+    encoder.threshold = best["threshold"]
+    return best["threshold"], scores
 
 
 def training_key(base: str | None, settings: dict, bank_root: str | Path) -> str:
@@ -303,7 +328,8 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
         raise UserError(f"{out}: the output folder is the base encoder itself; write the fine-tuned "
                         "encoder to another folder (--text_ckpt)")
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, pooling=pooling, seed=seed, max_steps=max_steps,
-                    frozen=FROZEN_LAYERS, head_lr=HEAD_LR_SCALE, smoothing=LABEL_SMOOTHING, unrelated=UNRELATED_WEIGHT)
+                    frozen=FROZEN_LAYERS, head_lr=HEAD_LR_SCALE, smoothing=LABEL_SMOOTHING, unrelated=UNRELATED_WEIGHT,
+                    thresholds=THRESHOLD_CHOICES, typos=TYPO_RATE)
     key = training_key(base, settings, bank_root)
     stored = _reuse_or_refuse(out, key, overwrite, log)
     if stored is not None:
@@ -312,6 +338,7 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
     torch.manual_seed(seed)
     train_rows, val_rows = load_labelled("train", bank_root), load_labelled("val", bank_root)
     unrelated = load_unrelated(bank_root)
+    unrelated_val = load_unrelated(bank_root, UNRELATED_VAL_FILE) if (Path(bank_root) / UNRELATED_VAL_FILE).is_file() else []
     encoder = InstructionEncoder(base, pooling=pooling).train()
     items = training_items(train_rows, unrelated)
     n_compound = sum(len(tasks) > 1 for _, tasks in train_rows)
@@ -319,13 +346,18 @@ def finetune_text_encoder(base: str | None, out_dir: str | Path, epochs: int = D
         f"{len(train_rows) - n_compound} instructions + {n_compound} compound + {len(unrelated)} unrelated, "
         f"{epochs} epochs x {math.ceil(len(items) / batch_size)} steps, lr {lr:g}")
     history = _train(encoder, items, val_rows, epochs, batch_size, lr, seed, max_steps, eval_every, log)
+    threshold, threshold_scores = choose_threshold(encoder, val_rows, unrelated_val)
+    log(f"threshold chosen on the validation files: {threshold:.2f} ("
+        + ", ".join(f"{s['threshold']:.2f}: {s['val_accuracy']:.3f}/{s['unrelated_refused']:.3f}"
+                    for s in threshold_scores) + " as val exact set / unrelated_val refused)")
     acc, labels, confusion = set_accuracy(encoder, val_rows)
     unrelated_max = float(encoder.classify(unrelated).max(1).values.max()) if unrelated else float("nan")
     log("validation confusion matrix (task sets):\n" + format_confusion(confusion, labels))
-    log(f"unrelated sentences: largest task probability {unrelated_max:.2f} (below 0.5 means refused)")
+    log(f"unrelated sentences: largest task probability {unrelated_max:.2f} (below {threshold:.2f} means refused)")
     seconds = time.time() - start
     result = {"val_accuracy": acc, "confusion": confusion, "confusion_labels": labels, **history,
-              "unrelated_max_prob": unrelated_max, "seconds": seconds}
+              "unrelated_max_prob": unrelated_max, "threshold": threshold, "threshold_scores": threshold_scores,
+              "seconds": seconds}
     save_whole(encoder, out, {"key": key, **result})
     log(f"saved the instruction encoder to {out_dir} (val accuracy {acc:.3f}, {seconds:.0f}s)")
     return {**result, "out_dir": str(out_dir), "reused": False}

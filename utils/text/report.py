@@ -17,6 +17,7 @@ from net.text_encoder import InstructionEncoder
 from utils.errors import UserError
 from utils.tasks import TASKS, join_tasks
 from utils.text.bank import read_instruction_tsv, read_unrelated, task_set
+from utils.text.understand import read_requests
 
 
 def confusion_matrix(true: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
@@ -72,13 +73,15 @@ def instruction_report(tsv_path: str | Path | None, encoder: InstructionEncoder,
     if tsv_path is None and unrelated_path is None:
         raise ValueError("give a TSV of instructions, a file of unrelated requests, or both")
     labels = list(encoder.labels)
-    out = [f"encoder: {encoder.encoder_id} ({encoder.head_kind} head over {', '.join(labels)})"]
+    threshold = f", threshold {encoder.threshold:.2f}" if encoder.head_kind == "sigmoid" else ""
+    out = [f"encoder: {encoder.encoder_id} ({encoder.head_kind} head over {', '.join(labels)}{threshold})"]
     accuracy = None
     if tsv_path is not None:
         rows = read_instruction_tsv(tsv_path)
         texts, true = [r[0] for r in rows], [r[1] for r in rows]
-        probs = encoder.classify(texts)  # (N, T)
-        pred = [join_tasks(encoder.tasks_of(p)) for p in probs]
+        readings = read_requests(encoder, texts)  # keep clauses taken into account
+        pred = [join_tasks(r.tasks) for r in readings]
+        probs = [list(r.probs.values()) for r in readings]
         correct = sum(t == p for t, p in zip(true, pred))
         accuracy = correct / len(rows)
         n_compound = sum("+" in t for t in true)
@@ -91,19 +94,20 @@ def instruction_report(tsv_path: str | Path | None, encoder: InstructionEncoder,
         accepted = sum(p != "none" for p in pred)
         out += ["", "confusion matrix over task sets:", format_confusion(matrix, set_labels), "",
                 f"valid requests accepted (some task understood): {_rate(accepted, len(rows))}"]
-        mistakes = [(x, t, p, pr) for x, t, p, pr in zip(texts, true, pred, probs.tolist()) if t != p]
+        mistakes = [(x, t, p, pr) for x, t, p, pr in zip(texts, true, pred, probs) if t != p]
     if unrelated_path is not None:
         unrelated = read_unrelated(unrelated_path)
         if not unrelated:
             raise UserError(f"{unrelated_path}: no requests in it; put one off-topic request per line")
-        u_probs = encoder.classify(unrelated)
-        u_pred = [join_tasks(encoder.tasks_of(p)) for p in u_probs]
+        u_readings = read_requests(encoder, unrelated)
+        u_pred = [join_tasks(r.tasks) for r in u_readings]
+        u_probs = [list(r.probs.values()) for r in u_readings]
         refused = sum(p == "none" for p in u_pred)
         if encoder.head_kind == "softmax":
             out.append("note: this encoder has a softmax head (written before task sets), so it reads every "
                        "request as some task and refuses none")
         out += ["", f"unrelated requests: {unrelated_path} ({len(unrelated)} lines)"]
-        for x, p, pr in zip(unrelated, u_pred, u_probs.tolist()):
+        for x, p, pr in zip(unrelated, u_pred, u_probs):
             if p != "none":
                 out.append(f"  accepted {x!r} as {p} ({_probs_text(pr, labels)})")
         out.append(f"unrelated refused: {_rate(refused, len(unrelated))}")
