@@ -16,7 +16,8 @@ measurement and records its own elapsed time:
   c. inference latency at 256², 512² and 1024x768 (bf16 and fp32, eager and compiled) and a
      CBSD68-like set (68 images of 320x480 and 480x320) scored as test.py does;
   d. a real run: ``torchrun train.py`` with the defaults (300 steps of the paper net), then
-     ``test.py`` on Kodak24 and the demo test sets;
+     ``test.py`` on Kodak24 and the demo test sets; its start-up, first-step, compile and fallback
+     lines and the configuration its checkpoint records as trained (``speed``) go to the JSON;
   e. the profile of the graphed training step: the top 15 kernels by GPU time, their share and
      the bytes they move where inductor estimated them (also as e_profile.md).
 
@@ -305,9 +306,13 @@ class Check:
                 sec.item(name, lambda cmd=cmd: _run_logged(cmd, f, sec.left()))
         text = log.read_text()
         picked = [line for line in text.splitlines()
-                  if line.startswith(("speed:", "first step:", "torch.compile:", "stopped at", "done:"))
+                  if line.startswith(("speed:", "first step:", "torch.compile:", "note:", "stopped at", "done:"))
                   or ": PSNR" in line]
         sec.data["lines"] = picked
+        if ckpt.is_file():  # what trained: the default, or what it fell back to (utils/train/fallback.py)
+            import torch
+
+            sec.data["trained_with"] = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("speed")
         for name in ("kodak", "demo"):
             results = work / "out" / name / "results.json"
             if results.is_file():
