@@ -55,10 +55,16 @@ def run(tiny_layout, text_ckpt, tmp_path, name: str, *extra: str) -> int:
                                                                            *extra])
 
 
+@pytest.fixture(scope="module")
+def eager_weights(tiny_layout, text_ckpt, tmp_path_factory) -> dict:
+    """The weights of the same run with eager blocks throughout."""
+    tmp = tmp_path_factory.mktemp("eager")
+    assert run(tiny_layout, text_ckpt, tmp, "eager") == 0
+    return weights(tmp / "ckpt/eager/last.pt")
+
+
 def test_a_compile_that_fails_at_the_first_step_trains_with_eager_blocks(tiny_layout, text_ckpt, tmp_path, capsys,
-                                                                       monkeypatch):
-    assert run(tiny_layout, text_ckpt, tmp_path, "eager") == 0
-    capsys.readouterr()
+                                                                       monkeypatch, eager_weights):
     monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", no_triton)
     assert run(tiny_layout, text_ckpt, tmp_path, "fails", "--compile") == 0
     out, err = capsys.readouterr()
@@ -70,15 +76,12 @@ def test_a_compile_that_fails_at_the_first_step_trains_with_eager_blocks(tiny_la
     ckpt = torch.load(tmp_path / "ckpt/fails/last.pt", weights_only=True)
     assert ckpt["speed"]["compiled_blocks"] is False and ckpt["step"] == 4
     assert ckpt["speed"]["why"]["compile"] == "torch.compile failed at the first step"
-    eager = weights(tmp_path / "ckpt/eager/last.pt")
     for k, v in ckpt["model"].items():  # the failed attempt left nothing behind
-        torch.testing.assert_close(v, eager[k], atol=1e-6, rtol=0, msg=k)
+        torch.testing.assert_close(v, eager_weights[k], atol=1e-6, rtol=0, msg=k)
 
 
 def test_a_compiled_window_that_turns_nan_is_trained_again_eagerly(tiny_layout, text_ckpt, tmp_path, capsys,
-                                                                   monkeypatch):
-    assert run(tiny_layout, text_ckpt, tmp_path, "eager") == 0
-    capsys.readouterr()
+                                                                   monkeypatch, eager_weights):
     monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", traced_only)
     calls = nan_when_compiled(monkeypatch, from_call=3)  # steps 1-2 fine, NaN from step 3: the second window
     assert run(tiny_layout, text_ckpt, tmp_path, "nan", "--compile") == 0
@@ -92,9 +95,8 @@ def test_a_compiled_window_that_turns_nan_is_trained_again_eagerly(tiny_layout, 
     assert ckpt["step"] == 4 and ckpt["batches_done_in_epoch"] == 4
     assert ckpt["speed"]["compiled_blocks"] is False
     assert ckpt["speed"]["why"]["compile"] == "the compiled run's loss became NaN/inf"
-    eager = weights(tmp_path / "ckpt/eager/last.pt")
     for k, v in ckpt["model"].items():  # steps 1-2 compiled and 3-4 again eagerly: the eager run's weights
-        torch.testing.assert_close(v, eager[k], atol=1e-5, rtol=0, msg=k)
+        torch.testing.assert_close(v, eager_weights[k], atol=1e-5, rtol=0, msg=k)
 
 
 def test_a_window_nan_also_eagerly_stops_the_run_after_one_try(tiny_layout, text_ckpt, tmp_path, capsys, monkeypatch):
