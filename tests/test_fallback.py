@@ -3,6 +3,8 @@ step, a capture that fails, and a compiled step whose loss turns NaN each leave 
 eagerly, says so in one line naming --eager, and records what trained in the checkpoint."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch._inductor.compile_fx
@@ -56,11 +58,23 @@ def run(tiny_layout, text_ckpt, tmp_path, name: str, *extra: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def eager_weights(tiny_layout, text_ckpt, tmp_path_factory) -> dict:
-    """The weights of the same run with eager blocks throughout."""
+def eager_run(tiny_layout, text_ckpt, tmp_path_factory) -> Path:
+    """The checkpoint of the same run with eager blocks throughout."""
     tmp = tmp_path_factory.mktemp("eager")
     assert run(tiny_layout, text_ckpt, tmp, "eager") == 0
-    return weights(tmp / "ckpt/eager/last.pt")
+    return tmp / "ckpt/eager/last.pt"
+
+
+@pytest.fixture(scope="module")
+def eager_weights(eager_run) -> dict:
+    return weights(eager_run)
+
+
+def test_a_checkpoint_records_the_configuration_that_trained_it(eager_run):
+    assert torch.load(eager_run, weights_only=True)["speed"] == dict(
+        compiled_blocks=False, cuda_graph=False, precision="fp32", processes=1,
+        why=dict(compile="on a CPU only with --compile", cuda_graph="needs a CUDA GPU",
+                 precision="auto: fp32 on a CPU"))
 
 
 def test_a_compile_that_fails_at_the_first_step_trains_with_eager_blocks(tiny_layout, text_ckpt, tmp_path, capsys,
