@@ -63,15 +63,10 @@ from utils.train.budget import (
     plan_steps,
     planned_scheduler,
 )
+from utils.train.fallback import Snapshot, eager_from_now, first_step
 from utils.train.schedulers import warmup_cosine
 from utils.train.speed import SpeedPlan, first_step_line, plan_speed
-from utils.train.step import (
-    TrainStep,
-    finite_output,
-    graphed_or_plain,
-    make_optimizer,
-    match_lr_type,
-)
+from utils.train.step import TrainStep, finite_output, make_optimizer, match_lr_type
 from utils.train.tensorboard_log import TensorBoardLog
 
 SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
@@ -125,11 +120,11 @@ class Run:
     text_record: dict[str, Any] | None
     run_dir: Path
     pos: Position
-    plan: SpeedPlan
+    plan: SpeedPlan  # what the run uses: the start-up plan, less what failed (utils/train/fallback.py)
     compile_cache: Path | None = None
     log: TensorBoardLog | None = None  # rank 0's TensorBoard log
     step_fn: Callable | None = None  # train_step, or its CUDA graph once captured
-    graph_pending: bool = False
+    snapshot: Snapshot | None = None  # with compiled blocks: the state where the log window began
     last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (input, embedding): the save check runs on it
     speed: Throughput = field(default_factory=Throughput)
     budget: BudgetPlan | None = None  # --time_budget's plan (utils/train/budget.py)
@@ -316,7 +311,8 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
     if step.scaler is not None and scaler_state is not None:
         step.scaler.load_state_dict(scaler_state)
     run = Run(args, info, model, step, scheduler, loader, sampler, steps_per_epoch, table, val_text,
-              validation_sets(args), text_record, run_dir, pos, plan, cache, step_fn=step, graph_pending=graphed,
+              validation_sets(args), text_record, run_dir, pos, plan, cache, step_fn=step,
+              snapshot=Snapshot() if plan.compile else None,
               budget=budget, start_step=pos.step)
     if args.save_at and (budget is None or budget.planned):
         run.fraction_at = fraction_steps(args.save_at, budget.total_steps if budget else args.epochs * steps_per_epoch)
@@ -487,6 +483,7 @@ def save(run: Run, path: Path) -> None:
         model=run.model.state_dict(), config=run.model.config.to_dict(), optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(), epoch=run.pos.epoch, step=run.pos.step,
         batches_done_in_epoch=run.pos.done_in_epoch, rng=rng_state(), text_encoder=run.text_record, options=options,
+        speed=run.plan.record(),
         **({} if run.train_step.scaler is None else {"scaler": run.train_step.scaler.state_dict()}),
         **({} if run.budget is None else {"budget": {**run.budget.to_dict(), "trained_s": trained_s(run)}})))
     remove_stale_temps(path.parent)
@@ -501,6 +498,7 @@ class Window:
 
     loss_sum: torch.Tensor | float = 0.0
     steps: int = 0
+    batches: list | None = None  # with compiled blocks: the window's batches, to train them again eagerly
     wait_s: float = 0.0
     start: float = field(default_factory=time.perf_counter)
 
@@ -512,6 +510,8 @@ def report(run: Run, window: Window, bar) -> None:
         return
     loss = dist.all_reduce_mean(torch.as_tensor(window.loss_sum, dtype=torch.float32) / window.steps).item()
     if not math.isfinite(loss):
+        if run.snapshot is not None and window.batches is not None:
+            return train_window_again(run, window, bar, loss)
         raise stop_non_finite(run, f"the loss became {loss}")
     seconds = max(time.perf_counter() - window.start, 1e-9)
     images_per_s = window.steps * run.args.batch_size * run.info.world_size / seconds
@@ -533,20 +533,49 @@ def report(run: Run, window: Window, bar) -> None:
     run.speed.steady_wait_s += window.wait_s
 
 
+def train_window_again(run: Run, window: Window, bar, loss: float) -> None:
+    """The first NaN/inf window of a compiled run: back to the state where it began, its batches
+    once more with eager blocks, and eager from then on; if the loss is NaN/inf again, the run
+    stops as an eager run does (the fallback is disarmed: it never repeats)."""
+    last = run.pos.step
+    first = run.snapshot.restore(run.model, run.train_step, run.scheduler)
+    run.snapshot = None
+    run.step_fn, run.plan = eager_from_now(run.train_step, run.plan, run.model)
+    if run.info.is_main:
+        write(f"note: the loss became {loss} with compiled blocks in steps {first + 1}-{last}; training them again "
+              "with eager blocks, and eagerly from now on (--eager skips compiling)", error=True)
+    run.pos.step, run.pos.done_in_epoch = first, run.pos.done_in_epoch - (last - first)
+    again = Window()
+    for batch in window.batches:
+        one_step(run, batch, again)
+    report(run, again, bar)
+
+
 def one_step(run: Run, batch: dict, window: Window) -> None:
     device = run.info.device
+    if run.snapshot is not None and window.steps == 0:  # a compiled run can go back to where a window began
+        run.snapshot.take(run.model, run.train_step, run.scheduler, run.pos.step)
+        window.batches = []
+    if window.batches is not None:
+        window.batches.append(batch)
     lq = batch["lq"].to(device, non_blocking=True)
     gt = batch["gt"].to(device, non_blocking=True)
     text = None if run.table is None else run.table[batch["instruction_idx"].to(device, non_blocking=True)]
     run.last_batch = (lq, text)
     first = run.speed.first_step_s is None
     t0 = time.perf_counter()
-    if run.graph_pending:
-        run.graph_pending = False
-        run.step_fn = graphed_or_plain(run.train_step, lq, gt, text)
-    window.loss_sum = window.loss_sum + run.step_fn(lq, gt, text)
     if first:
-        log_first_step(run, t0)
+        tried = run.plan
+        run.step_fn, loss, run.plan = first_step(
+            run.train_step, tried, run.model, lq, gt, text,
+            restore=lambda: run.snapshot.restore(run.model, run.train_step, run.scheduler))
+        if not run.plan.compile:
+            run.snapshot = None  # eager blocks: nothing to fall back from
+    else:
+        loss = run.step_fn(lq, gt, text)
+    window.loss_sum = window.loss_sum + loss
+    if first:
+        log_first_step(run, t0, tried)
         run.clock.add_apart("first step", run.speed.first_step_s)
         run.clock.start()  # the training clock counts every step after the first
     run.scheduler.step()
@@ -555,15 +584,15 @@ def one_step(run: Run, batch: dict, window: Window) -> None:
     run.pos.done_in_epoch += 1
 
 
-def log_first_step(run: Run, t0: float) -> None:
-    """Say how long the first step (and compiling) took as soon as it is done, whatever the
-    progress interval: one host sync, once."""
+def log_first_step(run: Run, t0: float, tried: SpeedPlan) -> None:
+    """Say how long the first step (and compiling) took, and what trains from there on, as soon as
+    it is done, whatever the progress interval: one host sync, once."""
     if run.info.device.type == "cuda":
         torch.cuda.synchronize(run.info.device)
     run.speed.first_step_s = time.perf_counter() - t0
     if run.info.is_main:
-        write(first_step_line(run.speed.first_step_s, run.plan))
-        line = compile_line(run.compile_cache) if run.plan.compile else None
+        write(first_step_line(run.speed.first_step_s, tried, run.plan))
+        line = compile_line(run.compile_cache) if tried.compile else None
         if line:
             write(line)
 

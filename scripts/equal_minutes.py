@@ -51,7 +51,7 @@ DEMO_NET = ["--dim", "16", "--num_blocks", "1", "2", "2", "2", "--num_refinement
             "--heads", "1", "2", "4", "8"]
 OFFICIAL_LR = 2e-4  # the official code's AdamW learning rate and batch (its train.py defaults)
 OFFICIAL_BATCH = 6
-LINES = ("first step:", "time budget", "speed:", "done:", "stopped at", "TextPromptIR:")
+LINES = ("first step:", "time budget", "speed:", "note:", "done:", "stopped at", "TextPromptIR:")
 
 
 # ------------------------------------------------------------------ bookkeeping

@@ -16,7 +16,8 @@ measurement and records its own elapsed time:
   c. inference latency at 256², 512² and 1024x768 (bf16 and fp32, eager and compiled) and a
      CBSD68-like set (68 images of 320x480 and 480x320) scored as test.py does;
   d. a real run: ``torchrun train.py`` with the defaults (300 steps of the paper net), then
-     ``test.py`` on Kodak24 and the demo test sets;
+     ``test.py`` on Kodak24 and the demo test sets; its start-up, first-step, compile and fallback
+     lines and the configuration its checkpoint records as trained (``speed``) go to the JSON;
   e. the profile of the graphed training step: the top 15 kernels by GPU time, their share and
      the bytes they move where inductor estimated them (also as e_profile.md).
 
@@ -274,7 +275,6 @@ class Check:
     def real_run(self, sec: Section, demo: subprocess.Popen, work: Path) -> None:
         """torchrun train.py with the defaults, then test.py; their output goes to d_real_run.log."""
         log = self.out / "d_real_run.log"
-        cuda = self.cuda
         remaining = demo.wait(timeout=max(sec.left(), 1))
         if remaining != 0:
             raise RuntimeError("utils.data.demo_data failed")
@@ -286,15 +286,8 @@ class Check:
         (work / "test/denoise").mkdir(parents=True)
         (work / "test/denoise/Kodak24").symlink_to(DATA / "test/denoise/Kodak24")
         py = sys.executable
-        common = ["--ckpt_dir", str(work / "ckpt"), "--compile_cache", os.environ["TORCHINDUCTOR_CACHE_DIR"]]
         train = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "train.py",
-                 "--data_root", str(train_root), "--text_ckpt", str(DATA / "text_encoder"), "--device", self.device,
-                 "--max_steps", str(REAL_STEPS if cuda else 3), "--log_every", "50" if cuda else "1",
-                 "--num_workers", "8" if cuda else "1", "--val_every", "0", "--save_every", "0",
-                 "--name", "gpu_real", "--log_dir", str(work / "logs"), "--no_progress", *common]
-        if not cuda:  # the dry run: the demo net, compiled as b compiled it, so that the cache is reused
-            train += ["--preset", "demo", "--patch_size", "32", "--batch_size", "2", "--precision", "fp32",
-                      "--compile"]
+                 *real_run_train_args(work, self.device)]
         ckpt = work / "ckpt/gpu_real/last.pt"
         tests = [[py, "test.py", "--ckpt", str(ckpt), "--test_root", str(work / "test"), "--mode", "denoise",
                   "--device", self.device, "--name", "kodak", "--output_dir", str(work / "out"), "--no_progress"],
@@ -305,9 +298,13 @@ class Check:
                 sec.item(name, lambda cmd=cmd: _run_logged(cmd, f, sec.left()))
         text = log.read_text()
         picked = [line for line in text.splitlines()
-                  if line.startswith(("speed:", "first step:", "torch.compile:", "stopped at", "done:"))
+                  if line.startswith(("speed:", "first step:", "torch.compile:", "note:", "stopped at", "done:"))
                   or ": PSNR" in line]
         sec.data["lines"] = picked
+        if ckpt.is_file():  # what trained: the default, or what it fell back to (utils/train/fallback.py)
+            import torch
+
+            sec.data["trained_with"] = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("speed")
         for name in ("kodak", "demo"):
             results = work / "out" / name / "results.json"
             if results.is_file():
@@ -327,6 +324,22 @@ class Check:
                 f"Profile of the training step ({self.device}, batch {self.batch}, "
                 f"{'CUDA graph' if r.get('cuda_graph') else 'no graph'}): {busy}{r['step_ms']:.1f} ms per step"
                 f"\n\n{r['table']}\n")
+
+
+def real_run_train_args(work: Path, device: str) -> list[str]:
+    """train.py's options for section d: the defaults, on ``work``'s data (Denoise: BSD400, rain and
+    haze: the demo set's), --val_every 0 (its --val_root, the demo test set, only has to exist: a
+    preset may name one). The dry run (a CPU) trains the demo net, compiled as b compiled it, so
+    that the cache is reused."""
+    cuda = device == "cuda"
+    args = ["--data_root", str(work / "train"), "--text_ckpt", str(DATA / "text_encoder"), "--device", device,
+            "--max_steps", str(REAL_STEPS if cuda else 3), "--log_every", "50" if cuda else "1",
+            "--num_workers", "8" if cuda else "1", "--val_every", "0", "--val_root", str(work / "demo/test"),
+            "--save_every", "0", "--name", "gpu_real", "--log_dir", str(work / "logs"), "--no_progress",
+            "--ckpt_dir", str(work / "ckpt"), "--compile_cache", os.environ["TORCHINDUCTOR_CACHE_DIR"]]
+    if not cuda:
+        args += ["--preset", "demo", "--patch_size", "32", "--batch_size", "2", "--precision", "fp32", "--compile"]
+    return args
 
 
 def _run_logged(cmd: list[str], log, limit: float) -> dict[str, Any]:

@@ -98,3 +98,18 @@ def test_a_section_records_its_status_and_a_crash_does_not_stop_the_check(tmp_pa
                                         lambda sec: sec.item("x", lambda: 1 / 0), alarm=True)
     assert failed_item.data["status"] == "failed"
     assert {"cpu", "torch", "compile_cache"} <= set(gpu_check.machine("cpu"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_real_runs_options_pass_train_pys_checks(tmp_path, monkeypatch, device):
+    """Section d's train.py options parse and pass the path checks made before any work, wherever the
+    check runs from (a preset's relative --val_root included)."""
+    from options import check_train_paths, train_options
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    (work / "demo/test").mkdir(parents=True)  # made by utils.data.demo_data before d runs train.py
+    args = train_options(gpu_check.real_run_train_args(work, device))
+    check_train_paths(args)
+    assert args.val_every == 0 and args.compile == (device == "cpu") and args.max_steps == (300 if device == "cuda" else 3)

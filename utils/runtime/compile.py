@@ -38,6 +38,14 @@ def compile_blocks(model: nn.Module) -> int:
     return len(blocks)
 
 
+def uncompile_blocks(model: nn.Module) -> None:
+    """Undo ``compile_blocks`` for good: every block runs its eager code from now on, and a compile
+    that failed is not tried again (``nn.Module.compile`` keeps the compiled call in
+    ``_compiled_call_impl``; None is the module's uncompiled state)."""
+    for block in model.transformer_blocks():
+        block._compiled_call_impl = None
+
+
 def eager_blocks() -> contextlib.AbstractContextManager:
     """Inside this context compiled blocks run their plain eager code: no compile, no recompile
     (a forward in another grad mode or at another size would otherwise compile new graphs)."""

@@ -8,7 +8,8 @@ nothing is turned on by default; ``--compile`` still compiles there.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -30,16 +31,32 @@ class SpeedPlan:
     def ddp(self) -> bool:
         return self.world_size > 1
 
+    def parts(self) -> list[str]:
+        """What is in use and why, one phrase each."""
+        return [f"DDP over {self.world_size} processes" if self.ddp else "1 process",
+                ("compiled blocks" if self.compile else "eager blocks") + f" ({self.why['compile']})",
+                ("CUDA-graphed step" if self.cuda_graph else "step not graphed") + f" ({self.why['cuda_graph']})",
+                ("fp32" if self.precision == "fp32" else f"{self.precision} autocast")
+                + (" with a gradient scaler" if self.precision == "fp16" else "") + f" ({self.why['precision']})"]
+
     def line(self, batch_size: int, device: torch.device) -> str:
         """The start-up line: what is in use and why, and the global batch."""
         unit = "GPU" if device.type == "cuda" else "process"
-        parts = [f"DDP over {self.world_size} processes" if self.ddp else "1 process",
-                 ("compiled blocks" if self.compile else "eager blocks") + f" ({self.why['compile']})",
-                 ("CUDA-graphed step" if self.cuda_graph else "step not graphed") + f" ({self.why['cuda_graph']})",
-                 ("fp32" if self.precision == "fp32" else f"{self.precision} autocast")
-                 + (" with a gradient scaler" if self.precision == "fp16" else "") + f" ({self.why['precision']})"]
-        return (f"speed: {', '.join(parts)}; global batch {batch_size * self.world_size} "
+        return (f"speed: {', '.join(self.parts())}; global batch {batch_size * self.world_size} "
                 f"(--batch_size {batch_size} per {unit} x {self.world_size})")
+
+    def without_compile(self, why: str) -> SpeedPlan:
+        """This plan with eager blocks, for ``why`` (a fallback)."""
+        return replace(self, compile=False, why={**self.why, "compile": why})
+
+    def without_graph(self, why: str) -> SpeedPlan:
+        """This plan without the CUDA-graphed step, for ``why`` (a fallback)."""
+        return replace(self, cuda_graph=False, why={**self.why, "cuda_graph": why})
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the configuration that trained it."""
+        return dict(compiled_blocks=self.compile, cuda_graph=self.cuda_graph, precision=self.precision,
+                    processes=self.world_size, why=dict(self.why))
 
 
 def plan_speed(device: torch.device, world_size: int, compile_requested: bool = False,
@@ -81,7 +98,10 @@ def plan_speed(device: torch.device, world_size: int, compile_requested: bool = 
                      dict(compile=compile_why, cuda_graph=graph_why, precision=precision_why), tuple(notes))
 
 
-def first_step_line(seconds: float, plan: SpeedPlan) -> str:
-    """The log line of a run's first step, printed as soon as it is done."""
-    extra = [what for what, on in (("compile", plan.compile), ("CUDA-graph capture", plan.cuda_graph)) if on]
-    return f"first step: {seconds:.1f} s" + (f" ({' and '.join(extra)} included)" if extra else "")
+def first_step_line(seconds: float, tried: SpeedPlan, used: SpeedPlan) -> str:
+    """The log line of a run's first step, printed as soon as it is done: its time (with what was
+    tried in it: compiling, the capture) and the configuration that trains from there on (``used``:
+    ``tried`` less what failed)."""
+    extra = [what for what, on in (("compile", tried.compile), ("CUDA-graph capture", tried.cuda_graph)) if on]
+    return (f"first step: {seconds:.1f} s" + (f" ({' and '.join(extra)} included)" if extra else "")
+            + f"; training with {', '.join(used.parts()[1:])}")

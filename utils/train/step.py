@@ -104,15 +104,30 @@ class TrainStep:
         return self.loss_and_update(lq, gt, text)
 
 
+class CaptureFailed(RuntimeError):
+    """The step could not be captured as a CUDA graph (the message says why, in one line)."""
+
+
+def failure_reason(e: BaseException) -> str:
+    """An error's message in one line of at most 200 characters: its first line, with the next
+    where the first only announces it (torch.compile's "backend='inductor' raised:"); its type when
+    it has no message."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    first = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return first[:200]
+
+
 class CudaGraphStep:
     """The same step captured once as a CUDA graph and replayed: one launch per step instead of
     about ten thousand. Needs one GPU, a fixed batch shape and a capturable optimizer
     (``make_optimizer(graphed=True)``). Capture runs a few warm-up steps; the weights and the
-    optimizer state are put back afterwards, so training is the same as without the graph."""
+    optimizer state are put back afterwards, so training is the same as without the graph. An error
+    of the warm-up steps is the step's own (e.g. compiling) and passes through; one of the capture
+    is a ``CaptureFailed``."""
 
     def __init__(self, step: TrainStep, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None) -> None:
         if step.scaler is not None:
-            raise RuntimeError("the fp16 gradient scaler is not captured in a CUDA graph")
+            raise CaptureFailed("the fp16 gradient scaler is not captured in a CUDA graph")
         self.step = step
         self.static = [t.clone() if t is not None else None for t in (lq, gt, text)]
         params = step.params
@@ -137,9 +152,12 @@ class CudaGraphStep:
                         if torch.is_tensor(t):
                             t.copy_(saved_state[id(t)]) if id(t) in saved_state else t.zero_()
         step.optimizer.zero_grad(set_to_none=True)  # backward in the graph then writes the grads anew
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = step.loss_and_update(*self.static, autocast_cache=False)
+        try:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.loss = step.loss_and_update(*self.static, autocast_cache=False)
+        except RuntimeError as e:
+            raise CaptureFailed(failure_reason(e)) from e
 
     def __call__(self, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         for static, new in zip(self.static, (lq, gt, text)):
@@ -150,12 +168,12 @@ class CudaGraphStep:
 
 
 def graphed_or_plain(step: TrainStep, lq: torch.Tensor, gt: torch.Tensor, text: torch.Tensor | None):
-    """A CudaGraphStep for the first batch's shapes, or ``step`` itself where capture fails (the
+    """A CudaGraphStep for the first batch's shapes, or ``step`` itself where the capture fails (the
     reason is printed in one line)."""
     try:
         return CudaGraphStep(step, lq, gt, text)
-    except RuntimeError as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        print(f"note: CUDA graph capture failed ({reason}); training without it", file=sys.stderr)
+    except CaptureFailed as e:
+        print(f"note: CUDA graph capture failed ({e}); training without it (--eager skips compiling and the "
+              "capture)", file=sys.stderr)
         step.optimizer.zero_grad(set_to_none=True)
         return step
