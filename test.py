@@ -121,6 +121,7 @@ def blind_report(sets: list[dict], blind: Any) -> str:
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
+    from utils.digest import weights_sha256
     from utils.eval.benchmarks import find_test_sets
     from utils.eval.evaluate import saved_image_paths
     from utils.eval.results import Protocol, Results
@@ -140,7 +141,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
         raise UserError(f"{args.test_root}: no test set found; expected {EXPECTED_TEST_LAYOUT} (see test/README.md)")
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
-    results = Results.open(out_dir, args.ckpt, args.overwrite)
+    results = Results.open(out_dir, args.ckpt, args.overwrite, weights_sha256(ckpt["model"]))
     unconditioned = model.config.text_cond == "none"
     protocol = Protocol(route="unconditioned" if unconditioned else "instruction",
                         instruction=None if unconditioned else args.instruction,

@@ -6,7 +6,9 @@ Rows are keyed by the set, the task route (how the network is told the task: ``i
 sentence per task; ``unconditioned`` for a net without text conditioning) with its instruction, and the
 protocol (precision, Y channel, crop): a run of other sets or of another protocol adds rows, and
 a row already there is replaced only with ``overwrite``. One file holds the results of one
-checkpoint (by the SHA-256 of its file): another checkpoint's replace them only with
+checkpoint (by the SHA-256 of its network's weights, so that a ``last.pt`` and the release folder
+exported from it are one checkpoint; files written before that was recorded hold the SHA-256 of the
+checkpoint file, which still identifies it): another checkpoint's replace them only with
 ``overwrite``. Each row records the versions its scores depend on (torch, scikit-image, numpy,
 this project); PSNR is known to move with the scikit-image version.
 """
@@ -173,6 +175,15 @@ def versions() -> dict[str, str]:
             "project": project_version()}
 
 
+def same_checkpoint(recorded: dict, ckpt_path: str | Path, identity: str) -> bool:
+    """True when a results file's ``checkpoint`` record is of the checkpoint at ``ckpt_path`` whose
+    weights have the SHA-256 ``identity``: by that SHA-256, or, in files written before it was
+    recorded, by the SHA-256 of the checkpoint file."""
+    if recorded.get("weights_sha256"):
+        return recorded["weights_sha256"] == identity
+    return bool(recorded.get("sha256")) and Path(ckpt_path).is_file() and recorded["sha256"] == file_sha256(ckpt_path)
+
+
 def _key(entry: dict) -> tuple:
     return tuple(entry.get(k) for k in KEY_FIELDS)
 
@@ -189,12 +200,15 @@ class Results:
         return self.out_dir / JSON
 
     @classmethod
-    def open(cls, out_dir: Path, ckpt_path: str | Path, overwrite: bool) -> Results:
-        """The results already in ``out_dir``, to be merged into by a run of ``ckpt_path``. A
+    def open(cls, out_dir: Path, ckpt_path: str | Path, overwrite: bool, identity: str) -> Results:
+        """The results already in ``out_dir``, to be merged into by a run of ``ckpt_path``, whose
+        network weights have the SHA-256 ``identity`` (``utils.digest.weights_sha256``). A
         UserError, unless ``overwrite`` (which then starts afresh), when they are of another
         checkpoint or cannot be read as this version's results."""
         out_dir = Path(out_dir)
-        checkpoint = {"path": str(ckpt_path), "sha256": file_sha256(ckpt_path)}
+        checkpoint = {"path": str(ckpt_path), "weights_sha256": identity}
+        if Path(ckpt_path).is_file():
+            checkpoint["sha256"] = file_sha256(ckpt_path)
         path = out_dir / JSON
         fix = "pass another --name, or --overwrite to replace them"
         if not path.exists():
@@ -210,8 +224,9 @@ class Results:
         except (OSError, ValueError) as e:
             stored, problem = None, f"cannot be read ({type(e).__name__})"
         old = (stored.get("checkpoint") or {}) if problem is None else {}
-        if problem is None and old.get("sha256") != checkpoint["sha256"]:
-            problem = f"holds the results of another checkpoint ({old.get('path')}, sha256 {old.get('sha256', '?')[:12]})"
+        if problem is None and not same_checkpoint(old, ckpt_path, identity):
+            shown = old.get("weights_sha256") or old.get("sha256") or "?"
+            problem = f"holds the results of another checkpoint ({old.get('path')}, sha256 {shown[:12]})"
         if problem is not None:
             if not overwrite:
                 raise UserError(f"{path}: {problem}; {fix}")
@@ -265,5 +280,8 @@ class Results:
         for fields, sets in groups.items():
             protocol = Protocol(**dict(zip(PROTOCOL_FIELDS, fields)))
             sections.append(f"**{protocol.describe()}**\n\n{markdown_tables(sets)}")
-        sha = self.checkpoint["sha256"][:12]
-        return f"Checkpoint {self.checkpoint['path']} (sha256 {sha})\n\n" + "\n\n".join(sections)
+        if self.checkpoint.get("weights_sha256"):
+            which = f"weights sha256 {self.checkpoint['weights_sha256'][:12]}"
+        else:  # written before the weights' SHA-256 was recorded
+            which = f"sha256 {self.checkpoint['sha256'][:12]}"
+        return f"Checkpoint {self.checkpoint['path']} ({which})\n\n" + "\n\n".join(sections)
