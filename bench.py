@@ -146,6 +146,9 @@ def bench_parser() -> ArgumentParser:
                                                     "training images/s, data pipeline, correctness, profile.")
     p.add_argument("--preset", choices=("paper", "demo"), default="paper",
                    help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
+    p.add_argument("--ckpt", default=None,
+                   help="time the network of this checkpoint, release folder or Hub id, with its weights "
+                        "(instead of --preset and --text_dim)")
     p.add_argument("--text_dim", type=positive_int, default=384,
                    help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
     p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
@@ -206,13 +209,22 @@ def base_config(args: Namespace) -> dict[str, Any]:
     if args.official:
         from utils.bench.official import OFFICIAL_TEXT_DIM, check_official_repo
 
-        if args.preset != "paper":
-            raise UserError("--official: the official code builds the paper network only; drop --preset")
+        if args.preset != "paper" or args.ckpt:
+            raise UserError("--official: the official code builds the paper network only; drop --preset and --ckpt")
         check_official_repo(args.official)
         impls.append("official")
         impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM,
                                     allocator="default" if args.allocator == "as_shipped" else allocator)
-    return dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset), amp=args.amp,
+    net, text_dim = net_config(args.preset), args.text_dim
+    if args.ckpt:
+        from utils.checkpoint import checkpoint_config, load_checkpoint
+
+        try:
+            net = checkpoint_config(args.ckpt, load_checkpoint(args.ckpt)).to_dict()
+        except UserError as e:
+            raise UserError(f"--ckpt {e}") from None
+        text_dim = net.pop("text_dim")
+    return dict(device=args.device, text_dim=text_dim, net=net, amp=args.amp, ckpt=args.ckpt,
                 compile=args.compile, cuda_graph=args.cuda_graph, threads=args.threads, allocator=allocator,
                 warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
                 repeats=args.repeats or (20 if on_cuda else 3), train_size=args.train_size,

@@ -78,7 +78,12 @@ def build_net(cfg: dict[str, Any], device: torch.device, compile_blocks_too: boo
 
         model = load_official_model(cfg["official"]).to(device)
         return torch.compile(model) if compile_it else model
-    model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
+    if cfg.get("ckpt"):  # a checkpoint's or release's own weights
+        from utils.checkpoint import load_model
+
+        model, _ = load_model(cfg["ckpt"], device=device, impl=cfg["impl"])
+    else:
+        model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
     if compile_it:
         from utils.runtime.compile import compile_blocks
 
