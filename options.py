@@ -526,7 +526,8 @@ def load_restorer(args: argparse.Namespace) -> Restorer:
 def test_parser() -> argparse.ArgumentParser:
     p = _preset_script_parser("test.py", "Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
                                          "the instruction encoder on a TSV of instructions (--instructions).")
-    p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
+    p.add_argument("--ckpt", default=None, help="restoration checkpoint, or a release folder or its Hub id "
+                                                   "(default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", *TASKS, COMPOSITE), default="all",
                    help="which sets to score: all, one task's, or the composite sets (test/composite/)")

@@ -138,7 +138,8 @@ def evaluate(net: DegradationClassifier, folders: Sequence[Path | str], per_set:
 
 def blind_accuracy_main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="python -m utils.eval.blind_accuracy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="a restoration checkpoint that holds a degradation classifier")
+    p.add_argument("--ckpt", required=True, help="a restoration checkpoint or release folder that holds a degradation "
+                                                      "classifier")
     p.add_argument("--photos", nargs="+", required=True, metavar="DIR", help="folders of clean test photos")
     p.add_argument("--per_set", type=int, default=75, help="crops per label set (default 75: 600 for 8 sets)")
     p.add_argument("--size", type=int, default=128, help="crop side in pixels")
