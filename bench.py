@@ -7,6 +7,7 @@
     python bench.py --profile --device cuda --amp --compile --cuda_graph   # top kernels of the graphed step
     python bench.py --data_only --data_root data/Train --num_workers 0,1,2,4   # crops/s per DataLoader worker
     python bench.py --official ../TextPromptIR               # also the official code, same machine
+    python bench.py --ckpt release/demo --onnx --impl auto --no_train   # onnxruntime beside torch, CPU
 
 The paper network is built with ``--text_dim 384``, the width of the default MiniLM instruction
 encoder (the paper's BERT-base gives 768; only the first linear layer of the text MLP changes).
@@ -157,6 +158,9 @@ def bench_parser() -> ArgumentParser:
                    help="also measure the official implementation from a clone of "
                         "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
                         "its text input is 768-d), and check that it computes what ours does")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time the network exported to ONNX under onnxruntime (CPU), beside torch, with the "
+                        "largest difference of its output")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sizes", default="128,256,512,1024x768",
                    help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
@@ -206,6 +210,8 @@ def base_config(args: Namespace) -> dict[str, Any]:
     impls = {"both": ["fast", "reference"], "auto": [resolve_impl("auto", args.device)]}.get(args.impl, [args.impl])
     impl_cfg: dict[str, dict[str, Any]] = {}
     allocator = "retain" if args.allocator == "as_shipped" else args.allocator
+    if args.onnx:
+        impls.append("onnxruntime")
     if args.official:
         from utils.bench.official import OFFICIAL_TEXT_DIM, check_official_repo
 
@@ -240,6 +246,8 @@ def check_args(args: Namespace) -> None:
         raise UserError("--device cuda: no CUDA device is visible; run with --device cpu")
     if args.amp and args.device != "cuda" and not cpu_has_bf16():
         raise UserError("--amp is bf16 autocast, which this CPU does not compute natively; drop it")
+    if args.onnx and args.device != "cpu":
+        raise UserError("--onnx times onnxruntime on the CPU; drop --device cuda")
     if args.data_only and not (args.data_root and Path(args.data_root).is_dir()):
         raise UserError(f"--data_root {args.data_root}: no such folder; --data_only needs a data/Train-layout folder")
     parse_sizes(args.sizes)  # bad values are refused now, not after the first measurements

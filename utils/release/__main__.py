@@ -4,8 +4,8 @@
     python -m utils.release export --ckpt ckpt/demo/last.pt --out release/demo_bf16 --dtype bf16
     python -m utils.release export --ckpt ckpt/demo/last.pt --out release/demo_onnx --onnx
     python -m utils.release verify release/demo
-    python -m utils.release latency --ckpt release/demo --sizes 256,1024x768   # onnxruntime vs torch, CPU
-    python -m utils.release latency --paper --sizes 256                        # the paper network (random weights)
+
+onnxruntime's CPU latency beside torch's: ``python bench.py --ckpt release/demo --onnx --impl auto --no_train``.
 """
 from __future__ import annotations
 
@@ -14,23 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from utils.cli import ArgumentParser, cli_main
-from utils.errors import UserError
 from utils.release.folder import DTYPES
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """"256,1024x768" -> [(256, 256), (768, 1024)] as (height, width); WxH for non-square."""
-    sizes = []
-    for part in text.split(","):
-        w, _, h = part.strip().lower().partition("x")
-        try:
-            width, height = int(w), int(h or w)
-        except ValueError:
-            raise UserError(f"--sizes {text}: use sizes like 256 or 1024x768 (width x height)") from None
-        if not (8 <= width <= 8192 and 8 <= height <= 8192):
-            raise UserError(f"--sizes {text}: each side must be 8 to 8192 pixels")
-        sizes.append((height, width))
-    return sizes
 
 
 def build_parser() -> ArgumentParser:
@@ -51,13 +35,6 @@ def build_parser() -> ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     v = sub.add_parser("verify", help="check a release folder (every file, its SHA-256, the tensors)")
     v.add_argument("folder")
-    lat = sub.add_parser("latency", help="CPU latency of onnxruntime beside torch, one run")
-    lat.add_argument("--ckpt", default=None, help="a release folder or checkpoint (its network)")
-    lat.add_argument("--paper", action="store_true", help="the paper network with random weights instead")
-    lat.add_argument("--sizes", default="256", help="WxH or a side, comma separated (default %(default)s)")
-    lat.add_argument("--repeats", type=int, choices=range(1, 101), default=3, metavar="1..100")
-    lat.add_argument("--threads", type=int, choices=range(0, 257), default=0, metavar="0..256",
-                     help="CPU threads for both (0: each library's default)")
     return p
 
 
@@ -73,18 +50,11 @@ def release_main(argv: Sequence[str] | None) -> int:
         print(f"wrote {args.out}: {len(files)} files, {size:.1f} MiB; weights {config['dtype']}, "
               f"sha256 {config['weights_sha256'][:12]}")
         return 0
-    if args.command == "verify":
-        from utils.release.folder import read_release
+    from utils.release.folder import read_release
 
-        ckpt = read_release(args.folder)
-        print(f"{args.folder}: every file matches SHA256SUMS; {len(ckpt['model'])} tensors fit the network; "
-              f"tasks {', '.join(ckpt['options']['de_type'])}")
-        return 0
-    from utils.release.onnx_export import latency_report
-
-    if bool(args.ckpt) == bool(args.paper):
-        raise UserError("latency: pass --ckpt (a release or checkpoint) or --paper, one of them")
-    print(latency_report(args.ckpt, parse_sizes(args.sizes), args.repeats, args.threads))
+    ckpt = read_release(args.folder)
+    print(f"{args.folder}: every file matches SHA256SUMS; {len(ckpt['model'])} tensors fit the network; "
+          f"tasks {', '.join(ckpt['options']['de_type'])}")
     return 0
 
 

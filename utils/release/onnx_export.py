@@ -11,17 +11,13 @@ takes sides of 8 pixels and more).
 """
 from __future__ import annotations
 
-import statistics
-import tempfile
-import time
 import warnings
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from net.model import ModelConfig, TextPromptIR
+from net.model import TextPromptIR
 from utils.errors import UserError
 from utils.release.folder import ONNX_FILE
 
@@ -78,49 +74,3 @@ def largest_difference(model: TextPromptIR, path: str | Path, img: torch.Tensor,
         ref = model(img, embedding).numpy()
     out = ort_session.run(None, onnx_inputs(model, img, embedding))[0]
     return float(np.abs(out - ref).max())
-
-
-def _median_s(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def latency_model(ckpt: str | None) -> tuple[TextPromptIR, str]:
-    """The network to time: a checkpoint's or release's, or the paper network (random weights, MiniLM width)."""
-    if ckpt is None:
-        torch.manual_seed(0)
-        return TextPromptIR(ModelConfig(text_dim=384), impl="auto").eval(), "paper network (random weights)"
-    from utils.checkpoint import load_model
-
-    model, _ = load_model(ckpt, impl="auto")
-    return model.eval(), str(ckpt)
-
-
-def latency_report(ckpt: str | None, sizes: list[tuple[int, int]], repeats: int, threads: int) -> str:
-    """A markdown table: torch (as demo.py runs it on the CPU, fp32) and onnxruntime, median seconds
-    per image at each size, in one process, with the largest difference between their outputs."""
-    if threads:
-        torch.set_num_threads(threads)
-    model, what = latency_model(ckpt)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_onnx(model, tmp)
-        ort_session = session(path, threads)
-        lines = [f"{what}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, torch "
-                 f"{torch.__version__} ({model.impl} path, {torch.get_num_threads()} threads), median of {repeats}",
-                 "", "| Size (WxH) | torch s/image | onnxruntime s/image | onnxruntime / torch | max abs diff |",
-                 "|---|---|---|---|---|"]
-        for h, w in sizes:
-            img = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))  # (1, 3, H, W)
-            emb = torch.randn(1, model.config.text_dim, generator=torch.Generator().manual_seed(2))
-            feed = onnx_inputs(model, img, emb)
-            with torch.inference_mode():
-                t_torch = _median_s(partial(model, img, emb), repeats)
-            t_ort = _median_s(partial(ort_session.run, None, feed), repeats)
-            diff = largest_difference(model, path, img, emb, ort_session)
-            lines.append(f"| {w}x{h} | {t_torch:.3f} | {t_ort:.3f} | {t_ort / t_torch:.2f} | {diff:.1e} |")
-    return "\n".join(lines)
