@@ -53,6 +53,7 @@ def write_encoder(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], text_dim:
                   text_ckpt: str | Path | None) -> dict[str, Any]:
     """The instruction encoder the checkpoint was trained with (checked by its fingerprint) in Hugging
     Face format under ``text_encoder/``, and each task's default-instruction embedding beside it."""
+    from net.text_encoder import BORDERLINE, TASK_THRESHOLD
     from utils.text.bank import DEFAULT_INSTRUCTIONS
     from utils.text.encoder_link import encoder_for_checkpoint
 
@@ -63,15 +64,17 @@ def write_encoder(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], text_dim:
     save_file(embeddings, folder / TASK_EMBEDDINGS, metadata={t: DEFAULT_INSTRUCTIONS[t] for t in tasks})
     return {"dir": ENCODER_DIR, "fingerprint": encoder.fingerprint(), "id": encoder.encoder_id,
             "hidden_size": encoder.hidden_size, "labels": list(encoder.labels), "head": encoder.head_kind,
-            "task_embeddings": TASK_EMBEDDINGS}
+            "task_threshold": TASK_THRESHOLD, "borderline": BORDERLINE, "task_embeddings": TASK_EMBEDDINGS}
 
 
 def write_classifier(folder: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
     """The degradation classifier's weights, and its settings for ``config.json`` (None: it has none)."""
     if record is None:
         return None
+    from net.degradation_classifier import THRESHOLD
+
     save_file({k: v.detach().cpu().contiguous() for k, v in record["state"].items()}, folder / CLASSIFIER_WEIGHTS)
-    return {k: v for k, v in record.items() if k != "state"}
+    return {**{k: v for k, v in record.items() if k != "state"}, "threshold": THRESHOLD}
 
 
 def training_record(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def fill_release(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], model: Tex
               if conditioned else None,
               "classifier": write_classifier(folder, ckpt.get("classifier")) if conditioned else None,
               "training": training_record(ckpt), "exported_with": project_version()}
-    (folder / RELEASE_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / RELEASE_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
     (folder / CARD).write_text(model_card(config, results), encoding="utf-8")
     return config
 
