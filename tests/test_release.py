@@ -4,6 +4,7 @@ reached, results shared by a checkpoint and its release, and train.py --init."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -65,7 +66,10 @@ def test_the_folder_holds_every_part_with_a_sha256_and_no_pickle(release_dir):
     listed = [line.split("  ", 1)[1] for line in (release_dir / SUMS).read_text().splitlines()]
     assert sorted(listed) == [f for f in files if f != SUMS]
     assert not [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    umask = os.umask(0)
+    os.umask(umask)
     for path in (p for p in release_dir.rglob("*") if p.is_file()):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path  # ordinary files, not private ones
         if path.suffix == ".safetensors":
             assert load_file(path)  # tensors only
         else:  # text: JSON, the tokenizer's files, the card, the sums; neither a pickle nor torch.save's zip

@@ -6,6 +6,7 @@ interrupted export leaves nothing half-written under ``--out``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -109,6 +110,15 @@ def fill_release(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], model: Tex
     return config
 
 
+def share_modes(folder: Path) -> None:
+    """Give the folder and its files the modes of ordinary files (the temporary folder and some
+    writers make them private): a release is for sharing."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def export_release(ckpt_path: str | Path, out: str | Path, results_path: str | Path | None = None,
                    dtype: str = "fp32", overwrite: bool = False, text_ckpt: str | Path | None = None,
                    onnx: bool = False) -> dict[str, Any]:
@@ -130,8 +140,8 @@ def export_release(ckpt_path: str | Path, out: str | Path, results_path: str | P
             from utils.release.onnx_export import write_onnx
 
             write_onnx(model, tmp)
+        share_modes(tmp)
         write_sums(tmp)
-        tmp.chmod(0o755)
         replace_folder(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
