@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from net.model import RELEASE_CONFIG, RELEASE_FORMAT, RELEASE_WEIGHTS, ModelConfig, build_model
-from utils.digest import file_sha256, weights_sha256
+from utils.digest import file_sha256
 from utils.errors import UserError
 
 SUMS = "SHA256SUMS"
@@ -152,22 +152,12 @@ def read_release(source: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def stored_task_embeddings(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Each task's default-instruction embedding, ``{task: (text_dim,) float32}``, as exported."""
-    return read_tensors(Path(folder) / TASK_EMBEDDINGS)
-
-
 def is_release(source: str | Path) -> bool:
     """True for a folder (read as a release: anything else is refused in one line) or a Hub id."""
     from utils.release.hub import looks_like_hub_id
 
     path = Path(source)
     return path.is_dir() or looks_like_hub_id(source)
-
-
-def checkpoint_identity(ckpt: dict[str, Any]) -> str:
-    """The SHA-256 of a loaded checkpoint's network weights (see ``utils.digest.weights_sha256``)."""
-    return weights_sha256(ckpt["model"])
 
 
 def replace_folder(tmp: Path, out: Path, overwrite: bool) -> None:
