@@ -39,14 +39,16 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q tests
 
-# The web page on http://127.0.0.1:7860 (docs/restoring.md#the-page-apppy)
+# The web page on http://127.0.0.1:7860 (docs/restoring.md#the-page-apppy), from the release `make demo` exports
 app: install
-	$(BIN)/python app.py --ckpt ckpt/demo/last.pt
+	$(BIN)/python app.py --ckpt release/demo
 
 demo: install
 	$(BIN)/python -m utils.data.demo_data --out data/demo
 	$(BIN)/python train.py --preset demo --stage all --overwrite
 	$(BIN)/python test.py --preset demo --ckpt ckpt/demo/last.pt --overwrite
+	$(BIN)/python -m utils.release export --ckpt ckpt/demo/last.pt --results output/demo/results.json \
+		--out release/demo --overwrite
 
 # The five-task setting on the demo set (deblur, low light besides the three); its time:
 # docs/benchmarks/demo.md#make-demo-five

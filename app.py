@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A web page for restoring photos with TextPromptIR: drop images, say what is wrong, "
                     "compare before and after, download the results. Serves http://127.0.0.1:PORT only.")
     p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py (default: %(default)s)")
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only). WARNING: 0.0.0.0 or a "
                         "LAN address lets anyone who can reach this machine upload files and use its CPU/GPU")

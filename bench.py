@@ -7,6 +7,7 @@
     python bench.py --profile --device cuda --amp --compile --cuda_graph   # top kernels of the graphed step
     python bench.py --data_only --data_root data/Train --num_workers 0,1,2,4   # crops/s per DataLoader worker
     python bench.py --official ../TextPromptIR               # also the official code, same machine
+    python bench.py --ckpt release/demo --onnx --impl auto --no_train   # onnxruntime beside torch, CPU
 
 The paper network is built with ``--text_dim 384``, the width of the default MiniLM instruction
 encoder (the paper's BERT-base gives 768; only the first linear layer of the text MLP changes).
@@ -146,6 +147,9 @@ def bench_parser() -> ArgumentParser:
                                                     "training images/s, data pipeline, correctness, profile.")
     p.add_argument("--preset", choices=("paper", "demo"), default="paper",
                    help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
+    p.add_argument("--ckpt", default=None,
+                   help="time the network of this checkpoint, release folder or Hub id, with its weights "
+                        "(instead of --preset and --text_dim)")
     p.add_argument("--text_dim", type=positive_int, default=384,
                    help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
     p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
@@ -154,6 +158,9 @@ def bench_parser() -> ArgumentParser:
                    help="also measure the official implementation from a clone of "
                         "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
                         "its text input is 768-d), and check that it computes what ours does")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time the network exported to ONNX under onnxruntime (CPU), beside torch, with the "
+                        "largest difference of its output")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--sizes", default="128,256,512,1024x768",
                    help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
@@ -203,16 +210,27 @@ def base_config(args: Namespace) -> dict[str, Any]:
     impls = {"both": ["fast", "reference"], "auto": [resolve_impl("auto", args.device)]}.get(args.impl, [args.impl])
     impl_cfg: dict[str, dict[str, Any]] = {}
     allocator = "retain" if args.allocator == "as_shipped" else args.allocator
+    if args.onnx:
+        impls.append("onnxruntime")
     if args.official:
         from utils.bench.official import OFFICIAL_TEXT_DIM, check_official_repo
 
-        if args.preset != "paper":
-            raise UserError("--official: the official code builds the paper network only; drop --preset")
+        if args.preset != "paper" or args.ckpt:
+            raise UserError("--official: the official code builds the paper network only; drop --preset and --ckpt")
         check_official_repo(args.official)
         impls.append("official")
         impl_cfg["official"] = dict(text_dim=OFFICIAL_TEXT_DIM,
                                     allocator="default" if args.allocator == "as_shipped" else allocator)
-    return dict(device=args.device, text_dim=args.text_dim, net=net_config(args.preset), amp=args.amp,
+    net, text_dim = net_config(args.preset), args.text_dim
+    if args.ckpt:
+        from utils.checkpoint import checkpoint_config, load_checkpoint
+
+        try:
+            net = checkpoint_config(args.ckpt, load_checkpoint(args.ckpt)).to_dict()
+        except UserError as e:
+            raise UserError(f"--ckpt {e}") from None
+        text_dim = net.pop("text_dim")
+    return dict(device=args.device, text_dim=text_dim, net=net, amp=args.amp, ckpt=args.ckpt,
                 compile=args.compile, cuda_graph=args.cuda_graph, threads=args.threads, allocator=allocator,
                 warmup=args.warmup if args.warmup is not None else (3 if on_cuda else 1),
                 repeats=args.repeats or (20 if on_cuda else 3), train_size=args.train_size,
@@ -228,6 +246,8 @@ def check_args(args: Namespace) -> None:
         raise UserError("--device cuda: no CUDA device is visible; run with --device cpu")
     if args.amp and args.device != "cuda" and not cpu_has_bf16():
         raise UserError("--amp is bf16 autocast, which this CPU does not compute natively; drop it")
+    if args.onnx and args.device != "cpu":
+        raise UserError("--onnx times onnxruntime on the CPU; drop --device cuda")
     if args.data_only and not (args.data_root and Path(args.data_root).is_dir()):
         raise UserError(f"--data_root {args.data_root}: no such folder; --data_only needs a data/Train-layout folder")
     parse_sizes(args.sizes)  # bad values are refused now, not after the first measurements

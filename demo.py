@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="demo.py",
         description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
     p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py (default: %(default)s)")
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
     p.add_argument("--input", required=True,
                    help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
     p.add_argument("--output", default="output/demo",

@@ -163,6 +163,17 @@ def run_name(text: str) -> str:
     return text
 
 
+def init_source(text: str) -> str:
+    """argparse type of ``--init``: a release folder or checkpoint file that exists, or a Hugging Face
+    Hub id (``owner/name``)."""
+    from utils.release.hub import HUB_ID
+
+    if not (text.strip() and (Path(text).exists() or HUB_ID.match(text))):
+        raise argparse.ArgumentTypeError(f"{text!r}: no such release folder or checkpoint, and not a Hub id "
+                                         "(owner/name); pass e.g. --init release/demo")
+    return text
+
+
 def repeat_item(text: str) -> tuple[str, int]:
     """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
     key, sep, val = text.partition("=")
@@ -293,6 +304,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ckpt_dir", default="ckpt")
     g.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue a run: a checkpoint path, or no value for ckpt/<name>/last.pt")
+    g.add_argument("--init", type=init_source, default=None,
+                   help="start a new run from the weights of a release folder (python -m utils.release export), "
+                        "a checkpoint or a Hub id: fine-tuning, with a fresh optimizer and schedule (the network "
+                        "options must match it); continuing a run is --resume's job")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints of an existing run of this --name, also when --resume "
                         "continues another run's checkpoint into it (and, for the text stage, an instruction "
@@ -364,6 +379,9 @@ def train_parser() -> argparse.ArgumentParser:
 def train_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = _parse_with_preset(train_parser(), argv, train=True)
     check_model_options(args)
+    if args.init and args.resume:
+        raise UserError(f"--init {args.init} starts a new run from its weights and --resume continues a run; "
+                        "pass one of them")
     return args
 
 
@@ -481,7 +499,8 @@ def load_restorer(args: argparse.Namespace) -> Restorer:
 def test_parser() -> argparse.ArgumentParser:
     p = _preset_script_parser("test.py", "Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
                                          "the instruction encoder on a TSV of instructions (--instructions).")
-    p.add_argument("--ckpt", default=None, help="restoration checkpoint (default: ckpt/<name>/last.pt)")
+    p.add_argument("--ckpt", default=None, help="restoration checkpoint, or a release folder or its Hub id "
+                                                   "(default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
     p.add_argument("--mode", choices=("all", *TASKS, COMPOSITE), default="all",
                    help="which sets to score: all, one task's, or the composite sets (test/composite/)")

@@ -162,6 +162,7 @@ def preset_hint(args: Namespace) -> str:
 def evaluate_benchmarks(args: Namespace) -> int:
     from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
+    from utils.digest import weights_sha256
     from utils.eval.benchmarks import find_test_sets
     from utils.eval.evaluate import saved_image_paths
     from utils.eval.results import Protocol, Results
@@ -183,7 +184,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
     model, ckpt, device = load_for_inference(args.ckpt, args.device, args.impl, args.precision, args.compile,
                                              args.compile_cache)
     sets = trained_sets(args.ckpt, ckpt, sets)
-    results = Results.open(out_dir, args.ckpt, args.overwrite)
+    results = Results.open(out_dir, args.ckpt, args.overwrite, weights_sha256(ckpt["model"]))
     unconditioned = model.config.text_cond == "none"
     protocol = Protocol(route="unconditioned" if unconditioned else "instruction",
                         instruction=None if unconditioned else args.instruction,

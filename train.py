@@ -42,6 +42,7 @@ from utils.checkpoint import (
 )
 from utils.cli import EXIT_INTERRUPTED, cli_main, writable_folders
 from utils.data.sampler import EpochSampler
+from utils.digest import weights_sha256
 from utils.errors import UserError, user_message
 from utils.full_disk import DiskFull, naming_full_disk
 from utils.progress import progress, write
@@ -295,6 +296,8 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
         path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
         pos, scaler_state, scheduler, budget = resume(path, model, optimizer, steps_per_epoch, args, info, graphed)
     else:
+        if args.init:
+            init_weights(args.init, model, text_record, info.is_main)
         scheduler = make_scheduler(args, optimizer, steps_per_epoch, budget)
     net: torch.nn.Module = model
     if plan.compile:
@@ -376,6 +379,20 @@ def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, st
             print(f"warning: --batch_size {args.batch_size} differs from the checkpoint's {before}: "
                   "steps per epoch and the learning-rate schedule's length change with it", file=sys.stderr)
     return pos, ckpt.get("scaler"), scheduler, budget
+
+
+def init_weights(source: str, model: TextPromptIR, text_record: dict | None, is_main: bool) -> None:
+    """Start from the weights of a release folder or checkpoint (``--init``): same network config
+    required; the optimizer, schedule and position start afresh (fine-tuning)."""
+    ckpt = load_checkpoint(source)
+    check_same_config(source, ckpt, model.config)
+    model.load_state_dict(ckpt["model"])
+    if is_main:
+        print(f"initialised from {source} (weights sha256 {weights_sha256(ckpt['model'])[:12]})")
+        theirs = (ckpt.get("text_encoder") or {}).get("fingerprint")
+        if text_record and theirs and theirs != text_record.get("fingerprint"):
+            print(f"warning: {source} was trained with another instruction encoder than --text_ckpt's; its text "
+                  "conditioning starts from embeddings it has not seen", file=sys.stderr)
 
 
 def validation_sets(args: Namespace) -> list:

@@ -3,7 +3,9 @@ embedding (TextPromptIR, arXiv 2312.06162, Sec. 3)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,6 +24,10 @@ Impl = Literal["auto", "fast", "reference"]
 PROMPT_HIDDEN = 576
 PROMPT_DIM = 384
 PAD_MULTIPLE = 8  # three 2x down-samplings
+# A release folder (``python -m utils.release export``): the network's settings and its weights.
+RELEASE_FORMAT = "textpromptir-release/1"
+RELEASE_CONFIG = "config.json"
+RELEASE_WEIGHTS = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,28 @@ class TextPromptIR(nn.Module):
         self.refinement = stack(config.num_refinement_blocks, dim * 2, h1)
         self.output = nn.Conv2d(dim * 2, 3, 3, padding=1, bias=config.bias)
         self.to(device)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, impl: Impl = "auto",
+                        device: torch.device | str = "cpu") -> "TextPromptIR":
+        """The network of a release folder (``config.json`` + ``model.safetensors``), or of a Hugging
+        Face Hub id holding one, in eval mode and float32. Safetensors holds tensors only, so
+        loading runs no code from the folder. A config of another project is a ValueError; weights
+        that do not fit the config are a RuntimeError naming the tensors."""
+        from safetensors.torch import load_file
+
+        folder = Path(source)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(source), allow_patterns=[RELEASE_CONFIG, RELEASE_WEIGHTS]))
+        settings = json.loads((folder / RELEASE_CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(settings, dict) or settings.get("format") != RELEASE_FORMAT:
+            raise ValueError(f"{folder / RELEASE_CONFIG}: not a TextPromptIR release ({RELEASE_FORMAT})")
+        model = cls(ModelConfig.from_dict(settings["model"]), impl=impl, device=device)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / RELEASE_WEIGHTS).items()}
+        model.load_state_dict(state)
+        return model.eval()
 
     def transformer_blocks(self) -> list[TransformerBlock]:
         """Every transformer block, in forward order (the unit that regional compilation wraps)."""

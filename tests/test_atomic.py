@@ -22,7 +22,8 @@ from utils.atomic import FileTaken, new_folder, write_bytes, write_file
 from utils.errors import UserError
 from utils.eval.results import Results
 
-CHECKPOINT = {"path": "ckpt/x.pt", "sha256": hashlib.sha256(b"").hexdigest()}  # an empty file's
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's
+CHECKPOINT = {"path": "ckpt/x.pt", "sha256": EMPTY_SHA256, "weights_sha256": EMPTY_SHA256}
 
 
 def run_on_full_disk(setup: str, action: str, limit: int) -> subprocess.CompletedProcess:
@@ -133,7 +134,7 @@ from pathlib import Path
 from utils.eval.results import Protocol, Results
 out, who, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 protocol = Protocol(route="instruction", instruction=None, precision="fp32", y_channel=False, crop16=True)
-r = Results(out, {"path": "ckpt/x.pt", "sha256": sys.argv[4]}, [])
+r = Results(out, {"path": "ckpt/x.pt", "sha256": sys.argv[4], "weights_sha256": sys.argv[4]}, [])
 r._versions = {}
 while not go.exists():
     time.sleep(0.01)
@@ -181,7 +182,7 @@ def test_a_full_disk_while_writing_results_keeps_the_earlier_ones_whole(tmp_path
     assert leftovers(tmp_path) == []
     ckpt = tmp_path.parent / f"{tmp_path.name}.pt"
     ckpt.write_bytes(b"")  # the checkpoint the results are of: its SHA-256 is CHECKPOINT's
-    assert [s["label"] for s in Results.open(tmp_path, ckpt, False).sets] == ["SetA"]
+    assert [s["label"] for s in Results.open(tmp_path, ckpt, False, CHECKPOINT["weights_sha256"]).sets] == ["SetA"]
 
 
 # --- options.yaml, images, the text encoder folder -------------------------------------------------

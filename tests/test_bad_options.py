@@ -47,6 +47,7 @@ TRAIN_BAD = [
     ["--layernorm_type", "none"], ["--text_cond", "clip"], ["--pooling", "max"],
     ["--max_pixels", "0"], ["--max_pixels", HUGE], ["--max_pixels", "nan"],
     ["--identity_share", "-0.1"], ["--identity_share", "0.9"], ["--identity_share", "nan"],
+    ["--init", "no/such/release/folder"],
 ]
 
 TEST_BAD = [
@@ -69,6 +70,7 @@ BENCH_BAD = [
     ["--sizes", "big"], ["--text_dim", "0"], ["--repeats", "0"], ["--warmup", "-1"], ["--train_size", "100000"],
     ["--de_type", "snow"], ["--device", "tpu"], ["--impl", "magic"], ["--preset", "huge"],
     ["--threads", "-1"], ["--data_batches", "0"], ["--profile_steps", "0"], ["--max_pixels", "0"],
+    ["--ckpt", README],
 ]
 
 BLIND_BAD = [

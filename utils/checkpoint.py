@@ -5,7 +5,8 @@ A restoration checkpoint holds ``format``, ``model`` (the unwrapped state_dict),
 instruction encoder lives, relative to the checkpoint's folder, and the fingerprint of its
 weights) and, for resuming, optimizer / scheduler state, ``epoch``, ``step``, RNG states and
 the resolved ``options``; optionally ``classifier``, the degradation classifier of the blind
-route (:func:`load_classifier`). Checkpoints of format 1 (``model_args`` instead of ``config``) load.
+route (:func:`load_classifier`). Checkpoints of format 1 (``model_args`` instead of ``config``) load,
+and so do release folders (``utils.release.folder``), wherever a checkpoint is read.
 """
 from __future__ import annotations
 
@@ -71,8 +72,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by train.py (format 1 or 2, returned as format 2); every
+    """Read a checkpoint written by train.py (format 1 or 2, returned as format 2), or a release
+    folder or Hugging Face Hub id (``utils.release``: the same dict, weights in float32); every
     problem is a one-line UserError."""
+    from utils.release.folder import is_release, read_release
+
+    if is_release(path):
+        return read_release(path)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train one with `python train.py` "
@@ -136,7 +142,8 @@ def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str 
                        ) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
     """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
     device), with one line saying which implementation and precision it runs in. Compiled blocks
-    (``compile_blocks_too``) keep their cache in ``compile_cache`` (default: beside the checkpoint)."""
+    (``compile_blocks_too``) keep their cache in ``compile_cache`` (default: beside the checkpoint or
+    release folder; ``ckpt/`` for a Hub id)."""
     from utils.runtime.compile import compile_blocks, default_compile_cache, use_compile_cache
     from utils.runtime.device import describe, pick_device
 
@@ -145,7 +152,8 @@ def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str 
     model.eval()
     print(f"{path}: {describe(model, device, precision)}")
     if compile_blocks_too:
-        cache = use_compile_cache(compile_cache or default_compile_cache(Path(path).parent), "--compile_cache")
+        beside = Path(path).parent if Path(path).exists() else Path("ckpt")  # a Hub id: the default ckpt folder
+        cache = use_compile_cache(compile_cache or default_compile_cache(beside), "--compile_cache")
         compile_blocks(model)
         print(f"torch.compile: {len(model.transformer_blocks())} transformer blocks, compiled for each new image "
               f"size; cache {cache}")

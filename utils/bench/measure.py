@@ -3,7 +3,9 @@ config dict (bench.py starts one fresh process per measurement; the GPU check ru
 process, so that compiled graphs are shared): inference latency, training images/s, the
 correctness check, the kernel profile of a training step, parity with the official code.
 
-A config holds ``device``, ``impl`` (``fast``, ``reference``, ``auto`` or ``official``), ``net``
+A config holds ``device``, ``impl`` (``fast``, ``reference``, ``auto``, ``official`` or ``onnxruntime``:
+the network exported to ONNX, run by onnxruntime on the CPU), ``ckpt`` (a checkpoint or release whose
+weights to load, or None), ``net``
 (the ``ModelConfig`` fields but ``text_dim``), ``text_dim``, ``amp`` (bf16 autocast), ``compile``,
 ``cuda_graph``, ``warmup``, ``repeats``, ``train_size``, ``train_steps``, ``profile_steps`` and
 ``official`` (a clone of the official code), as ``bench.base_config`` builds it.
@@ -78,7 +80,12 @@ def build_net(cfg: dict[str, Any], device: torch.device, compile_blocks_too: boo
 
         model = load_official_model(cfg["official"]).to(device)
         return torch.compile(model) if compile_it else model
-    model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
+    if cfg.get("ckpt"):  # a checkpoint's or release's own weights
+        from utils.checkpoint import load_model
+
+        model, _ = load_model(cfg["ckpt"], device=device, impl=cfg["impl"])
+    else:
+        model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
     if compile_it:
         from utils.runtime.compile import compile_blocks
 
@@ -91,8 +98,37 @@ def precision_of(cfg: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ measurements (one per process)
+def run_onnx_inference(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Median latency of onnxruntime (CPU) on one (1, 3, H, W) image after warm-up, running the network
+    exported as ``export --onnx`` writes it, and the largest difference of its output from torch's."""
+    import tempfile
+
+    from utils.release.onnx_export import largest_difference, onnx_inputs, session, write_onnx
+
+    model = build_net({**cfg, "impl": "reference", "compile": False}, torch.device("cpu")).eval()
+    h, w = cfg["size"]
+    x, text = torch.rand(1, 3, h, w), torch.randn(1, cfg["text_dim"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_onnx(model, tmp)
+        ort_session = session(path, cfg["threads"])
+        feed = onnx_inputs(model, x, text)
+        t0 = time.perf_counter()
+        for _ in range(cfg["warmup"]):
+            ort_session.run(None, feed)
+        first_s, times = time.perf_counter() - t0, []
+        for _ in range(cfg["repeats"]):
+            t0 = time.perf_counter()
+            ort_session.run(None, feed)
+            times.append(time.perf_counter() - t0)
+        diff = largest_difference(model, path, x, text, ort_session)
+    return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=None,
+                warmup_s=first_s, max_abs_diff=diff)
+
+
 def run_inference(cfg: dict[str, Any]) -> dict[str, Any]:
     """Median latency of ``repeats`` forwards of one (1, 3, H, W) image after warm-up."""
+    if cfg["impl"] == "onnxruntime":
+        return run_onnx_inference(cfg)
     device = torch.device(cfg["device"])
     model = build_net(cfg, device).eval()
     h, w = cfg["size"]

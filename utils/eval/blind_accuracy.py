@@ -235,7 +235,7 @@ def real_item(text: str) -> tuple[str, Path]:
 
 def blind_accuracy_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m utils.eval.blind_accuracy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="a restoration checkpoint that holds a degradation classifier")
+    p.add_argument("--ckpt", required=True, help="a restoration checkpoint or release folder that holds a degradation classifier")
     p.add_argument("--photos", nargs="*", default=[], metavar="DIR",
                    help="folders of clean test photos (read clean, and with the protocol's noise)")
     p.add_argument("--test_root", default=None, help="a test layout whose degraded sets are read (e.g. data/demo/test)")

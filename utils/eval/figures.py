@@ -83,7 +83,7 @@ def figures_main(argv: Sequence[str] | None) -> int:
     from utils.cli import ArgumentParser
 
     p = ArgumentParser(prog="python -m utils.eval.figures", description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", default="ckpt/demo/last.pt")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt", help="a checkpoint or release folder")
     p.add_argument("--demo", default="data/demo", help="the demo set built by utils.data.demo_data")
     p.add_argument("--out", default="docs/before_after.png")
     args = p.parse_args(argv)

@@ -6,7 +6,9 @@ Rows are keyed by the set, the task route (how the network is told the task: ``i
 sentence per task; ``unconditioned`` for a net without text conditioning) with its instruction, and the
 protocol (precision, Y channel, crop): a run of other sets or of another protocol adds rows, and
 a row already there is replaced only with ``overwrite``. One file holds the results of one
-checkpoint (by the SHA-256 of its file): another checkpoint's replace them only with
+checkpoint (by the SHA-256 of its network's weights, so that a ``last.pt`` and the release folder
+exported from it are one checkpoint; files written before that was recorded hold the SHA-256 of the
+checkpoint file, which still identifies it): another checkpoint's replace them only with
 ``overwrite``. Each row records the versions its scores depend on (torch, scikit-image, numpy,
 this project); PSNR is known to move with the scikit-image version.
 """
@@ -178,13 +180,23 @@ def versions() -> dict[str, str]:
             "project": project_version()}
 
 
+def same_checkpoint(recorded: dict, ckpt_path: str | Path, identity: str) -> bool:
+    """True when a results file's ``checkpoint`` record is of the checkpoint at ``ckpt_path`` whose
+    weights have the SHA-256 ``identity``: by that SHA-256, or, in files written before it was
+    recorded, by the SHA-256 of the checkpoint file."""
+    if recorded.get("weights_sha256"):
+        return recorded["weights_sha256"] == identity
+    return bool(recorded.get("sha256")) and Path(ckpt_path).is_file() and recorded["sha256"] == file_sha256(ckpt_path)
+
+
 def _key(entry: dict) -> tuple:
     return tuple(entry.get(k) for k in KEY_FIELDS)
 
 
-def stored_rows(path: Path, sha256: str) -> tuple[list[dict] | None, str | None]:
-    """The rows of the results file ``path`` when they are of the checkpoint ``sha256`` (none when
-    the file is missing), else None and what is wrong with the file."""
+def stored_rows(path: Path, ckpt_path: str | Path, identity: str) -> tuple[list[dict] | None, str | None]:
+    """The rows of the results file ``path`` when they are of the checkpoint at ``ckpt_path`` whose
+    weights have the SHA-256 ``identity`` (none when the file is missing), else None and what is
+    wrong with the file."""
     if not path.exists():
         return [], None
     try:
@@ -194,8 +206,9 @@ def stored_rows(path: Path, sha256: str) -> tuple[list[dict] | None, str | None]
     if not isinstance(stored, dict) or stored.get("format") not in READABLE_FORMATS:
         return None, "written by another version of test.py, so its rows cannot be merged"
     old = stored.get("checkpoint") or {}
-    if old.get("sha256") != sha256:
-        return None, f"holds the results of another checkpoint ({old.get('path')}, sha256 {old.get('sha256', '?')[:12]})"
+    if not same_checkpoint(old, ckpt_path, identity):
+        shown = old.get("weights_sha256") or old.get("sha256") or "?"
+        return None, f"holds the results of another checkpoint ({old.get('path')}, sha256 {shown[:12]})"
     return list(stored.get("sets") or []), None
 
 
@@ -227,12 +240,15 @@ class Results:
         return self.out_dir / JSON
 
     @classmethod
-    def open(cls, out_dir: Path, ckpt_path: str | Path, overwrite: bool) -> Results:
-        """The results already in ``out_dir``, to be merged into by a run of ``ckpt_path``. A
+    def open(cls, out_dir: Path, ckpt_path: str | Path, overwrite: bool, identity: str) -> Results:
+        """The results already in ``out_dir``, to be merged into by a run of ``ckpt_path``, whose
+        network weights have the SHA-256 ``identity`` (``utils.digest.weights_sha256``). A
         UserError, unless ``overwrite`` (which then starts afresh), when they are of another
         checkpoint or cannot be read as this version's results."""
         out_dir = Path(out_dir)
-        checkpoint = {"path": str(ckpt_path), "sha256": file_sha256(ckpt_path)}
+        checkpoint = {"path": str(ckpt_path), "weights_sha256": identity}
+        if Path(ckpt_path).is_file():
+            checkpoint["sha256"] = file_sha256(ckpt_path)
         path = out_dir / JSON
         fix = "pass another --name, or --overwrite to replace them"
         if not path.exists():
@@ -240,7 +256,7 @@ class Results:
             if views and not overwrite:
                 raise UserError(f"{views[0]}: results written without their {JSON}, so nothing can be added to "
                                 f"them; {fix}")
-        rows, problem = stored_rows(path, checkpoint["sha256"])
+        rows, problem = stored_rows(path, ckpt_path, identity)
         if problem is not None and not overwrite:
             raise UserError(f"{path}: {problem}; {fix}")
         return cls(out_dir, checkpoint, rows or [], overwrite)
@@ -268,7 +284,7 @@ class Results:
 
     def _merged(self) -> list[dict]:
         """The rows of the results file as it is now, with this run's put in (under the lock)."""
-        rows, problem = stored_rows(self.json_path, self.checkpoint["sha256"])
+        rows, problem = stored_rows(self.json_path, self.checkpoint["path"], self.checkpoint["weights_sha256"])
         again = "another run wrote it while this one ran; pass another --name"
         if problem is not None and not self.overwrite:
             raise UserError(f"{self.json_path}: {problem} ({again})")
@@ -311,5 +327,8 @@ class Results:
         for fields, sets in groups.items():
             protocol = Protocol(**dict(zip(PROTOCOL_FIELDS, fields)))
             sections.append(f"**{protocol.describe()}**\n\n{markdown_tables(sets)}")
-        sha = self.checkpoint["sha256"][:12]
-        return f"Checkpoint {self.checkpoint['path']} (sha256 {sha})\n\n" + "\n\n".join(sections)
+        if self.checkpoint.get("weights_sha256"):
+            which = f"weights sha256 {self.checkpoint['weights_sha256'][:12]}"
+        else:  # written before the weights' SHA-256 was recorded
+            which = f"sha256 {self.checkpoint['sha256'][:12]}"
+        return f"Checkpoint {self.checkpoint['path']} ({which})\n\n" + "\n\n".join(sections)

@@ -56,8 +56,9 @@ class Restored:
 
 
 class Restorer:
-    """A checkpoint ready to restore photos: network on its device, and its instruction encoder
-    loaded when the network is text-conditioned. Built once; ``plan`` then ``restore`` per request."""
+    """A checkpoint (``last.pt``, a release folder or a Hub id) ready to restore photos: network on
+    its device, and its instruction encoder loaded when the network is text-conditioned. Built once;
+    ``plan`` then ``restore`` per request, or ``restorer(rgb, instruction)``."""
 
     def __init__(self, ckpt: str | Path, device: str = "auto", impl: str = "auto", precision: str = "auto",
                  compile_blocks: bool = False, compile_cache: str | Path | None = None,
@@ -80,6 +81,12 @@ class Restorer:
         self._embeddings: dict[str, torch.Tensor] = {}
         self.classifier = load_classifier(self.ckpt, self.ckpt_path) if self.conditioned else None
         self.step_text = step_text
+
+    def __call__(self, rgb: np.ndarray, instruction: str | None = None, task: str | None = None) -> np.ndarray:
+        """One HxWx3 float image in [0, 1] restored as ``instruction`` (or the forced ``task``) asks;
+        with neither, as the image itself shows (the blind route). ``Restorer("release/<name>")``
+        loads a release folder whole: network, instruction encoder and classifier."""
+        return self.restore(rgb, self.plan(instruction, task, rgb)).rgb
 
     @property
     def tasks(self) -> tuple[str, ...]:
