@@ -141,7 +141,8 @@ def shell_commands(root: Path) -> list[tuple[str, list[str]]]:
 
 
 def script_of(words: list[str]) -> tuple[str | None, list[str]]:
-    """The script (a path, or a module for ``-m``) a command runs, and the words after it."""
+    """The script (a path, or a module for ``-m``, with its subcommand if any) a command runs, and the words
+    after it."""
     while words and re.match(r"\w+=", words[0]) or words[:1] == ["time"]:
         words = words[1:]
     if not words or not (words[0].endswith("python") or words[0].endswith("python3") or words[0] == "torchrun"):
@@ -151,8 +152,12 @@ def script_of(words: list[str]) -> tuple[str | None, list[str]]:
         if w == "-c":
             return None, []
         if w == "-m" and i + 1 < len(rest):
-            module = rest[i + 1]
-            return (module, rest[i + 2:]) if module.split(".")[0] in ("utils", "scripts", "net") else (None, [])
+            module, after = rest[i + 1], rest[i + 2:]
+            if module.split(".")[0] not in ("utils", "scripts", "net"):
+                return None, []
+            if after and re.fullmatch(r"[a-z][a-z_]*", after[0]):  # a subcommand: its own --help
+                return f"{module} {after[0]}", after[1:]
+            return module, after
         if w.endswith(".py"):
             return w, rest[i + 1:]
     return None, []
@@ -166,11 +171,12 @@ def helps(scripts: tuple[str, ...]) -> dict[str, str]:
         "sys.path.insert(0, '.')\n"
         "out = {}\n"
         "for s in json.loads(sys.argv[1]):\n"
-        "    buf = io.StringIO(); sys.argv = [s, '--help']\n"
+        "    name, *sub = s.split(' ')\n"
+        "    buf = io.StringIO(); sys.argv = [name, *sub, '--help']\n"
         "    try:\n"
         "        with contextlib.redirect_stdout(buf):\n"
-        "            runpy.run_path(s, run_name='__main__') if s.endswith('.py') else "
-        "runpy.run_module(s, run_name='__main__', alter_sys=True)\n"
+        "            runpy.run_path(name, run_name='__main__') if name.endswith('.py') else "
+        "runpy.run_module(name, run_name='__main__', alter_sys=True)\n"
         "    except SystemExit:\n"
         "        pass\n"
         "    out[s] = buf.getvalue()\n"
