@@ -204,3 +204,22 @@ def test_init_starts_a_new_run_from_a_release(tiny_layout, text_ckpt, release_di
         train.init_weights(str(release_dir), TextPromptIR(ModelConfig(**{**TINY_CONFIG, "dim": 16})), None, True)
     assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, "x") + ["--init", str(release_dir), "--resume"]) == 2
     assert "pass one of them" in capsys.readouterr().err
+
+
+
+def test_the_config_records_the_threshold_the_encoder_chose(source, results, tmp_path, monkeypatch):
+    import utils.text.encoder_link as encoder_link
+    from net.text_encoder import InstructionEncoder
+
+    linked = encoder_link.encoder_for_checkpoint
+
+    def chosen(*args, **kwargs):  # an encoder whose text stage chose 0.55 on its validation files
+        encoder = linked(*args, **kwargs)
+        encoder.threshold = 0.55
+        return encoder
+
+    monkeypatch.setattr(encoder_link, "encoder_for_checkpoint", chosen)
+    out = tmp_path / "chosen"
+    assert release(["export", "--ckpt", str(source), "--results", str(results), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_encoder"]["task_threshold"] == 0.55 == InstructionEncoder.load(out / "text_encoder").threshold

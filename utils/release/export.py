@@ -54,7 +54,7 @@ def write_encoder(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], text_dim:
                   text_ckpt: str | Path | None) -> dict[str, Any]:
     """The instruction encoder the checkpoint was trained with (checked by its fingerprint) in Hugging
     Face format under ``text_encoder/``, and each task's default-instruction embedding beside it."""
-    from net.text_encoder import BORDERLINE, TASK_THRESHOLD
+    from net.text_encoder import BORDERLINE
     from utils.text.bank import DEFAULT_INSTRUCTIONS
     from utils.text.encoder_link import encoder_for_checkpoint
 
@@ -65,7 +65,7 @@ def write_encoder(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], text_dim:
     save_file(embeddings, folder / TASK_EMBEDDINGS, metadata={t: DEFAULT_INSTRUCTIONS[t] for t in tasks})
     return {"dir": ENCODER_DIR, "fingerprint": encoder.fingerprint(), "id": encoder.encoder_id,
             "hidden_size": encoder.hidden_size, "labels": list(encoder.labels), "head": encoder.head_kind,
-            "task_threshold": TASK_THRESHOLD, "borderline": BORDERLINE, "task_embeddings": TASK_EMBEDDINGS}
+            "task_threshold": encoder.threshold, "borderline": BORDERLINE, "task_embeddings": TASK_EMBEDDINGS}
 
 
 def write_classifier(folder: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
