@@ -20,7 +20,7 @@ from tests.conftest import TINY_CONFIG
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.digest import weights_sha256
 from utils.errors import UserError
-from utils.eval.results import Results
+from utils.eval.results import Protocol, Results
 from utils.release.__main__ import main as release
 from utils.release.folder import PICKLE_SUFFIXES, SUMS, write_sums
 from utils.runtime.engine import Restorer
@@ -43,9 +43,10 @@ def results(source, tmp_path_factory) -> Path:
     """A results.json of ``source`` with one scored set (as test.py writes it)."""
     out = tmp_path_factory.mktemp("output")
     scored = Results.open(out, source, False, weights_sha256(load_checkpoint(source)["model"]))
-    scored.sets.append({"task": "derain", "label": "Rain100L", "name": "Rain100L", "sigma": None, "n": 2,
-                        "psnr": 30.5, "ssim": 0.9, "input_psnr": 25.0, "input_ssim": 0.8, "route": "instruction",
-                        "instruction": None, "precision": "fp32", "y_channel": True, "crop16": True, "images": []})
+    summary = {"task": "derain", "label": "Rain100L", "name": "Rain100L", "sigma": None, "n": 2, "psnr": 30.5,
+               "ssim": 0.9, "input_psnr": 25.0, "input_ssim": 0.8}
+    protocol = Protocol(route="instruction", instruction=None, precision="fp32", y_channel=True, crop16=True)
+    scored.put(summary, [], protocol, "test")
     scored.write()
     return out / "results.json"
 
