@@ -112,19 +112,27 @@ def test_sigusr1_saves_and_training_goes_on_then_ctrl_c_saves_and_exits_130(tiny
     assert torch.load(tmp_path / "ckpt/usr1/last.pt", weights_only=True)["step"] > saved["step"]
 
 
+def goes_on_after_sigusr1_and_stops_on_sigterm(run, started: str, noted: str) -> str:
+    """Once ``started`` is printed: SIGUSR1 is noted (``noted``) and the stage goes on; SIGTERM then
+    stops it with 143 and "stopped by SIGTERM" as its last line. Returns the output."""
+    run.wait_for(started)
+    run.proc.send_signal(signal.SIGUSR1)
+    run.wait_for(noted)
+    assert run.proc.poll() is None
+    run.proc.send_signal(signal.SIGTERM)
+    code, out = run.finish()
+    assert code == 143, out
+    assert out.strip().splitlines()[-1] == "stopped by SIGTERM"
+    return out
+
+
 def test_the_text_stage_goes_on_after_sigusr1_and_stops_on_sigterm(tmp_path, scripts):
     out_dir = tmp_path / "encoder"
     run = scripts([sys.executable, "train.py", "--stage", "text", "--text_ckpt", str(out_dir),
                    "--bank_root", str(tiny_bank(tmp_path / "bank")), "--text_epochs", "100000",
                    "--text_batch_size", "3"])
-    run.wait_for("text stage: fine-tuning")
-    run.proc.send_signal(signal.SIGUSR1)
-    run.wait_for("SIGUSR1: train.py saves last.pt")
-    assert run.proc.poll() is None
-    run.proc.send_signal(signal.SIGTERM)
-    code, out = run.finish()
-    assert code == 143, out
-    assert out.strip().splitlines()[-1] == "stopped by SIGTERM" and "Traceback" not in out
+    out = goes_on_after_sigusr1_and_stops_on_sigterm(run, "text stage: fine-tuning", "SIGUSR1: train.py saves last.pt")
+    assert "Traceback" not in out
     assert not (out_dir / "labels.json").exists()
 
 
@@ -142,14 +150,7 @@ def test_the_classifier_stage_stops_on_sigterm_and_keeps_the_checkpoint(tiny_ckp
     before = last.read_bytes()
     run = scripts([sys.executable, "train.py", "--stage", "classifier", "--resume", str(last),
                    "--classifier_steps", "1000000", *stage_args(root, text_ckpt, tmp_path)])
-    run.wait_for("degradation classifier (")
-    run.proc.send_signal(signal.SIGUSR1)
-    run.wait_for("SIGUSR1:")
-    assert run.proc.poll() is None
-    run.proc.send_signal(signal.SIGTERM)
-    code, out = run.finish()
-    assert code == 143, out
-    assert out.strip().splitlines()[-1] == "stopped by SIGTERM"
+    goes_on_after_sigusr1_and_stops_on_sigterm(run, "degradation classifier (", "SIGUSR1:")
     assert last.read_bytes() == before
 
 
