@@ -9,7 +9,8 @@ The bank holds our own paraphrases of "remove the noise / rain / haze / blur / d
   set: the names in any order), for the instruction head only.
 - ``negation_train.tsv`` / ``negation_val.tsv``: requests that ask to keep something ("remove the
   noise but keep the rain" -> denoise), for the instruction head only.
-- ``phrasing_val.tsv``: typos, slang and symptoms, for validation only (the threshold's choice).
+- ``phrasing_train.tsv`` / ``phrasing_val.tsv``: typos, slang, scenes and symptoms, one task a row, for
+  the instruction head only; the val file for validation only (the threshold's choice).
 - ``unrelated.txt``: off-topic requests the head learns to answer with no task (refusal);
   ``unrelated_val.txt``: others, with the val files the only data the head's threshold is chosen on.
 - ``compound_heldout.tsv``, ``negation_heldout.tsv``, ``requests_heldout.tsv`` (everyday phrasing),
@@ -42,7 +43,7 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 }
 COMPOUND_PREFIX = "compound_"  # compound_<split>.tsv beside <split>.tsv
 NEGATION_PREFIX = "negation_"  # negation_<split>.tsv: requests that ask to keep something
-PHRASING_PREFIX = "phrasing_"  # phrasing_<split>.tsv: typos, slang, symptoms (val and held-out only)
+PHRASING_PREFIX = "phrasing_"  # phrasing_<split>.tsv: typos, slang, symptoms (instruction head only)
 UNRELATED_FILE = "unrelated.txt"
 UNRELATED_VAL_FILE = "unrelated_val.txt"  # off-topic requests for choosing settings, never trained on
 HELDOUT_FILES = ("compound_heldout.tsv", "negation_heldout.tsv", "requests_heldout.tsv", "phrasing_heldout.tsv",
