@@ -30,16 +30,14 @@ from options import (
     add_pixel_limit_option,
     add_restore_options,
     check_restore_options,
-    int_in,
-    load_restorer,
-    positive_int,
 )
-from utils.cli import ArgumentParser, cli_main
+from utils.cli import ArgumentParser, cli_main, int_in, positive_int
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import CACHE_ENV
+from utils.runtime.engine import load_restorer
 from utils.runtime.page import AUTO, INSTRUCTION_LABEL, TASK_LABEL, PageRestorer, Reply
 
 PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU

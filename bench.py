@@ -29,15 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from net.model import ModelConfig, resolve_impl
-from options import (
-    MAX_PATCH_SIZE,
-    add_pixel_limit_option,
-    int_in,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from options import MAX_PATCH_SIZE, add_pixel_limit_option
 from utils.bench.data_rate import run_data
 from utils.bench.machine import machine_info
 from utils.bench.measure import (
@@ -49,7 +41,15 @@ from utils.bench.measure import (
     run_train,
 )
 from utils.bench.report import markdown_tables
-from utils.cli import ArgumentParser, cli_main
+from utils.cli import (
+    ArgumentParser,
+    cli_main,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from utils.errors import UserError
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.device import cpu_has_bf16

@@ -25,14 +25,13 @@ from options import (
     add_pixel_limit_option,
     add_restore_options,
     check_restore_options,
-    load_restorer,
 )
 from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason
+from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason, load_restorer
 from utils.tasks import TASKS
 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}

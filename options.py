@@ -16,14 +16,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
-from utils.cli import ArgumentParser, float_in, int_in
-from utils.cli import number as _number
+from utils.cli import (
+    MAX_REPEAT,
+    ArgumentParser,
+    float_in,
+    init_source,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    pixel_count,
+    positive_float,
+    positive_int,
+    repeat_item,
+    run_name,
+    task_order,
+)
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.runtime.device import PRECISION_CHOICES
@@ -34,7 +46,6 @@ from utils.tasks import (
     RESTORE_ORDER,
     SYNTHETIC_TASKS,
     TASKS,
-    split_tasks,
 )
 from utils.text.bank import BANK_ROOT
 from utils.train.step import LOSS_CHOICES
@@ -42,8 +53,6 @@ from utils.train.step import LOSS_CHOICES
 # Steps of the degradation classifier (docs/training.md#the-degradation-classifier): the paper recipe's
 # take minutes beside days of restoration training; the demo's fit make demo's CPU budget.
 CLASSIFIER_STEPS, CLASSIFIER_DEMO_STEPS = 3000, 400
-if TYPE_CHECKING:
-    from utils.runtime.engine import Restorer
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -116,71 +125,11 @@ TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16"),
 # Upper bounds of options whose absurd values would allocate without end (typos such as an extra
 # zero); each is far above any setting in the papers this project follows.
 MAX_PATCH_SIZE = 1024  # training crop side; the paper's is 128 (Sec. 4.1)
-MAX_REPEAT = 1000  # visits of an image per epoch; the official recipe's largest is Rain100L x200
 MAX_DIM = 256  # channels of level 1; the paper's net has 48
 MAX_BLOCKS = 64  # transformer blocks per level; the paper's deepest level has 8
 MAX_FFN_EXPANSION = 16.0  # the paper's is 2.66
 MAX_TIME_BUDGET_MIN = 60.0 * 24 * 365  # a year of training
 MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
-
-
-def task_order(text: str) -> tuple[str, ...]:
-    """'dehaze,derain,denoise' -> the tasks in that order (each once)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        split_tasks("+".join(parts))
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if len(set(parts)) != len(parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: name each task once, e.g. {','.join(RESTORE_ORDER)}")
-    return tuple(parts)
-
-
-positive_int = int_in(1)
-non_negative_int = int_in(0)
-positive_float = float_in(0.0, low_open=True)
-non_negative_float = float_in(0.0)
-
-
-def pixel_count(text: str) -> int:
-    """argparse type of ``--max_pixels``: a whole number of pixels, e.g. 300000000 or 3e8."""
-    value = _number(text, float)
-    if value != int(value) or not 1 <= value <= OPENCV_MAX_PIXELS:
-        raise argparse.ArgumentTypeError(f"{text}: must be a whole number of pixels from 1 to {OPENCV_MAX_PIXELS:,} "
-                                         "(OpenCV's own limit)")
-    return int(value)
-
-
-def run_name(text: str) -> str:
-    """argparse type of ``--name``: one plain folder name (it becomes ckpt/<name>/, output/<name>/)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
-        raise argparse.ArgumentTypeError(f"{text!r}: holds bytes that are not UTF-8 text; use a plain name") from None
-    if text.strip() in ("", ".", "..") or any(sep in text for sep in ("/", "\\", os.sep)):
-        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder name (no '/', not empty, not "
-                                         "'.' or '..'), e.g. --name my_run")
-    return text
-
-
-def init_source(text: str) -> str:
-    """argparse type of ``--init``: a release folder or checkpoint file that exists, or a Hugging Face
-    Hub id (``owner/name``)."""
-    from utils.release.hub import HUB_ID
-
-    if not (text.strip() and (Path(text).exists() or HUB_ID.match(text))):
-        raise argparse.ArgumentTypeError(f"{text!r}: no such release folder or checkpoint, and not a Hub id "
-                                         "(owner/name); pass e.g. --init release/demo")
-    return text
-
-
-def repeat_item(text: str) -> tuple[str, int]:
-    """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
-    key, sep, val = text.partition("=")
-    if not sep or key not in DEGRADATION_CHOICES or not val.isdigit() or not 1 <= int(val) <= MAX_REPEAT:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected TASK=N with N from 1 to {MAX_REPEAT} and TASK in {', '.join(DEGRADATION_CHOICES)}")
-    return key, int(val)
 
 
 def _preset_parser() -> argparse.ArgumentParser:
@@ -485,15 +434,6 @@ def check_restore_options(args: argparse.Namespace) -> None:
         raise UserError(f"--tile {args.tile}: use 0 (never tile) or a positive multiple of 8, e.g. 512")
     if args.tile and args.tile_overlap * 2 > args.tile:
         raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
-
-
-def load_restorer(args: argparse.Namespace) -> Restorer:
-    """The checkpoint's network and encoder (a ``Restorer``) from the inference and restore
-    options, loaded once for every image."""
-    from utils.runtime.engine import Restorer
-
-    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
-                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
 
 
 def test_parser() -> argparse.ArgumentParser:

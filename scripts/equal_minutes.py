@@ -454,10 +454,9 @@ def plot(rec: Record, label: str, path: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from options import (
-        MAX_PATCH_SIZE,
-        MAX_SEED,
-        MAX_TIME_BUDGET_MIN,
+    from options import MAX_PATCH_SIZE, MAX_SEED, MAX_TIME_BUDGET_MIN
+    from utils.cli import (
+        ArgumentParser,
         float_in,
         int_in,
         non_negative_float,
@@ -465,7 +464,6 @@ def build_parser() -> argparse.ArgumentParser:
         positive_float,
         positive_int,
     )
-    from utils.cli import ArgumentParser
 
     seed = int_in(0, MAX_SEED)
     p = ArgumentParser(prog="scripts/equal_minutes.py", description=__doc__.split("\n")[0])

@@ -7,6 +7,7 @@ embedding; the plan says in ``lines`` what was understood, for the user to see.
 """
 from __future__ import annotations
 
+from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -291,3 +292,11 @@ def failure_reason(src: Path | str, e: Exception) -> str:
     if is_out_of_memory(e):
         return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
     return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def load_restorer(args: Namespace) -> Restorer:
+    """The checkpoint's network and encoder (a ``Restorer``) from the inference and restore
+    options (``options.add_inference_options``, ``options.add_restore_options``), loaded once for
+    every image."""
+    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
+                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
