@@ -51,6 +51,7 @@ from utils.cli import (
     positive_int,
 )
 from utils.errors import UserError
+from utils.recipe import paper_values, read_recipe, recipe_keys, recipe_path
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.device import cpu_has_bf16
 from utils.tasks import DEGRADATIONS
@@ -60,12 +61,11 @@ RESULT_TAG = "BENCH_RESULT "
 
 # ------------------------------------------------------------------ measurement helpers
 def net_config(preset: str) -> dict[str, Any]:
-    """The network settings of a preset, but ``text_dim``: the paper's (``ModelConfig``'s
-    defaults, Sec. 4.1) or the demo's from options.py."""
-    from options import PRESETS
-
+    """The network settings of a preset, but ``text_dim``: the paper's (configs/paper.yaml) or the
+    demo's (configs/demo.yaml)."""
     settings = ModelConfig().to_dict()
-    settings.update({k: v for k, v in PRESETS[preset].items() if k in settings})
+    recipe = {**paper_values("train"), **read_recipe(recipe_path(preset), "train", recipe_keys())}
+    settings.update({k: v for k, v in recipe.items() if k in settings})
     del settings["text_dim"]
     return settings
 

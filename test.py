@@ -145,14 +145,14 @@ def preset_hint(args: Namespace) -> str:
     """When the checkpoint was trained with a preset that has its own test set (the demo's) and this run
     looks elsewhere, the command that scores that set; empty otherwise (or when the checkpoint is unreadable,
     which loading it reports next)."""
-    from options import PRESETS
     from utils.checkpoint import load_checkpoint
+    from utils.recipe import PAPER, preset_value
 
     try:
         preset = (load_checkpoint(args.ckpt).get("options") or {}).get("preset")
     except UserError:
         return ""
-    root = PRESETS.get(preset, {}).get("test_root") if isinstance(preset, str) else None
+    root = preset_value(preset, "test_root", "test") if isinstance(preset, str) and preset != PAPER else None
     if preset == args.preset or not root or Path(root) == Path(args.test_root):
         return ""
     return (f"; {args.ckpt} was trained with --preset {preset}, whose test set is {root}: "

@@ -46,6 +46,7 @@ from utils.digest import weights_sha256
 from utils.errors import UserError, user_message
 from utils.full_disk import DiskFull, naming_full_disk
 from utils.progress import progress, write
+from utils.recipe import recipe_record
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
 from utils.runtime.device import allow_tf32, describe
@@ -320,7 +321,7 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
     if args.save_at and (budget is None or budget.planned):
         run.fraction_at = fraction_steps(args.save_at, budget.total_steps if budget else args.epochs * steps_per_epoch)
     if info.is_main:
-        open_log(run, dataset, text_dim)
+        open_log(run, dataset)
     return run
 
 
@@ -415,14 +416,13 @@ def validation_sets(args: Namespace) -> list:
     return sets
 
 
-def open_log(run: Run, dataset, text_dim: int) -> None:
-    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
+def open_log(run: Run, dataset) -> None:
+    """TensorBoard log, the run's recipe beside logs and checkpoints, one summary line; a folder
     without room for them is a one-line error."""
     args, info = run.args, run.info
     log_dir = Path(args.log_dir) / args.name
     run.log = TensorBoardLog(log_dir)
-    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
-    resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
+    resolved = recipe_record(args)  # the recipe only: --config <this file> repeats the run
     for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
         with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
             # the run's own: replaced whole, as a resumed run writes it again
