@@ -125,10 +125,13 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data_root",
                    help="training root holding Denoise/, Derain/, Dehaze/ (see data/Train/README.md); "
-                        "with --preset dev, a folder of clean images")
+                        "with --clean_images, a folder of clean images")
     g.add_argument("--de_type", nargs="+", choices=DEGRADATION_CHOICES,
                    help="degradations to train on (default: the paper's three tasks; deblur and lowlight add "
                         "the five-task setting's GoPro and LOL-v1, see --preset five_task)")
+    g.add_argument("--clean_images", action="store_true",
+                   help="--data_root is a folder of clean images the denoising tasks train on (--preset dev), "
+                        "and --val_root may be one too, validated as a denoising set")
     g.add_argument("--denoise_root", metavar="DIR",
                    help="a folder of clean photos (e.g. BSD400) the denoising tasks train on, in place of "
                         "<data_root>/Denoise")

@@ -171,12 +171,13 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
 
 # ------------------------------------------------------------------ building a run
 def data_paths(args: Namespace) -> tuple[str, dict[str, str]]:
-    """(training root, task folders overriding root/<Task>). ``--preset dev`` trains on a folder of
-    clean images, which ``--data_root`` must name; ``--denoise_root`` is one the denoising tasks take."""
-    if args.preset != "dev":
+    """(training root, task folders overriding root/<Task>). ``--clean_images`` (``--preset dev``) trains
+    on a folder of clean images, which ``--data_root`` must name; ``--denoise_root`` is one the denoising
+    tasks take."""
+    if not args.clean_images:
         return args.data_root, {} if args.denoise_root is None else {"denoise": args.denoise_root}
     if args.data_root is None:
-        raise UserError("--preset dev trains on a folder of clean images: pass --data_root <folder>")
+        raise UserError("--preset dev (--clean_images) trains on a folder of clean images: pass --data_root <folder>")
     return args.data_root, {"denoise": args.data_root}
 
 
@@ -397,7 +398,7 @@ def init_weights(source: str, model: TextPromptIR, text_record: dict | None, is_
 
 
 def validation_sets(args: Namespace) -> list:
-    """The test-layout sets of --val_root for the tasks this run trains; with ``--preset dev`` it may
+    """The test-layout sets of --val_root for the tasks this run trains; with ``--clean_images`` it may
     also be one folder of clean images (e.g. Kodak24), validated as a denoising set."""
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.eval.benchmarks import find_test_sets
@@ -405,7 +406,7 @@ def validation_sets(args: Namespace) -> list:
     if not args.val_every or not args.val_root:
         return []
     root = Path(args.val_root)
-    clean_folder = args.preset == "dev" and not any((root / task).is_dir() for task in TASKS)
+    clean_folder = args.clean_images and not any((root / task).is_dir() for task in TASKS)
     sets, _ = find_test_sets(None if clean_folder else root, "all", report_missing=False,
                              denoise_dirs=[root] if clean_folder else (), max_pixels=args.max_pixels)
     trained = {task_of(d) for d in args.de_type}

@@ -287,6 +287,11 @@ def test_dev_preset_trains_on_a_folder_of_clean_images(text_ckpt, tmp_path):
     assert train.main(args) == 0
     ck = torch.load(tmp_path / "ckpt/dev/last.pt", weights_only=True)
     assert ck["step"] == 2 and ck["options"]["preset"] == "dev"
+    # the recipe it saved says so, and repeats the run without --preset dev
+    assert train.main(["--config", str(tmp_path / "ckpt/dev/options.yaml"), "--name", "again", "--max_steps", "2",
+                       "--ckpt_dir", str(tmp_path / "ckpt"), "--log_dir", str(tmp_path / "logs"), "--no_progress"]) == 0
+    again = weights(tmp_path / "ckpt/again/last.pt")
+    assert all(torch.equal(again[k], v) for k, v in ck["model"].items())
 
 
 # ------------------------------------------------------------------ nothing of the user's is replaced
