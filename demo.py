@@ -20,57 +20,15 @@ from typing import Sequence
 import numpy as np
 
 from net.text_encoder import validate_instruction
-from options import (
-    add_inference_options,
-    add_pixel_limit_option,
-    add_restore_options,
-    check_restore_options,
-)
-from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
+from options import FORMAT_EXTENSIONS, check_restore_options, demo_parser
+from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason, load_restorer
-from utils.tasks import TASKS
 
-FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
 COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="demo.py",
-        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
-    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
-                        "or its Hub id (default: %(default)s)")
-    p.add_argument("--input", required=True,
-                   help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
-    p.add_argument("--output", default="output/demo",
-                   help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, e.g. \"it was "
-                      "pouring, remove the rain\" or \"remove the rain and the noise\" (several tasks are "
-                      "restored one after another); without it and --task, each photo's own look decides")
-    what.add_argument("--task", choices=(*TASKS, AUTO),
-                      help="force a task by name and use its default instruction; auto: read what to restore "
-                           "off each photo (the checkpoint's degradation classifier), as with neither option")
-    add_restore_options(p)
-    add_inference_options(p)
-    p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
-                   help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
-                        "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
-    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored (no path "
-                   "separators and no '..')")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace results already in --output (without it, a run that would replace any "
-                        "existing file stops before restoring anything)")
-    p.add_argument("--compare", action="store_true",
-                   help="also write <name>_compare.png: input | output side by side")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    add_pixel_limit_option(p)
-    return p
 
 
 def collect_inputs(spec: str) -> list[Path]:
@@ -211,7 +169,7 @@ def restore_file(args: argparse.Namespace, restorer: Restorer, shown: list[str],
 def demo_main(argv: Sequence[str] | None) -> int:
     from utils.progress import progress
 
-    args = build_parser().parse_args(argv)
+    args = demo_parser().parse_args(argv)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     check_options(args)
     out_dir = Path(args.output)

@@ -30,14 +30,17 @@ from utils.cli import (
     repeat_item,
     run_name,
     task_order,
+    worker_counts,
 )
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
 from utils.recipe import PAPER, paper_values, parser_values, read_recipe, recipe_keys, recipe_names, recipe_path
-from utils.runtime.device import PRECISION_CHOICES
+from utils.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES
+from utils.runtime.engine import AUTO
 from utils.tasks import (
     COMPOSITE,
     DEGRADATION_CHOICES,
+    DEGRADATIONS,
     RESTORE_ORDER,
     SYNTHETIC_TASKS,
     TASKS,
@@ -54,6 +57,16 @@ MAX_BLOCKS = 64  # transformer blocks per level; the paper's deepest level has 8
 MAX_FFN_EXPANSION = 16.0  # the paper's is 2.66
 MAX_TIME_BUDGET_MIN = 60.0 * 24 * 365  # a year of training
 MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
+
+
+# demo.py --out_format: the file suffix of each format
+FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
+# app.py's page
+PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
+DEFAULT_UPLOAD_MB = 200
+EXAMPLES = "data/demo/test"  # the bundled demo set's test images (`make demo` builds them)
+SHARE_WARNING = ("WARNING: a share link puts this page on the public internet through Gradio's relay "
+                 "servers: anyone with the link can upload files and use this machine's CPU/GPU")
 
 
 def _recipe_parser() -> argparse.ArgumentParser:
@@ -219,7 +232,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="also keep ckpt/<name>/at_<f>.pt when each fraction of the schedule's steps is reached, "
                         "e.g. 0.25 0.5 1 (with --time_budget: of the planned steps, 1 being the budget's end)")
     g.add_argument("--seed", type=int_in(0, MAX_SEED), help=f"0 to {MAX_SEED}")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    add_device_option(g, default=None)  # configs/paper.yaml's
     g.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="auto: on a GPU bf16 autocast where it computes bf16 natively (compute capability "
                         ">= 8.0), fp16 with a gradient scaler on 7.x (V100, T4), fp32 below; fp32 on a CPU. "
@@ -240,6 +253,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log_every", type=positive_int,
                    help="steps between loss checks and TensorBoard scalars (the only GPU syncs of the loop)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto",
+                      choices: Sequence[str] = DEVICE_CHOICES) -> None:
+    """``--device``, for every script that computes (bench.py and the GPU scripts take no auto)."""
+    p.add_argument("--device", choices=choices, default=default,
+                   help="auto: CUDA when present" if "auto" in choices else None)
 
 
 def add_compile_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, compile_help: str,
@@ -350,8 +370,7 @@ def add_check_data_option(p: argparse.ArgumentParser) -> None:
 def add_inference_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
     """Device, precision and implementation, shared by test.py (``precision="fp32"``: the paper's
     protocol scores in fp32) and demo.py (``"auto"``)."""
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto (default) uses CUDA when present")
+    add_device_option(p)
     shown = dict(auto="auto (default): bf16 autocast on a GPU that computes bf16 natively, fp16 on 7.x, fp32 "
                       "on a CPU; fp32: fp32 everywhere",
                  fp32="fp32 (default, as the paper's protocol); auto: bf16 autocast on a GPU that computes "
@@ -450,3 +469,127 @@ def test_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.ckpt is None:
         args.ckpt = f"ckpt/{args.name}/last.pt"
     return args
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """demo.py's options."""
+    p = ArgumentParser(
+        prog="demo.py",
+        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
+    p.add_argument("--input", required=True,
+                   help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
+    p.add_argument("--output", default="output/demo",
+                   help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, e.g. \"it was "
+                      "pouring, remove the rain\" or \"remove the rain and the noise\" (several tasks are "
+                      "restored one after another); without it and --task, each photo's own look decides")
+    what.add_argument("--task", choices=(*TASKS, AUTO),
+                      help="force a task by name and use its default instruction; auto: read what to restore "
+                           "off each photo (the checkpoint's degradation classifier), as with neither option")
+    add_restore_options(p)
+    add_inference_options(p)
+    p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
+                   help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
+                        "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
+    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored (no path "
+                   "separators and no '..')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in --output (without it, a run that would replace any "
+                        "existing file stops before restoring anything)")
+    p.add_argument("--compare", action="store_true",
+                   help="also write <name>_compare.png: input | output side by side")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_pixel_limit_option(p)
+    return p
+
+
+def app_parser() -> argparse.ArgumentParser:
+    """app.py's options."""
+    p = ArgumentParser(
+        prog="app.py",
+        description="A web page for restoring photos with TextPromptIR: drop images, say what is wrong, "
+                    "compare before and after, download the results. Serves http://127.0.0.1:PORT only.")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only). WARNING: 0.0.0.0 or a "
+                        "LAN address lets anyone who can reach this machine upload files and use its CPU/GPU")
+    p.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (default: %(default)s)")
+    p.add_argument("--share", action="store_true", help="also create a public gradio.live link. " + SHARE_WARNING)
+    p.add_argument("--examples", default=EXAMPLES,
+                   help="folder of the demo set's test images offered as examples (default: %(default)s; "
+                        "`make demo` builds it; without it the page has no examples)")
+    p.add_argument("--max_upload_mb", type=positive_int, default=DEFAULT_UPLOAD_MB,
+                   help="largest file the page accepts, in MB (default: %(default)s)")
+    add_restore_options(p)
+    add_inference_options(p)
+    add_pixel_limit_option(p, default=PAGE_MAX_PIXELS)
+    return p
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    """bench.py's options."""
+    p = ArgumentParser(prog="bench.py", description="Benchmark TextPromptIR: inference latency / peak memory, "
+                                                    "training images/s, data pipeline, correctness, profile.")
+    p.add_argument("--preset", choices=("paper", "demo"), default="paper",
+                   help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
+    p.add_argument("--ckpt", default=None,
+                   help="time the network of this checkpoint, release folder or Hub id, with its weights "
+                        "(instead of --preset and --text_dim)")
+    p.add_argument("--text_dim", type=positive_int, default=384,
+                   help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
+    p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
+                   help="both: fast and reference; auto: the one the network picks for --device")
+    p.add_argument("--official", default=None, metavar="DIR",
+                   help="also measure the official implementation from a clone of "
+                        "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
+                        "its text input is 768-d), and check that it computes what ours does")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time the network exported to ONNX under onnxruntime (CPU), beside torch, with the "
+                        "largest difference of its output")
+    add_device_option(p, default="cpu", choices=DEVICE_CHOICES[1:])
+    p.add_argument("--sizes", default="128,256,512,1024x768",
+                   help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
+    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤128 that fits, CUDA)")
+    p.add_argument("--train_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
+                   help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (default %(default)s)")
+    p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
+    p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
+    p.add_argument("--no_train", action="store_true", help="skip the training measurements")
+    p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (a GPU, or a CPU with native bf16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
+    p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
+    p.add_argument("--check", action="store_true", help="only the correctness check on --device")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile training steps at the first --train_batch: GPU-busy share, kernels per step "
+                        "and the top kernels by GPU time (operators by CPU time on a CPU), also as <out>.md; "
+                        "bytes per kernel where inductor wrote its estimate (TORCHINDUCTOR_BENCHMARK_KERNEL=1)")
+    p.add_argument("--profile_steps", type=positive_int, default=5)
+    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
+    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
+    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
+                   help="degradations to load (default: all found)")
+    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
+    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
+                   help="decoded-image cache for --data_only (0: off)")
+    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
+                   help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
+                        "memory (utils/runtime/allocator.py; Linux/glibc); as_shipped: each implementation as its "
+                        "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
+                        "the official default")
+    p.add_argument("--timeout", type=positive_float, default=3600, help="seconds per measurement")
+    add_pixel_limit_option(p)
+    p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    return p

@@ -70,11 +70,9 @@ def test_training_only_preset_values_reach_train_py_but_not_test_py():
 
 
 def test_test_py_scores_in_fp32_by_default_on_every_device_and_demo_py_keeps_auto():
-    import demo
-
     assert options.test_options([]).precision == "fp32"
     assert options.test_options(["--precision", "bf16"]).precision == "bf16"  # still an option
-    assert demo.build_parser().parse_args(["--input", "x", "--task", "denoise"]).precision == "auto"
+    assert options.demo_parser().parse_args(["--input", "x", "--task", "denoise"]).precision == "auto"
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:

@@ -127,6 +127,17 @@ def repeat_item(text: str) -> tuple[str, int]:
     return key, int(val)
 
 
+def worker_counts(text: str) -> list[int]:
+    """argparse type of ``--num_workers``: ``"0,1,2"`` -> ``[0, 1, 2]``."""
+    try:
+        counts = [int(item) for item in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give worker counts like 0,1,2 (0 or more each)")
+    return counts
+
+
 def probe_write(folder: Path) -> None:
     """Write (and drop) a temporary file in ``folder``: an OSError when that is not possible."""
     with tempfile.TemporaryFile(dir=folder):
