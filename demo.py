@@ -26,7 +26,7 @@ from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason, load_restorer
+from utils.runtime.engine import AUTO, RestorePlan, Restorer, failure_reason, load_restorer
 
 COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
 
@@ -69,7 +69,7 @@ def compare_path(dst: Path, src: Path, suffix: str) -> Path:
     return dst.with_name(f"{src.stem}{suffix}_compare.png")
 
 
-def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
+def choose_output_paths(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
                  compare: bool) -> dict[Path, Path]:
     """Output path of each input; refuses (UserError) an output folder that holds inputs.
 
@@ -90,7 +90,7 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
         if p.resolve().parent == out_res:
             raise UserError(f"{out_dir}: the output folder holds the input images ({p}); pass another "
                             "--output so that no input is overwritten")
-    plan: dict[Path, Path] = {}
+    output_paths: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
     in_files = {_file_id(p) for p in inputs}  # the same file under another name: a hard link
     for p in inputs:
@@ -106,8 +106,8 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
             continue
         for n in names:
             taken[n.resolve()] = p
-        plan[p] = out
-    return plan
+        output_paths[p] = out
+    return output_paths
 
 
 def check_suffix(suffix: str) -> None:
@@ -117,9 +117,10 @@ def check_suffix(suffix: str) -> None:
                         "or '..'; use e.g. _restored")
 
 
-def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Path]:
+def written_files(output_paths: dict[Path, Path], compare: bool, suffix: str) -> list[Path]:
     """Every file the run writes: each result and, with --compare, its side-by-side picture."""
-    return [n for src, dst in plan.items() for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
+    return [n for src, dst in output_paths.items()
+            for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
 
 
 def save_compare(path: Path, before: np.ndarray, after: np.ndarray, overwrite: bool) -> None:
@@ -137,7 +138,7 @@ def check_options(args: argparse.Namespace) -> None:
     check_restore_options(args)
 
 
-def show(plan: Plan) -> None:
+def show(plan: RestorePlan) -> None:
     """What was understood on stdout, warnings on stderr."""
     for line in plan.lines:
         print(line)
@@ -174,9 +175,9 @@ def demo_main(argv: Sequence[str] | None) -> int:
     check_options(args)
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
-    targets = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
+    output_paths = choose_output_paths(inputs, out_dir, args.out_format, args.suffix, args.compare)
     if not args.overwrite:
-        refuse_replacing(planned_files(targets, args.compare, args.suffix), "another --output or --suffix")
+        refuse_replacing(written_files(output_paths, args.compare, args.suffix), "another --output or --suffix")
     writable_folder(out_dir, "--output")
     restorer = load_restorer(args)
     shown: list[str] = []
@@ -184,9 +185,9 @@ def demo_main(argv: Sequence[str] | None) -> int:
         plan = restorer.plan(args.instruction, args.task)  # an off-topic request is refused before any photo
         show(plan)
         shown = plan.lines + plan.warnings
-    ok, failed = 0, len(inputs) - len(targets)  # skipped: their output would overwrite something
-    bar = progress(len(targets), "images", enabled=not args.no_progress)
-    for src, dst in targets.items():
+    ok, failed = 0, len(inputs) - len(output_paths)  # skipped: their output would overwrite something
+    bar = progress(len(output_paths), "images", enabled=not args.no_progress)
+    for src, dst in output_paths.items():
         try:
             write(restore_file(args, restorer, shown, src, dst))
             ok += 1

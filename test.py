@@ -130,8 +130,8 @@ def blind_report(sets: list[dict], blind: Any) -> str:
     for (task, label, route), s in of.items():
         if route != "blind":
             continue
-        text = of.get((task, label, "instruction"), {}).get("psnr")
-        lines.append(row([label, cell(text), cell(s["psnr"]), f"{s['blind']['exact_set']:.0%}"]))
+        instruction_psnr = of.get((task, label, "instruction"), {}).get("psnr")
+        lines.append(row([label, cell(instruction_psnr), cell(s["psnr"]), f"{s['blind']['exact_set']:.0%}"]))
         for truth, reads in s["blind"]["confusion"].items():
             for read, n in reads.items():
                 total.setdefault(truth, {})[read] = total.setdefault(truth, {}).get(read, 0) + n
