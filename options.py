@@ -574,14 +574,7 @@ def bench_parser() -> argparse.ArgumentParser:
                         "and the top kernels by GPU time (operators by CPU time on a CPU), also as <out>.md; "
                         "bytes per kernel where inductor wrote its estimate (TORCHINDUCTOR_BENCHMARK_KERNEL=1)")
     p.add_argument("--profile_steps", type=positive_int, default=5)
-    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
-    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
-    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
-                   help="degradations to load (default: all found)")
-    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
-    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
-                   help="decoded-image cache for --data_only (0: off)")
-    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")
+    _add_bench_data_options(p)
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
                    help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
@@ -593,3 +586,15 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
+
+
+def _add_bench_data_options(p: argparse.ArgumentParser) -> None:
+    """bench.py's --data_only measurement: the DataLoader's crops/s."""
+    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
+    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
+    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
+                   help="degradations to load (default: all found)")
+    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
+    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
+                   help="decoded-image cache for --data_only (0: off)")
+    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")

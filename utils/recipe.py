@@ -165,10 +165,16 @@ def _free_text(action: argparse.Action) -> bool:
     return action.type is None and action.choices is None and action.nargs is None
 
 
-def recipe_record(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe values of a parsed run, as a recipe file holds them: the options file saved
-    beside a run, which ``--config`` reads back."""
-    return {key: record_value(getattr(args, key)) for key in recipe_keys() if hasattr(args, key)}
+def recipe_record(args: argparse.Namespace, script: str = "train") -> dict[str, Any]:
+    """The recipe values of a run of ``script``, as a recipe file holds them: the options file
+    saved beside a run, which ``--config`` reads back. The values paper.yaml gives each script
+    its own of (precision, loader workers) go in the ``script:`` section, so that the other
+    script keeps its own."""
+    values = {key: record_value(getattr(args, key)) for key in recipe_keys() if hasattr(args, key)}
+    paper = _load_yaml(recipe_path(PAPER))
+    apart = {key for name in SCRIPTS for key in (paper.get(name) or {})}
+    own = {key: values.pop(key) for key in list(values) if key in apart}
+    return {**values, script: own} if own else values
 
 
 def record_value(value: Any) -> Any:
