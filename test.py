@@ -130,8 +130,8 @@ def blind_report(sets: list[dict], blind: Any) -> str:
     for (task, label, route), s in of.items():
         if route != "blind":
             continue
-        text = of.get((task, label, "instruction"), {}).get("psnr")
-        lines.append(row([label, cell(text), cell(s["psnr"]), f"{s['blind']['exact_set']:.0%}"]))
+        instruction_psnr = of.get((task, label, "instruction"), {}).get("psnr")
+        lines.append(row([label, cell(instruction_psnr), cell(s["psnr"]), f"{s['blind']['exact_set']:.0%}"]))
         for truth, reads in s["blind"]["confusion"].items():
             for read, n in reads.items():
                 total.setdefault(truth, {})[read] = total.setdefault(truth, {}).get(read, 0) + n
@@ -145,14 +145,14 @@ def preset_hint(args: Namespace) -> str:
     """When the checkpoint was trained with a preset that has its own test set (the demo's) and this run
     looks elsewhere, the command that scores that set; empty otherwise (or when the checkpoint is unreadable,
     which loading it reports next)."""
-    from options import PRESETS
     from utils.checkpoint import load_checkpoint
+    from utils.recipe import PAPER, preset_value
 
     try:
         preset = (load_checkpoint(args.ckpt).get("options") or {}).get("preset")
     except UserError:
         return ""
-    root = PRESETS.get(preset, {}).get("test_root") if isinstance(preset, str) else None
+    root = preset_value(preset, "test_root", "test") if isinstance(preset, str) and preset != PAPER else None
     if preset == args.preset or not root or Path(root) == Path(args.test_root):
         return ""
     return (f"; {args.ckpt} was trained with --preset {preset}, whose test set is {root}: "

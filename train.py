@@ -46,6 +46,7 @@ from utils.digest import weights_sha256
 from utils.errors import UserError, user_message
 from utils.full_disk import DiskFull, naming_full_disk
 from utils.progress import progress, write
+from utils.recipe import recipe_record
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, compile_line, default_compile_cache, eager_blocks, use_compile_cache
 from utils.runtime.device import allow_tf32, describe
@@ -170,12 +171,13 @@ def load_text(args: Namespace, info: dist.DistInfo, run_dir: Path):
 
 # ------------------------------------------------------------------ building a run
 def data_paths(args: Namespace) -> tuple[str, dict[str, str]]:
-    """(training root, task folders overriding root/<Task>). ``--preset dev`` trains on a folder of
-    clean images, which ``--data_root`` must name; ``--denoise_root`` is one the denoising tasks take."""
-    if args.preset != "dev":
+    """(training root, task folders overriding root/<Task>). ``--clean_images`` (``--preset dev``) trains
+    on a folder of clean images, which ``--data_root`` must name; ``--denoise_root`` is one the denoising
+    tasks take."""
+    if not args.clean_images:
         return args.data_root, {} if args.denoise_root is None else {"denoise": args.denoise_root}
     if args.data_root is None:
-        raise UserError("--preset dev trains on a folder of clean images: pass --data_root <folder>")
+        raise UserError("--preset dev (--clean_images) trains on a folder of clean images: pass --data_root <folder>")
     return args.data_root, {"denoise": args.data_root}
 
 
@@ -320,7 +322,7 @@ def build_run(args: Namespace, info: dist.DistInfo, plan: SpeedPlan, cache: Path
     if args.save_at and (budget is None or budget.planned):
         run.fraction_at = fraction_steps(args.save_at, budget.total_steps if budget else args.epochs * steps_per_epoch)
     if info.is_main:
-        open_log(run, dataset, text_dim)
+        open_log(run, dataset)
     return run
 
 
@@ -396,7 +398,7 @@ def init_weights(source: str, model: TextPromptIR, text_record: dict | None, is_
 
 
 def validation_sets(args: Namespace) -> list:
-    """The test-layout sets of --val_root for the tasks this run trains; with ``--preset dev`` it may
+    """The test-layout sets of --val_root for the tasks this run trains; with ``--clean_images`` it may
     also be one folder of clean images (e.g. Kodak24), validated as a denoising set."""
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.eval.benchmarks import find_test_sets
@@ -404,7 +406,7 @@ def validation_sets(args: Namespace) -> list:
     if not args.val_every or not args.val_root:
         return []
     root = Path(args.val_root)
-    clean_folder = args.preset == "dev" and not any((root / task).is_dir() for task in TASKS)
+    clean_folder = args.clean_images and not any((root / task).is_dir() for task in TASKS)
     sets, _ = find_test_sets(None if clean_folder else root, "all", report_missing=False,
                              denoise_dirs=[root] if clean_folder else (), max_pixels=args.max_pixels)
     trained = {task_of(d) for d in args.de_type}
@@ -415,14 +417,13 @@ def validation_sets(args: Namespace) -> list:
     return sets
 
 
-def open_log(run: Run, dataset, text_dim: int) -> None:
-    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
+def open_log(run: Run, dataset) -> None:
+    """TensorBoard log, the run's recipe beside logs and checkpoints, one summary line; a folder
     without room for them is a one-line error."""
     args, info = run.args, run.info
     log_dir = Path(args.log_dir) / args.name
     run.log = TensorBoardLog(log_dir)
-    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
-    resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=info.world_size)
+    resolved = recipe_record(args)  # the recipe only: --config <this file> repeats the run
     for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
         with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
             # the run's own: replaced whole, as a resumed run writes it again

@@ -454,10 +454,9 @@ def plot(rec: Record, label: str, path: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from options import (
-        MAX_PATCH_SIZE,
-        MAX_SEED,
-        MAX_TIME_BUDGET_MIN,
+    from options import MAX_PATCH_SIZE, MAX_SEED, MAX_TIME_BUDGET_MIN, add_device_option
+    from utils.cli import (
+        ArgumentParser,
         float_in,
         int_in,
         non_negative_float,
@@ -465,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         positive_float,
         positive_int,
     )
-    from utils.cli import ArgumentParser
+    from utils.runtime.device import DEVICE_CHOICES
+    from utils.text.encoder_link import DEFAULT_TEXT_CKPT
 
     seed = int_in(0, MAX_SEED)
     p = ArgumentParser(prog="scripts/equal_minutes.py", description=__doc__.split("\n")[0])
@@ -474,10 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--official", type=Path, default=None, help="a clone of github.com/MoTong-AI-studio/TextPromptIR")
     p.add_argument("--data_root", type=Path, default=ROOT / "data/demo/Train")
     p.add_argument("--denoise_root", type=Path, default=None, help="clean photos to denoise (e.g. BSD400)")
-    p.add_argument("--text_ckpt", type=Path, default=ROOT / "ckpt/text_encoder")
+    p.add_argument("--text_ckpt", type=Path, default=ROOT / DEFAULT_TEXT_CKPT)
     p.add_argument("--test_root", type=Path, default=ROOT / "data/demo/test")
     p.add_argument("--denoise_dirs", type=Path, nargs="*", default=[], help="e.g. Kodak24 McMaster")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    add_device_option(p, default="cuda", choices=DEVICE_CHOICES[1:])
     p.add_argument("--net", choices=("paper", "demo"), default="paper", help="demo: the small net, for a dry run")
     p.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE), default=128)
     p.add_argument("--num_workers", type=non_negative_int, default=8)

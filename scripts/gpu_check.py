@@ -166,13 +166,14 @@ class Check:
 
     def __init__(self, args: argparse.Namespace) -> None:
         import bench
+        from options import bench_parser
 
         self.args, self.out, self.device = args, Path(args.out), args.device
         self.cuda = args.device == "cuda"
         self.official = DATA / "official" if (DATA / "official/net/model.py").is_file() else None
         preset = "paper" if self.cuda else "demo"
         bench_args = ["--device", args.device, "--preset", preset, "--impl", "auto", "--no_flops"]
-        self.base = bench.base_config(bench.bench_parser().parse_args(bench_args))
+        self.base = bench.base_config(bench_parser().parse_args(bench_args))
         # the device's own path (reference on CUDA); 10 timed steps: on the H200 ten graphed steps
         # lay within 0.3% of each other
         self.base.update(impl=self.base["impls"][0])
@@ -183,7 +184,7 @@ class Check:
             from utils.errors import UserError
 
             try:
-                ob = bench.base_config(bench.bench_parser().parse_args(
+                ob = bench.base_config(bench_parser().parse_args(
                     ["--device", args.device, "--impl", "auto", "--official", str(self.official), "--no_flops"]))
                 self.official_cfg = {**ob, **ob["impl_cfg"]["official"], "impl": "official", "kind": "train",
                                      **{k: self.base[k] for k in ("train_size", "train_steps", "warmup")}}
@@ -442,14 +443,18 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from options import add_device_option
+    from utils.runtime.device import DEVICE_CHOICES
+    from utils.text.encoder_link import DEFAULT_TEXT_CKPT
+
     p = argparse.ArgumentParser(prog="scripts/gpu_check.py", description=__doc__.split("\n")[0])
     p.add_argument("--prepare", metavar="DATASETS", type=Path, default=None,
                    help="make .gpu_data from the folder holding BSD400/ and Kodak24/, then stop")
     p.add_argument("--official", type=Path, default=None,
                    help="with --prepare: a clone (or bare mirror) of github.com/MoTong-AI-studio/TextPromptIR")
-    p.add_argument("--text_ckpt", type=Path, default=ROOT / "ckpt/text_encoder",
+    p.add_argument("--text_ckpt", type=Path, default=ROOT / DEFAULT_TEXT_CKPT,
                    help="with --prepare: the fine-tuned instruction encoder (default: ckpt/text_encoder)")
-    p.add_argument("--device", choices=("cuda", "cpu"), default=os.environ.get("GPU_CHECK_DEVICE", "cuda"))
+    add_device_option(p, default=os.environ.get("GPU_CHECK_DEVICE", "cuda"), choices=DEVICE_CHOICES[1:])
     p.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "output/gpu_check"))
     p.add_argument("--sections", default="abcde", help="which sections to run, e.g. abe")
     p.add_argument("--budget", type=float, default=None,

@@ -153,6 +153,31 @@ def test_blind_accuracy_refuses_each_bad_option_in_one_line(bad, photo, tiny_ckp
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+# a recipe file (--config) -> the word its error line must hold
+CONFIG_BAD = [
+    ("lrr: 1.0e-3\n", "did you mean 'lr'"), ("stage: all\n", "unknown key 'stage'"),
+    ("patch_size: 100000\n", "patch_size"), ("lr: .nan\n", "lr"), ("lr: [1\n", "not valid YAML"),
+    ("precision: fp8\n", "precision"), ("base: huge\n", "base 'huge'"), (None, "no such recipe file"),
+]
+
+
+@pytest.mark.parametrize("text, word", CONFIG_BAD, ids=[word for _, word in CONFIG_BAD])
+def test_train_and_test_py_refuse_a_bad_recipe_file_in_one_line(text, word, tiny_layout, text_ckpt, tiny_ckpt,
+                                                                tmp_path, capsys):
+    recipe = tmp_path / "mine.yaml"
+    if text is not None:
+        recipe.write_text(text)
+    base = ["--data_root", str(tiny_layout / "Train"), "--text_ckpt", str(text_ckpt), "--ckpt_dir",
+            str(tmp_path / "ckpt"), "--log_dir", str(tmp_path / "logs"), "--device", "cpu", "--no_progress"]
+    line = one_error_line(capsys, train.main(base + ["--config", str(recipe)]), word)
+    assert str(recipe) in line
+    assert not (tmp_path / "ckpt").exists()  # refused before any work
+    base = ["--ckpt", str(tiny_ckpt), "--test_root", str(tiny_layout / "test"), "--output_dir", str(tmp_path / "out"),
+            "--no_progress", "--device", "cpu", "--mode", "derain"]
+    one_error_line(capsys, test_script.main(base + ["--config", str(recipe)]), word)
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_undecodable_name_on_a_real_command_line_is_one_line(tiny_layout, text_ckpt, tmp_path):
     """Bytes that are not UTF-8 in argv (a mistyped terminal encoding) reach Python as surrogates."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

@@ -159,10 +159,10 @@ def test_outputs_never_land_on_inputs(tmp_path):
     for p in inputs:
         p.write_bytes(b"x")
     out = tmp_path / "out"
-    plan = demo.plan_outputs(inputs, out, "same", "", compare=False)
-    assert plan == {a / "x.png": out / "x.png"}  # the second x.png would clash: skipped
+    output_paths = demo.choose_output_paths(inputs, out, "same", "", compare=False)
+    assert output_paths == {a / "x.png": out / "x.png"}  # the second x.png would clash: skipped
     with pytest.raises(UserError, match="holds the input images"):
-        demo.plan_outputs(inputs, b / ".." / "a", "png", "_r", compare=False)
+        demo.choose_output_paths(inputs, b / ".." / "a", "png", "_r", compare=False)
 
 
 class OOMAbove(torch.nn.Module):

@@ -222,12 +222,14 @@ def test_the_five_task_preset_sets_the_peers_recipe():
 
 
 def test_the_five_task_demo_trains_every_type_from_its_own_set_and_reads_all_five_in_images():
-    from options import CLASSIFIER_DEMO_STEPS
+    from options import test_options
 
     args = train_options(["--preset", "demo_five"])
     assert args.de_type == list(DEGRADATION_CHOICES) and set(dict(args.repeat)) == set(DEGRADATION_CHOICES)
-    assert args.data_root == "data/demo_five/Train" and args.test_root == "data/demo_five/test"
-    assert args.classifier_steps == CLASSIFIER_DEMO_STEPS and args.text_cond != "none"
+    assert args.data_root == "data/demo_five/Train" and test_options(["--preset", "demo_five"]).test_root == \
+        "data/demo_five/test"
+    assert args.classifier_steps == train_options(["--preset", "demo"]).classifier_steps == 400
+    assert args.text_cond != "none"
     assert train_options(["--preset", "demo"]).de_type == list(DEGRADATIONS)  # make demo: the paper's three
 
 

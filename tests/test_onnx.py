@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from net.model import ModelConfig, TextPromptIR
-from options import PRESETS
+from net.model import TextPromptIR
+from options import model_config, train_options
 from utils.release.onnx_export import largest_difference, session, write_onnx
 
 pytest.importorskip("onnxruntime")
@@ -15,9 +15,7 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The demo network (random weights) and its model.onnx."""
-    demo = PRESETS["demo"]
-    config = ModelConfig(text_dim=384, dim=demo["dim"], num_blocks=tuple(demo["num_blocks"]),
-                         num_refinement_blocks=demo["num_refinement_blocks"], heads=tuple(demo["heads"]))
+    config = model_config(train_options(["--preset", "demo"]), text_dim=384)
     torch.manual_seed(0)
     model = TextPromptIR(config, impl="fast").eval()
     path = write_onnx(model, tmp_path_factory.mktemp("onnx"))

@@ -88,10 +88,10 @@ def test_tiled_matches_untiled_demo_preset():
     net = TextPromptIR(DEMO_NET).eval()
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 200), torch.linspace(0, 1, 300), indexing="ij")
     img = (torch.stack([yy, xx, (yy + xx) / 2])[None] + 0.1 * torch.randn(1, 3, 200, 300)).clamp(0, 1)
-    text = torch.randn(1, 384)
+    embedding = torch.randn(1, 384)  # (1, text_dim)
     with torch.inference_mode():
-        whole = net(img, text)
-        tiled = restore_tiled(net, img, text, tile=128, overlap=32)
+        whole = net(img, embedding)
+        tiled = restore_tiled(net, img, embedding, tile=128, overlap=32)
     change = (whole - img).pow(2).mean().sqrt().item()
     p = psnr(tiled, whole)
     print(f"demo preset, 300x200, tile 128 / overlap 32: PSNR(tiled, untiled) = {p:.2f} dB "

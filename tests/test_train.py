@@ -287,6 +287,11 @@ def test_dev_preset_trains_on_a_folder_of_clean_images(text_ckpt, tmp_path):
     assert train.main(args) == 0
     ck = torch.load(tmp_path / "ckpt/dev/last.pt", weights_only=True)
     assert ck["step"] == 2 and ck["options"]["preset"] == "dev"
+    # the recipe it saved says so, and repeats the run without --preset dev
+    assert train.main(["--config", str(tmp_path / "ckpt/dev/options.yaml"), "--name", "again", "--max_steps", "2",
+                       "--ckpt_dir", str(tmp_path / "ckpt"), "--log_dir", str(tmp_path / "logs"), "--no_progress"]) == 0
+    again = weights(tmp_path / "ckpt/again/last.pt")
+    assert all(torch.equal(again[k], v) for k, v in ck["model"].items())
 
 
 # ------------------------------------------------------------------ nothing of the user's is replaced
@@ -435,3 +440,17 @@ def test_a_validation_root_without_test_sets_is_an_error(tiny_layout, text_ckpt,
     assert train.main(args + ["--max_steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path / "empty_test") in err[0] and "--val_root" in err[0]
+
+
+def test_the_options_file_a_run_saved_repeats_the_run_bit_for_bit(tiny_layout, text_ckpt, tmp_path, capsys):
+    original = base_args(tiny_layout, text_ckpt, tmp_path, "first") + ["--epochs", "5", "--classifier_steps", "0"]
+    assert train.main(original + ["--max_steps", "40"]) == 0
+    saved = tmp_path / "ckpt/first/options.yaml"
+    assert train.main(["--config", str(saved), "--ckpt_dir", str(tmp_path / "ckpt"), "--log_dir",
+                       str(tmp_path / "logs"), "--name", "again", "--no_progress", "--max_steps", "40"]) == 0
+    a, b = weights(tmp_path / "ckpt/first/last.pt"), weights(tmp_path / "ckpt/again/last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.load(tmp_path / "ckpt/again/last.pt", weights_only=True)["step"] == 40
+    assert (tmp_path / "ckpt/again/options.yaml").read_bytes() == saved.read_bytes()
+    for per_run in ("name:", "stage:", "resume:", "overwrite:", "max_steps:"):
+        assert per_run not in saved.read_text()

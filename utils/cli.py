@@ -1,5 +1,5 @@
 """How every command-line script reports problems: one line on stderr and an exit status,
-never a traceback, for anything the user can fix."""
+never a traceback, for anything the user can fix; and the value types its options take."""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
+from utils.data.pixel_limit import OPENCV_MAX_PIXELS
 from utils.errors import UserError, user_message
 from utils.full_disk import is_disk_full
 from utils.stop_signals import exit_code, signal_name
+from utils.tasks import DEGRADATION_CHOICES, RESTORE_ORDER, split_tasks
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -60,6 +62,80 @@ def float_in(low: float, high: float | None = None, low_open: bool = False) -> C
                                              + (f" and at most {high:g}" if high is not None else ""))
         return value
     return parse
+
+
+# --- value types of the options (argparse ``type=``), also used for the values of a recipe file ---
+MAX_REPEAT = 1000  # visits of an image per epoch; the official recipe's largest is Rain100L x200
+
+
+def task_order(text: str) -> tuple[str, ...]:
+    """'dehaze,derain,denoise' -> the tasks in that order (each once)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        split_tasks("+".join(parts))
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: name each task once, e.g. {','.join(RESTORE_ORDER)}")
+    return tuple(parts)
+
+
+positive_int = int_in(1)
+non_negative_int = int_in(0)
+positive_float = float_in(0.0, low_open=True)
+non_negative_float = float_in(0.0)
+
+
+def pixel_count(text: str) -> int:
+    """argparse type of ``--max_pixels``: a whole number of pixels, e.g. 300000000 or 3e8."""
+    value = number(text, float)
+    if value != int(value) or not 1 <= value <= OPENCV_MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text}: must be a whole number of pixels from 1 to {OPENCV_MAX_PIXELS:,} "
+                                         "(OpenCV's own limit)")
+    return int(value)
+
+
+def run_name(text: str) -> str:
+    """argparse type of ``--name``: one plain folder name (it becomes ckpt/<name>/, output/<name>/)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise argparse.ArgumentTypeError(f"{text!r}: holds bytes that are not UTF-8 text; use a plain name") from None
+    if text.strip() in ("", ".", "..") or any(sep in text for sep in ("/", "\\", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder name (no '/', not empty, not "
+                                         "'.' or '..'), e.g. --name my_run")
+    return text
+
+
+def init_source(text: str) -> str:
+    """argparse type of ``--init``: a release folder or checkpoint file that exists, or a Hugging Face
+    Hub id (``owner/name``)."""
+    from utils.release.hub import HUB_ID
+
+    if not (text.strip() and (Path(text).exists() or HUB_ID.match(text))):
+        raise argparse.ArgumentTypeError(f"{text!r}: no such release folder or checkpoint, and not a Hub id "
+                                         "(owner/name); pass e.g. --init release/demo")
+    return text
+
+
+def repeat_item(text: str) -> tuple[str, int]:
+    """``"derain=120"`` -> ``("derain", 120)`` (argparse type of ``--repeat``)."""
+    key, sep, val = text.partition("=")
+    if not sep or key not in DEGRADATION_CHOICES or not val.isdigit() or not 1 <= int(val) <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected TASK=N with N from 1 to {MAX_REPEAT} and TASK in {', '.join(DEGRADATION_CHOICES)}")
+    return key, int(val)
+
+
+def worker_counts(text: str) -> list[int]:
+    """argparse type of ``--num_workers``: ``"0,1,2"`` -> ``[0, 1, 2]``."""
+    try:
+        counts = [int(item) for item in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give worker counts like 0,1,2 (0 or more each)")
+    return counts
 
 
 def probe_write(folder: Path) -> None:

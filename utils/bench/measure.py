@@ -107,11 +107,11 @@ def run_onnx_inference(cfg: dict[str, Any]) -> dict[str, Any]:
 
     model = build_net({**cfg, "impl": "reference", "compile": False}, torch.device("cpu")).eval()
     h, w = cfg["size"]
-    x, text = torch.rand(1, 3, h, w), torch.randn(1, cfg["text_dim"])
+    x, embedding = torch.rand(1, 3, h, w), torch.randn(1, cfg["text_dim"])
     with tempfile.TemporaryDirectory() as tmp:
         path = write_onnx(model, tmp)
         ort_session = session(path, cfg["threads"])
-        feed = onnx_inputs(model, x, text)
+        feed = onnx_inputs(model, x, embedding)
         t0 = time.perf_counter()
         for _ in range(cfg["warmup"]):
             ort_session.run(None, feed)
@@ -120,7 +120,7 @@ def run_onnx_inference(cfg: dict[str, Any]) -> dict[str, Any]:
             t0 = time.perf_counter()
             ort_session.run(None, feed)
             times.append(time.perf_counter() - t0)
-        diff = largest_difference(model, path, x, text, ort_session)
+        diff = largest_difference(model, path, x, embedding, ort_session)
     return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=None,
                 warmup_s=first_s, max_abs_diff=diff)
 
@@ -133,20 +133,20 @@ def run_inference(cfg: dict[str, Any]) -> dict[str, Any]:
     model = build_net(cfg, device).eval()
     h, w = cfg["size"]
     x = torch.rand(1, 3, h, w, device=device)
-    text = torch.randn(1, cfg["text_dim"], device=device)
+    embedding = torch.randn(1, cfg["text_dim"], device=device)
     times = []
     with torch.inference_mode(), autocast(device, precision_of(cfg)):
         t0 = time.perf_counter()
         for _ in range(cfg["warmup"]):
-            model(x, text)
+            model(x, embedding)
         sync(device)
         first_s = time.perf_counter() - t0
         for _ in range(cfg["repeats"]):
             t0 = time.perf_counter()
-            model(x, text)
+            model(x, embedding)
             sync(device)
             times.append(time.perf_counter() - t0)
-        peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: model(x, text), device)
+        peak = None if cfg["compile"] and device.type == "cpu" else peak_memory_mb(lambda: model(x, embedding), device)
     return dict(latency_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], peak_mb=peak,
                 warmup_s=first_s)
 
@@ -159,7 +159,7 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
 
     device = torch.device(cfg["device"])
     model = build_net(cfg, device).eval()
-    text = torch.randn(1, cfg["text_dim"], device=device)
+    embedding = torch.randn(1, cfg["text_dim"], device=device)
     images = [torch.rand(1, 3, h, w, device=device) for h, w in cfg["sizes"]]
     before = compile_stats() or {"seconds": 0.0}
     passes = []
@@ -168,7 +168,7 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
             sync(device)
             t0 = time.perf_counter()
             for x in images:
-                model(x, text)
+                model(x, embedding)
             sync(device)
             passes.append(time.perf_counter() - t0)
     after = compile_stats() or before
@@ -187,9 +187,9 @@ def train_setup(cfg: dict[str, Any], device: torch.device, batch: int):
     step = TrainStep(model, optimizer, device, precision_of(cfg))
     p = cfg["train_size"]
     lq, gt = torch.rand(batch, 3, p, p, device=device), torch.rand(batch, 3, p, p, device=device)
-    text = torch.randn(batch, cfg["text_dim"], device=device)
-    step_fn = graphed_or_plain(step, lq, gt, text) if graphed else step
-    return step_fn, (lq, gt, text)
+    embedding = torch.randn(batch, cfg["text_dim"], device=device)
+    step_fn = graphed_or_plain(step, lq, gt, embedding) if graphed else step
+    return step_fn, (lq, gt, embedding)
 
 
 def largest_batch(cfg: dict[str, Any], device: torch.device, at_most: int | None = None) -> int:
@@ -266,14 +266,14 @@ def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     copy_weights_to_official(ours, official)
     ours.eval()
     official.eval()
-    x, text = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
+    x, embedding = torch.rand(2, 3, 64, 96), torch.randn(2, OFFICIAL_TEXT_DIM)
     fast = TextPromptIR(config, impl="fast").eval()
     fast.load_state_dict(ours.state_dict())
     out = {}
     with torch.no_grad():
-        want = official(x, text)
+        want = official(x, embedding)
         for impl, net in (("reference", ours), ("fast", fast)):
-            out[f"{impl}_max_abs_diff"] = (net(x, text) - want).abs().max().item()
+            out[f"{impl}_max_abs_diff"] = (net(x, embedding) - want).abs().max().item()
     return out
 
 
@@ -289,9 +289,9 @@ def _randomized(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _output_and_grads(model: torch.nn.Module, x: torch.Tensor, text: torch.Tensor):
+def _output_and_grads(model: torch.nn.Module, x: torch.Tensor, embedding: torch.Tensor):
     model.zero_grad(set_to_none=True)
-    out = model(x, text)
+    out = model(x, embedding)
     out.square().mean().backward()
     return out.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])
 
@@ -303,12 +303,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def _curve(cfg: dict[str, Any], device: torch.device, compile_it: bool, graph: bool) -> list[float]:
     """Losses of CURVE_STEPS fp32 training steps from the same seed and data."""
     run_cfg = {**cfg, "impl": resolve_impl("auto", device), "amp": False, "cuda_graph": graph, "compile": compile_it}
-    step_fn, (lq, gt, text) = train_setup(run_cfg, device, cfg.get("curve_batch", 2))
+    step_fn, (lq, gt, embedding) = train_setup(run_cfg, device, cfg.get("curve_batch", 2))
     g = torch.Generator(device="cpu").manual_seed(1)
     losses = []
     for _ in range(CURVE_STEPS):
         batch = [torch.rand(t.shape, generator=g).to(device) for t in (lq, gt)]
-        losses.append(step_fn(batch[0], batch[1], text).clone())  # a graph's loss is overwritten by the next replay
+        losses.append(step_fn(batch[0], batch[1], embedding).clone())  # a graph's loss is overwritten by the next replay
     return [float(v) for v in losses]
 
 
@@ -335,11 +335,11 @@ def _check(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     res: dict[str, Any] = {"device": str(device), "auto_impl": resolve_impl("auto", device)}
     h, w = cfg.get("check_size", (64, 96))
     batch = cfg.get("check_batch", 2)
-    x, text = torch.rand(batch, 3, h, w, device=device), torch.randn(batch, cfg["text_dim"], device=device)
-    out_r, g_r = _output_and_grads(reference, x, text)
+    x, embedding = torch.rand(batch, 3, h, w, device=device), torch.randn(batch, cfg["text_dim"], device=device)
+    out_r, g_r = _output_and_grads(reference, x, embedding)
     other = TextPromptIR(config, impl=path, device=device)
     other.load_state_dict(reference.state_dict())
-    out_o, g_o = _output_and_grads(other, x, text)
+    out_o, g_o = _output_and_grads(other, x, embedding)
     res[f"{path}_vs_reference"] = {"out_rel": _rel(out_o, out_r), "grad_rel": _rel(g_o, g_r)}
     from utils.runtime.compile import compile_blocks
 
@@ -347,7 +347,7 @@ def _check(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     compiled.load_state_dict(reference.state_dict())
     compile_blocks(compiled)
     t0 = time.perf_counter()
-    out_c, g_c = _output_and_grads(compiled, x, text)
+    out_c, g_c = _output_and_grads(compiled, x, embedding)
     res["compile_s"] = time.perf_counter() - t0
     res["compiled_vs_reference"] = {"out_rel": _rel(out_c, out_r), "grad_rel": _rel(g_c, g_r)}
     eager = _curve(cfg, device, compile_it=False, graph=False)

@@ -215,7 +215,7 @@ def _check_paired_train(folder: Path, task: str) -> SetCheck:
 def check_training_data(root: Path | str, de_types: Sequence[str],
                         task_dirs: dict[str, str] | None = None) -> list[SetCheck]:
     """The training sets of ``de_types`` under ``root`` (``task_dirs`` overrides a task's folder, as
-    for ``--preset dev``: a folder of the user's own, counted but not checked)."""
+    for ``--clean_images``: a folder of the user's own, counted but not checked)."""
     root, task_dirs = Path(root), task_dirs or {}
     checks: list[SetCheck] = []
     for task in dict.fromkeys(task_of(d) for d in de_types):

@@ -58,10 +58,10 @@ def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
         gt = read_image(gt_path)
         lq = read_image(lq_path) if lq_path else add_gaussian_noise(
             gt, 25, np.random.default_rng(benchmark_noise_seed(gt_path.name, 25)))  # the test set's own noisy input
-        text = encoder.embed([DEFAULT_INSTRUCTIONS[task]])
+        embedding = encoder.embed([DEFAULT_INSTRUCTIONS[task]])
         with torch.inference_mode():
             x = torch.from_numpy(lq.astype(np.float32) / 255).permute(2, 0, 1)[None]  # (1, 3, H, W)
-            restored = model(x, text)[0].clamp(0, 1).permute(1, 2, 0).numpy()  # (H, W, 3)
+            restored = model(x, embedding)[0].clamp(0, 1).permute(1, 2, 0).numpy()  # (H, W, 3)
         res = np.rint(restored * 255).astype(np.uint8)
         p_in = psnr_ssim(lq / 255.0, gt / 255.0)[0]
         p_out = psnr_ssim(res / 255.0, gt / 255.0)[0]

@@ -31,6 +31,7 @@ from utils.data.degradations import (
 from utils.data.image_io import read_image
 from utils.data.layouts import list_images
 from utils.errors import UserError
+from utils.runtime.device import DEVICE_CHOICES
 from utils.tables import header, row
 
 CLEAN = "clean"
@@ -96,7 +97,7 @@ def no_harm_main(argv: Sequence[str] | None) -> int:
     p.add_argument("--others", type=int_in(0), default=None,
                    help="score only the first N photos with the other degradations (default: all)")
     p.add_argument("--json", default=None, help="also write the per-photo PSNRs to this new JSON file")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
     args = p.parse_args(argv)
     folder = Path(args.photos)
     photos = list_images(folder) if folder.is_dir() else []

@@ -13,6 +13,7 @@ from utils.errors import UserError
 # --precision: auto picks by device (below); bf16 / fp16 wherever the hardware computes them natively
 # (else fp32, and the scripts say so); fp32 everywhere
 PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device; auto: CUDA where present
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
 
 # What --precision auto computes in on a CUDA GPU, by compute capability: the first row the GPU

@@ -7,6 +7,7 @@ embedding; the plan says in ``lines`` what was understood, for the user to see.
 """
 from __future__ import annotations
 
+from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,7 +36,7 @@ class Step:
 
 
 @dataclass
-class Plan:
+class RestorePlan:
     """What a request asks for: the steps in order (none: leave the image as it is), what was
     understood, and warnings, each one line. ``unsure``: the degradations the blind route's reading
     could go either way on (a probability in the classifier's unsure band), for the page to show."""
@@ -119,7 +120,7 @@ class Restorer:
         return read_degradations(self.classifier, rgb, what)
 
     def plan(self, instruction: str | None = None, task: str | None = None, rgb: np.ndarray | None = None,
-             what: str = "the image") -> Plan:
+             what: str = "the image") -> RestorePlan:
         """The steps for a request: a task forced by name (its default instruction), an instruction
         (each task it names, one pass each in ``RESTORE_ORDER``), or, with neither or ``task="auto"``,
         what the image ``rgb`` shows (the blind route). A request the image contradicts gets a
@@ -130,7 +131,7 @@ class Restorer:
 
         if not self.conditioned:
             note = f"note: {self.ckpt_path} is a plain Restormer (no text conditioning); the instruction is ignored"
-            return Plan([Step(task or "restore", "", torch.zeros(1, self.model.config.text_dim))], lines=[note])
+            return RestorePlan([Step(task or "restore", "", torch.zeros(1, self.model.config.text_dim))], lines=[note])
         if task == AUTO or (task is None and (instruction is None or not instruction.strip())):
             return self._blind_plan(rgb, what)
         if task is not None:
@@ -139,11 +140,11 @@ class Restorer:
                 raise UserError(f"task {task!r}: {untrained}")
             step = self._step(task)
             it = self.encoder.interpret(step.instruction)
-            return Plan([step], lines=[understood_line(it, step.instruction, f"instruction (forced task {task}): ")],
+            return RestorePlan([step], lines=[understood_line(it, step.instruction, f"instruction (forced task {task}): ")],
                         warnings=reading_warnings(it, task))
         it = understand(self.encoder, instruction, self.tasks, source=str(self.ckpt_path))
         order = restore_order(it.tasks)
-        plan = Plan([self._step(t, it.clauses.get(t)) for t in order], lines=[f"instruction: {it.summary}"],
+        plan = RestorePlan([self._step(t, it.clauses.get(t)) for t in order], lines=[f"instruction: {it.summary}"],
                     warnings=list(it.warnings))
         if len(order) > 1:
             plan.lines.append("restoring " + " then ".join(TASK_WORDS[t] for t in order) + ", one pass each")
@@ -158,7 +159,7 @@ class Restorer:
         except UserError:
             return {}
 
-    def _blind_plan(self, rgb: np.ndarray | None, what: str) -> Plan:
+    def _blind_plan(self, rgb: np.ndarray | None, what: str) -> RestorePlan:
         from utils.tasks import restore_order
 
         if not self.reads_images:
@@ -172,14 +173,14 @@ class Restorer:
         shown = seen_tasks(probs, self.tasks)
         doubt = unsure_tasks(probs, self.tasks)
         if not shown:
-            return Plan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged{unsure_note(doubt, probs)}; "
+            return RestorePlan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged{unsure_note(doubt, probs)}; "
                                    "name a task with --task or --instruction to restore it anyway"], unsure=doubt)
-        return Plan([self._step(t) for t in restore_order(shown)],
+        return RestorePlan([self._step(t) for t in restore_order(shown)],
                     lines=[f"{what} looks like {named(shown, probs)}"
                            + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")
                            + unsure_note(doubt, probs)], unsure=doubt)
 
-    def restore(self, rgb: np.ndarray, plan: Plan, progress: bool = False,
+    def restore(self, rgb: np.ndarray, plan: RestorePlan, progress: bool = False,
                 note: Callable[[str], None] | None = None) -> Restored:
         """Run the plan's steps one after another on an HxWx3 float image in [0, 1]."""
         out, used, lines = rgb, None, []
@@ -291,3 +292,11 @@ def failure_reason(src: Path | str, e: Exception) -> str:
     if is_out_of_memory(e):
         return f"{src}: out of memory; pass a smaller --tile (e.g. 256) or leave --tile out to choose it"
     return f"{src}: {type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def load_restorer(args: Namespace) -> Restorer:
+    """The checkpoint's network and encoder (a ``Restorer``) from the inference and restore
+    options (``options.add_inference_options``, ``options.add_restore_options``), loaded once for
+    every image."""
+    return Restorer(args.ckpt, args.device, args.impl, args.precision, args.compile, args.compile_cache,
+                    args.text_ckpt, args.tile, args.tile_overlap, args.max_memory)

@@ -21,7 +21,7 @@ import numpy as np
 
 from utils.data.image_io import PHOTO_EXTENSIONS, Photo, load_photo, save_photo
 from utils.errors import UserError
-from utils.runtime.engine import AUTO, Plan, Restorer, failure_reason
+from utils.runtime.engine import AUTO, RestorePlan, Restorer, failure_reason
 from utils.tasks import TASKS
 
 PREVIEW_SIDE = 1600  # longest side of the before/after previews sent to the browser, in pixels
@@ -191,7 +191,7 @@ class PageRestorer:
         reply.errors, reply.report = list(map(page_words, reply.errors)), list(map(page_words, reply.report))
         return reply
 
-    def _restore_one(self, photo: Photo, plan: Plan, name: str, out_dir: Path, notes: list[str]) -> Result:
+    def _restore_one(self, photo: Photo, plan: RestorePlan, name: str, out_dir: Path, notes: list[str]) -> Result:
         """Restore one decoded upload through ``plan`` and write it full-size into ``out_dir``."""
         t0 = time.perf_counter()
         done = self.restorer.restore(photo.rgb, plan, note=notes.append)

@@ -53,9 +53,9 @@ def _ramp(n: int, overlap: int, rise: bool, fall: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restore_tiled(model: nn.Module, img: torch.Tensor, text: torch.Tensor, tile: int, overlap: int,
+def restore_tiled(model: nn.Module, img: torch.Tensor, embedding: torch.Tensor, tile: int, overlap: int,
                   progress: bool = False) -> torch.Tensor:
-    """Run ``model(img, text)`` on overlapping ``tile``×``tile`` crops and blend them.
+    """Run ``model(img, embedding)`` on overlapping ``tile``×``tile`` crops and blend them.
 
     ``img`` (1,3,H,W) may stay on the CPU while the model lives on the GPU: each tile is
     moved to the model's device and back, so only one tile's activations are resident.
@@ -76,7 +76,7 @@ def restore_tiled(model: nn.Module, img: torch.Tensor, text: torch.Tensor, tile:
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     out = torch.zeros(1, 3, h, w, dtype=torch.float32, device=img.device)
     norm = torch.zeros(1, 1, h, w, dtype=torch.float32, device=img.device)
-    text = text.to(dev)
+    embedding = embedding.to(dev)
     bar = progress_bar(len(ys) * len(xs), "tiles", enabled=progress, leave=False)
     for i, y in enumerate(ys):
         wy = _ramp(th, overlap, rise=i > 0, fall=i < len(ys) - 1)
@@ -84,7 +84,7 @@ def restore_tiled(model: nn.Module, img: torch.Tensor, text: torch.Tensor, tile:
             wx = _ramp(tw, overlap, rise=j > 0, fall=j < len(xs) - 1)
             weight = (wy[:, None] * wx[None, :]).to(img.device)  # (th, tw)
             crop = img[..., y:y + th, x:x + tw].to(dev)
-            res = model(crop, text).float().to(img.device)  # (1, 3, th, tw)
+            res = model(crop, embedding).float().to(img.device)  # (1, 3, th, tw)
             out[..., y:y + th, x:x + tw].addcmul_(res, weight)
             norm[..., y:y + th, x:x + tw] += weight
             bar.update(1)
