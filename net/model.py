@@ -230,3 +230,15 @@ def build_model(config: ModelConfig | dict[str, Any], impl: Impl = "auto",
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """A description of the first tensor where ``state`` does not fit ``model``, or None."""
+    own = model.state_dict()
+    for name, t in own.items():
+        if name not in state:
+            return f"{name} is missing from the checkpoint"
+        if tuple(state[name].shape) != tuple(t.shape):
+            return f"{name}: checkpoint {tuple(state[name].shape)} vs network {tuple(t.shape)}"
+    extra = [k for k in state if k not in own]
+    return f"{extra[0]} is in the checkpoint but not in the network" if extra else None

@@ -146,8 +146,8 @@ def score_ours(ckpt: Path, sets: list, device: str) -> list[dict[str, Any]]:
     import torch
 
     import test
-    from utils.checkpoint import load_for_inference
     from utils.eval.evaluate import evaluate_set
+    from utils.runtime.inference import load_for_inference
 
     model, ck, dev = load_for_inference(ckpt, device, "auto", "fp32")
     how = argparse.Namespace(instruction=None, ckpt=str(ckpt), text_ckpt=None)

@@ -24,6 +24,8 @@ import hashlib
 import cv2
 import numpy as np
 
+from utils.metrics import crop_to_multiple, psnr_ssim
+
 # --- Gaussian noise (paper protocol) -------------------------------------------------------------
 
 
@@ -194,8 +196,6 @@ def depth_proxy(img: np.ndarray) -> np.ndarray:
 def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the calibration
     protocol (test/README.md): centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
-    from utils.eval.metrics import crop_to_multiple, psnr_ssim
-
     x, y = (crop_to_multiple(im).astype(np.float64) / 255.0 for im in (degraded, clean))
     return psnr_ssim(x, y)
 

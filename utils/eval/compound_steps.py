@@ -25,7 +25,7 @@ def measure(ckpt: str, test_root: str, sentences: str, per_set: int = 5) -> dict
     """{set label: {"clause": mean PSNR, "default": mean PSNR, "requests": n}} over the requests
     (at most ``per_set``) whose task set is the composite set's, each request read by the encoder."""
     from utils.eval.benchmarks import find_test_sets
-    from utils.eval.metrics import psnr_ssim
+    from utils.metrics import psnr_ssim
     from utils.runtime.engine import Restorer
     from utils.text.bank import read_instruction_tsv
 

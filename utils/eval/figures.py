@@ -46,7 +46,7 @@ def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
     from utils.checkpoint import load_model
     from utils.data.degradations import add_gaussian_noise, benchmark_noise_seed
     from utils.data.image_io import read_image, write_image
-    from utils.eval.metrics import psnr_ssim
+    from utils.metrics import psnr_ssim
     from utils.text.bank import DEFAULT_INSTRUCTIONS
     from utils.text.encoder_link import encoder_for_checkpoint
 

@@ -64,7 +64,8 @@ class Restorer:
                  compile_blocks: bool = False, compile_cache: str | Path | None = None,
                  text_ckpt: str | Path | None = None, tile: int | None = None, tile_overlap: int = 32,
                  max_memory_gib: float | None = None, step_text: str = STEP_TEXT) -> None:
-        from utils.checkpoint import load_classifier, load_for_inference
+        from utils.checkpoint import load_classifier
+        from utils.runtime.inference import load_for_inference
 
         self.ckpt_path = Path(ckpt)
         self.precision = precision
