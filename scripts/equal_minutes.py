@@ -12,7 +12,7 @@ Sections (``--sections``), one after the other, each written to ``--out`` as it 
 - ``official``: the official network from the user's clone (loaded as ``bench.py --official``
   loads it, ``utils/bench/official.py``), at the official code's own settings: fp32, eager,
   batch 6, AdamW at 2e-4, L1 loss. It runs in a process of its own (``--arm official``) on
-  train.py's data pipeline (``train.build_data``), with a warm-up and cosine schedule fitted to
+  train.py's data pipeline (``utils.train.inputs.build_data``), with a warm-up and cosine schedule fitted to
   its own budget (``utils/train/budget.py``). Its text layers take 768 values: our encoder's
   embeddings, zero-padded.
 - ``ours``: ``train.py --time_budget T --save_at ...`` at its defaults (on CUDA: compiled blocks,
@@ -245,26 +245,26 @@ def start_official(args: argparse.Namespace) -> OfficialRun:
     the network from the clone, AdamW at its learning rate, the measuring scheduler."""
     import torch
 
-    import train
     from options import train_options
     from utils.bench.official import OFFICIAL_TEXT_DIM, load_official_model
     from utils.train import budget, dist
+    from utils.train.inputs import build_data, load_text
 
     ckpt_dir = Path(args.work) / "ckpt"
     targs = train_options(train_common(args, ckpt_dir, "official", args.seed)
                           + ["--time_budget", str(args.minutes), "--precision", "fp32", "--eager"])
-    info = dist.setup(targs.device)
+    dist_info = dist.setup(targs.device)
     torch.manual_seed(targs.seed)
     run_dir = ckpt_dir / "official"
     run_dir.mkdir(parents=True, exist_ok=True)
-    table, rows, val_text, _ = train.load_text(targs, info, run_dir)
+    table, rows, val_text, _ = load_text(targs, dist_info, run_dir)
     pad = OFFICIAL_TEXT_DIM - table.shape[1]
-    table = torch.nn.functional.pad(table, (0, pad)).to(info.device)  # (N, 768)
+    table = torch.nn.functional.pad(table, (0, pad)).to(dist_info.device)  # (N, 768)
     val_text = {k: torch.nn.functional.pad(v, (0, pad)) for k, v in val_text.items()}
-    _, loader, sampler, _ = train.build_data(targs, info, rows)
-    model = load_official_model(args.official).to(info.device).train()
+    _, loader, sampler, _ = build_data(targs, dist_info, rows)
+    model = load_official_model(args.official).to(dist_info.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=OFFICIAL_LR)
-    return OfficialRun(targs=targs, device=info.device, run_dir=run_dir, model=model, opt=opt,
+    return OfficialRun(targs=targs, device=dist_info.device, run_dir=run_dir, model=model, opt=opt,
                        sched=budget.measuring_scheduler(opt), table=table, val_text=val_text, loader=loader,
                        sampler=sampler, plan=budget.BudgetPlan(args.minutes, targs.warmup_epochs / targs.epochs),
                        clock=budget.TrainClock())

@@ -198,9 +198,9 @@ def test_a_full_disk_while_writing_options_yaml_leaves_the_previous_one_whole(tm
         from types import SimpleNamespace
         import train
         args = Namespace(log_dir={str(log_dir)!r}, name="run", repeat=[], note="x" * 20000)
-        run = SimpleNamespace(args=args, info=SimpleNamespace(world_size=1), run_dir=Path({str(run_dir)!r}),
+        run = SimpleNamespace(args=args, dist_info=SimpleNamespace(world_size=1), run_dir=Path({str(run_dir)!r}),
                               text_record=None)
-    """, "train.open_log(run, [], 384)", limit=8000)
+    """, "train.open_log(run, 0, 384)", limit=8000)
     assert done.returncode != 0 and "File too large" in done.stderr
     assert (run_dir / "options.yaml").read_text() == "lr: 0.0002\n"
     assert not (log_dir / "run/options.yaml").exists()

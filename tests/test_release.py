@@ -25,6 +25,7 @@ from utils.release.__main__ import main as release
 from utils.release.folder import PICKLE_SUFFIXES, SUMS, write_sums
 from utils.runtime.engine import Restorer
 from utils.text.bank import DEFAULT_INSTRUCTIONS
+from utils.train.resume import init_weights
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,7 @@ def test_init_starts_a_new_run_from_a_release(tiny_layout, text_ckpt, release_di
     for k in start:
         torch.testing.assert_close(tuned["model"][k], start[k], atol=1e-6, rtol=0, msg=k)
     with pytest.raises(UserError, match="another network config"):
-        train.init_weights(str(release_dir), TextPromptIR(ModelConfig(**{**TINY_CONFIG, "dim": 16})), None, True)
+        init_weights(str(release_dir), TextPromptIR(ModelConfig(**{**TINY_CONFIG, "dim": 16})), None, True)
     assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, "x") + ["--init", str(release_dir), "--resume"]) == 2
     assert "pass one of them" in capsys.readouterr().err
 
