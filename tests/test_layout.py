@@ -128,6 +128,46 @@ def test_a_downward_or_sideways_import_passes_the_check(tmp_path, module, import
     assert upward_imports(sample, module) == []
 
 
+# What an import inside a function of utils/ may defer: a heavy dependency that only some commands use.
+DEFERRED = ("huggingface_hub", "onnxruntime", "onnx", "einops", "torch._dynamo", "torch._inductor",
+            "torch._functorch", "torch.utils.tensorboard", "gradio", "matplotlib", "transformers", "playwright")
+
+
+def local_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import inside a function of ``path``."""
+    found = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found += [(n.lineno, n.module if isinstance(n, ast.ImportFrom) else n.names[0].name)
+                      for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return sorted(set(found))
+
+
+def undeferred_local_imports(path: Path, name: str) -> list[str]:
+    """The imports inside functions of ``path`` that defer nothing heavy, or say not why they do."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    wrong = []
+    for lineno, module in local_imports(path):
+        block = [lines[lineno - 1]]  # the import, and the imports and comments right above it
+        while lineno - len(block) > 0 and lines[lineno - len(block) - 1].strip().startswith(("#", "from ", "import ")):
+            block.append(lines[lineno - len(block) - 1])
+        if not (module.startswith(DEFERRED) and any("#" in line for line in block)):
+            wrong.append(f"{name}:{lineno} imports {module} inside a function")
+    return wrong
+
+
+def test_a_utils_import_inside_a_function_defers_a_heavy_dependency_and_says_so():
+    wrong = [w for p in sorted((ROOT / "utils").rglob("*.py")) for w in undeferred_local_imports(p, str(p.relative_to(ROOT)))]
+    assert wrong == []
+
+
+def test_the_local_import_check_refuses_a_plain_one_and_takes_a_deferred_one(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from utils.checkpoint import load_model\n\n\n"
+                      "def g():\n    import gradio  # only the page needs it\n")
+    assert undeferred_local_imports(sample, "sample.py") == ["sample.py:2 imports utils.checkpoint inside a function"]
+
+
 def test_net_takes_only_errors_and_tasks_from_utils():
     wrong = [f"{p.relative_to(ROOT)} imports {m}" for p in sorted((ROOT / "net").rglob("*.py"))
              for m in project_imports(p) if m.startswith("utils") and m not in NET_MAY_IMPORT]

@@ -210,17 +210,17 @@ def test_init_starts_a_new_run_from_a_release(tiny_layout, text_ckpt, release_di
 
 
 def test_the_config_records_the_threshold_the_encoder_chose(source, results, tmp_path, monkeypatch):
-    import utils.text.encoder_link as encoder_link
+    import utils.release.export as export
     from net.text_encoder import InstructionEncoder
 
-    linked = encoder_link.encoder_for_checkpoint
+    linked = export.encoder_for_checkpoint
 
     def chosen(*args, **kwargs):  # an encoder whose text stage chose 0.55 on its validation files
         encoder = linked(*args, **kwargs)
         encoder.threshold = 0.55
         return encoder
 
-    monkeypatch.setattr(encoder_link, "encoder_for_checkpoint", chosen)
+    monkeypatch.setattr(export, "encoder_for_checkpoint", chosen)
     out = tmp_path / "chosen"
     assert release(["export", "--ckpt", str(source), "--results", str(results), "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,6 @@ def is_release(source: str | Path) -> bool:
 def replace_folder(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out`` in one rename; an existing ``out`` only with
     ``overwrite`` (it is renamed away first, then deleted)."""
-    import shutil
-
     old = None
     if out.exists() or out.is_symlink():
         if not overwrite:
