@@ -39,7 +39,7 @@ from utils.runtime.device import allow_tf32, describe
 from utils.stop_signals import StopSignals, exit_code
 from utils.text.encoder_link import register_dependent
 from utils.train import dist
-from utils.train.budget import Apart, BudgetPlan, BudgetPolicy, StopReason, fraction_name, make_scheduler
+from utils.train.budget import Apart, Budget, BudgetPolicy, StopReason, fraction_name, make_scheduler
 from utils.train.classifier import add_classifier, classifier_stage
 from utils.train.fallback import Snapshot
 from utils.train.inputs import build_data, data_paths, load_text, run_text_stage
@@ -47,7 +47,7 @@ from utils.train.nan_guard import NonFiniteLoss
 from utils.train.resume import Position, init_weights, resume
 from utils.train.run import Run, Window, one_step, report, save
 from utils.train.run_lock import claim_folders
-from utils.train.speed import SpeedPlan, plan_speed
+from utils.train.speed import SpeedSettings, speed_settings
 from utils.train.step import TrainStep, make_optimizer
 from utils.train.tensorboard_log import TensorBoardLog
 from utils.train.validation import validate, validation_sets
@@ -57,18 +57,18 @@ SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage
 
 
 # ------------------------------------------------------------------ building a run
-def plan_run_speed(args: Namespace, dist_info: dist.DistInfo) -> tuple[SpeedPlan, Path | None]:
-    """What makes the step fast on this device (``utils.train.speed.plan_speed``) and, when blocks are
+def run_speed_settings(args: Namespace, dist_info: dist.DistInfo) -> tuple[SpeedSettings, Path | None]:
+    """What makes the step fast on this device (``utils.train.speed.speed_settings``) and, when blocks are
     compiled, the compile cache, checked writable before any other folder is made."""
-    settings = plan_speed(dist_info.device, dist_info.world_size, args.compile, args.cuda_graph, args.eager,
-                          args.precision)
+    settings = speed_settings(dist_info.device, dist_info.world_size, args.compile, args.cuda_graph, args.eager,
+                              args.precision)
     cache = None
     if settings.compile:
         cache = use_compile_cache(args.compile_cache or default_compile_cache(args.ckpt_dir), "--compile_cache")
     return settings, cache
 
 
-def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedPlan, cache: Path | None) -> Run:
+def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedSettings, cache: Path | None) -> Run:
     """Text embeddings, data, network, optimizer and schedule, resume, compile / DDP, logging."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     allow_tf32(dist_info.device)
@@ -81,7 +81,7 @@ def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedPlan, ca
     dataset, loader, sampler, steps_per_epoch = build_data(args, dist_info, rows)
     model = TextPromptIR(model_config(args, text_dim), impl=args.impl, device=dist_info.device)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, dist_info.device, settings.cuda_graph)
-    budget = BudgetPlan(args.time_budget, args.warmup_epochs / args.epochs) if args.time_budget else None
+    budget = Budget(args.time_budget, args.warmup_epochs / args.epochs) if args.time_budget else None
     pos, scaler_state = Position(), None
     if args.resume:
         path = run_dir / "last.pt" if args.resume == "auto" else Path(args.resume)
@@ -244,7 +244,7 @@ def nothing_to_do(run: Run) -> str | None:
     return None
 
 
-def train_restoration(args: Namespace, dist_info: dist.DistInfo, settings: SpeedPlan, cache: Path | None,
+def train_restoration(args: Namespace, dist_info: dist.DistInfo, settings: SpeedSettings, cache: Path | None,
                       signals: StopSignals) -> int:
     """Restoration training (stage "restoration"); on SIGINT / SIGTERM it ends the step, saves last.pt
     and returns 130 / 143."""
@@ -320,7 +320,7 @@ def train_main(argv: Sequence[str] | None) -> int:
     try:
         with contextlib.ExitStack() as held:
             signals = held.enter_context(StopSignals(SIGUSR1_NOTE))
-            settings, cache = plan_run_speed(args, dist_info) if args.stage != "text" else (None, None)
+            settings, cache = run_speed_settings(args, dist_info) if args.stage != "text" else (None, None)
             if dist_info.is_main:
                 claim_folders(args, held)
             if args.stage in ("text", "all"):

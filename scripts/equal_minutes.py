@@ -209,7 +209,7 @@ class OfficialRun:
     val_text: dict[str, torch.Tensor]  # {task: (768,)}
     loader: Any
     sampler: Any
-    plan: budget.BudgetPlan
+    budget: budget.Budget
     clock: budget.TrainClock
     step: int = 0
     epoch: int = 0
@@ -234,7 +234,7 @@ class OfficialRun:
         t0 = time.perf_counter()
         self.clock.pause()
         torch.save(dict(model=self.model.state_dict(), step=self.step, val_text=self.val_text,
-                        budget={**self.plan.to_dict(), "trained_s": self.clock.elapsed()}),
+                        budget={**self.budget.to_dict(), "trained_s": self.clock.elapsed()}),
                    self.run_dir / budget.fraction_name(fraction))
         self.clock.add_apart("saving", time.perf_counter() - t0)
         self.clock.start()
@@ -266,7 +266,7 @@ def start_official(args: argparse.Namespace) -> OfficialRun:
     opt = torch.optim.AdamW(model.parameters(), lr=OFFICIAL_LR)
     return OfficialRun(targs=targs, device=dist_info.device, run_dir=run_dir, model=model, opt=opt,
                        sched=budget.measuring_scheduler(opt), table=table, val_text=val_text, loader=loader,
-                       sampler=sampler, plan=budget.BudgetPlan(args.minutes, targs.warmup_epochs / targs.epochs),
+                       sampler=sampler, budget=budget.Budget(args.minutes, targs.warmup_epochs / targs.epochs),
                        clock=budget.TrainClock())
 
 
@@ -294,39 +294,41 @@ def time_official_step(run: OfficialRun, t0: float) -> None:
         run.sync()
         run.clock.add_apart("first step", time.perf_counter() - t0)
         run.clock.start()
-    if run.plan.planned or run.step not in (1 + budget.MEASURE_SKIP, 1 + budget.MEASURE_SKIP + budget.MEASURE_STEPS):
+    if run.budget.planned or run.step not in (1 + budget.MEASURE_SKIP, 1 + budget.MEASURE_SKIP + budget.MEASURE_STEPS):
         return
     run.sync()
     if run.step == 1 + budget.MEASURE_SKIP:
         run.measure_from = run.clock.elapsed()
         return
-    plan = run.plan
+    time_budget = run.budget
     now = run.clock.elapsed()
-    budget.plan_steps(plan, run.step, now, (now - run.measure_from) / budget.MEASURE_STEPS)
-    run.sched = budget.planned_scheduler(run.opt, plan, run.step)
-    run.at = budget.fraction_steps(list(FRACTIONS), plan.total_steps)
-    print(f"time budget {plan.minutes:g} min: {plan.step_s * 1e3:.1f} ms per step; schedule "
-          f"planned for {plan.total_steps} steps (warm-up {plan.warmup_steps})", flush=True)
+    budget.plan_steps(time_budget, run.step, now, (now - run.measure_from) / budget.MEASURE_STEPS)
+    run.sched = budget.planned_scheduler(run.opt, time_budget, run.step)
+    run.at = budget.fraction_steps(list(FRACTIONS), time_budget.total_steps)
+    print(f"time budget {time_budget.minutes:g} min: {time_budget.step_s * 1e3:.1f} ms per step; schedule "
+          f"planned for {time_budget.total_steps} steps (warm-up {time_budget.warmup_steps})", flush=True)
 
 
-def official_stop(run: OfficialRun, loss: torch.Tensor) -> str | None:
-    """Why the run stops after this step: "time" (read as train.py reads it, every --log_every
-    steps on CUDA), "plan" (the planned steps are done), or None; a non-finite loss is an error."""
+def official_stop(run: OfficialRun, loss: torch.Tensor) -> budget.StopReason | None:
+    """Why the run stops after this step: the time spent (read as train.py reads it, every --log_every
+    steps on CUDA), the planned steps done, or None; a non-finite loss is an error."""
     import torch
+
+    from utils.train.budget import StopReason
 
     stop = None
     if run.step % run.targs.log_every == 0 or run.device.type != "cuda":
         run.sync()
         if not torch.isfinite(loss):
             raise RuntimeError(f"the official network's loss became {loss.item()} at step {run.step}")
-        if run.clock.elapsed() >= run.plan.budget_s:
-            stop = "time"
-    if run.plan.planned and run.step >= run.plan.total_steps:
-        stop = "plan"
+        if run.clock.elapsed() >= run.budget.budget_s:
+            stop = StopReason.TIME
+    if run.budget.planned and run.step >= run.budget.total_steps:
+        stop = StopReason.PLAN
     return stop
 
 
-def train_official(run: OfficialRun) -> str:
+def train_official(run: OfficialRun) -> budget.StopReason:
     """Train until the budget or the plan ends, keeping each fraction's checkpoint as its step is
     reached (the last one also when the time runs out first); why it stopped."""
     stop = None
@@ -353,8 +355,9 @@ def official_arm(args: argparse.Namespace) -> int:
     data pipeline, keeping ``at_<f>.pt`` (its state_dict, step, budget) at each fraction."""
     run = start_official(args)
     stop = train_official(run)
-    plan, clock, images = run.plan, run.clock, run.step * OFFICIAL_BATCH
-    print(f"time budget {plan.minutes:g} min: step {run.step} of the {plan.total_steps} planned ({stop}), "
+    time_budget, clock, images = run.budget, run.clock, run.step * OFFICIAL_BATCH
+    print(f"time budget {time_budget.minutes:g} min: step {run.step} of the {time_budget.total_steps} planned "
+          f"({stop.value}), "
           f"epoch {run.epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
           f"{images / max(clock.elapsed(), 1e-9):.1f} images/s; timed apart: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in clock.apart_s.items()), flush=True)

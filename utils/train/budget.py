@@ -8,8 +8,8 @@ schedule (Sec. 4.1: linear warm-up, then cosine decay, ``utils.train.schedulers.
 is planned for exactly that many steps, with the warm-up's share of the recipe (``--warmup_epochs``
 over ``--epochs``). Until then the learning rate stays at the warm-up's first value.
 
-The plan (``BudgetPlan``) is stored in every checkpoint; a resumed run keeps it, and stops at the
-plan's last step or when the budget's training time (counted over all sessions) is spent,
+The budget (``Budget``, with its plan: the steps and their schedule) is stored in every checkpoint;
+a resumed run keeps it, and stops at the plan's last step or when the budget's training time (counted over all sessions) is spent,
 whichever comes first. ``BudgetPolicy`` applies it in the loop: it measures and plans, says why
 the run stops (``StopReason``) and which ``--save_at`` checkpoints are due.
 """
@@ -36,7 +36,7 @@ WARMUP_START_FACTOR = 1e-3  # warmup_cosine's default: the learning rate of the 
 
 
 @dataclass
-class BudgetPlan:
+class Budget:
     """A run's time budget and the schedule planned for it; ``total_steps`` is 0 until planned."""
 
     minutes: float
@@ -59,17 +59,17 @@ class BudgetPlan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> BudgetPlan:
+    def from_dict(cls, state: dict[str, Any]) -> Budget:
         return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})
 
 
-def plan_steps(plan: BudgetPlan, step: int, spent_s: float, step_s: float) -> None:
-    """Fix ``plan``'s total and warm-up steps at ``step``, after ``spent_s`` training seconds, for
+def plan_steps(budget: Budget, step: int, spent_s: float, step_s: float) -> None:
+    """Plan ``budget``: fix its total and warm-up steps at ``step``, after ``spent_s`` training seconds, for
     steps of ``step_s`` seconds: the steps done plus those the rest of the budget allows."""
-    left_s = max(plan.budget_s - spent_s, 0.0)
-    plan.total_steps = max(step + int(left_s / max(step_s, 1e-9)), step, 1)
-    plan.warmup_steps = min(round(plan.warmup_share * plan.total_steps), plan.total_steps - 1)
-    plan.planned_at, plan.step_s = step, step_s
+    left_s = max(budget.budget_s - spent_s, 0.0)
+    budget.total_steps = max(step + int(left_s / max(step_s, 1e-9)), step, 1)
+    budget.warmup_steps = min(round(budget.warmup_share * budget.total_steps), budget.total_steps - 1)
+    budget.planned_at, budget.step_s = step, step_s
 
 
 def measuring_scheduler(optimizer: torch.optim.Optimizer) -> LRScheduler:
@@ -77,9 +77,9 @@ def measuring_scheduler(optimizer: torch.optim.Optimizer) -> LRScheduler:
     return ConstantLR(optimizer, factor=WARMUP_START_FACTOR, total_iters=2**62)
 
 
-def planned_scheduler(optimizer: torch.optim.Optimizer, plan: BudgetPlan, done_steps: int = 0) -> LRScheduler:
-    """``warmup_cosine`` for ``plan``, advanced by ``done_steps`` steps: its learning rate is then
-    the plan's at step ``done_steps``, ending at 0 at ``plan.total_steps``. The learning rate is
+def planned_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, done_steps: int = 0) -> LRScheduler:
+    """``warmup_cosine`` for ``budget``, advanced by ``done_steps`` steps: its learning rate is then
+    the planned one at step ``done_steps``, ending at 0 at ``budget.total_steps``. The learning rate is
     set back to its base value first (in place where it is a tensor a CUDA graph reads)."""
     for group in optimizer.param_groups:
         base = group.setdefault("initial_lr", float(group["lr"]))
@@ -87,7 +87,7 @@ def planned_scheduler(optimizer: torch.optim.Optimizer, plan: BudgetPlan, done_s
             group["lr"].fill_(base)
         else:
             group["lr"] = base
-    scheduler = warmup_cosine(optimizer, plan.warmup_steps, plan.total_steps, start_factor=WARMUP_START_FACTOR)
+    scheduler = warmup_cosine(optimizer, budget.warmup_steps, budget.total_steps, start_factor=WARMUP_START_FACTOR)
     for _ in range(done_steps):
         scheduler.step()
     return scheduler
@@ -166,7 +166,7 @@ class StopReason(Enum):
         return self in (StopReason.SIGINT, StopReason.SIGTERM)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, budget: BudgetPlan | None, warmup_steps: int,
+def make_scheduler(optimizer: torch.optim.Optimizer, budget: Budget | None, warmup_steps: int,
                    total_steps: int) -> LRScheduler:
     """The paper's warm-up and cosine (Sec. 4.1) over ``total_steps`` (--epochs), or over the steps a
     time budget allows once they are measured."""
@@ -176,7 +176,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, budget: BudgetPlan | None, 
 
 
 def resumed_budget(path: Path, stored: dict[str, Any] | None, step: int, time_budget: float | None,
-                   is_main: bool) -> BudgetPlan | None:
+                   is_main: bool) -> Budget | None:
     """The time budget a resumed run continues (``stored``: its checkpoint's, at ``step``): the plan is
     kept (a --time_budget that differs is ignored, with a note); a run planned for --epochs cannot take one."""
     if stored is None:
@@ -184,7 +184,7 @@ def resumed_budget(path: Path, stored: dict[str, Any] | None, step: int, time_bu
             raise UserError(f"{path}: this run's schedule was planned for --epochs, not a time budget; resume it "
                             "without --time_budget, or start a new run (--name NEW) with --time_budget")
         return None
-    budget = BudgetPlan.from_dict(stored)
+    budget = Budget.from_dict(stored)
     if is_main:
         if time_budget and time_budget != budget.minutes:
             print(f"note: --time_budget {time_budget:g} ignored: the run keeps its plan for "
@@ -202,7 +202,7 @@ class BudgetPolicy:
     the run is planned for --epochs), the training clock, and the step each --save_at fraction falls
     on (fixed at the start, or once a time budget is planned)."""
 
-    budget: BudgetPlan | None
+    budget: Budget | None
     save_at: tuple[float, ...]
     start_step: int  # the step this session started from
     clock: TrainClock = field(default_factory=TrainClock)
@@ -211,7 +211,7 @@ class BudgetPolicy:
     fractions_saved: set[float] = field(default_factory=set)
 
     @classmethod
-    def start(cls, budget: BudgetPlan | None, save_at: Sequence[float] | None, start_step: int,
+    def start(cls, budget: Budget | None, save_at: Sequence[float] | None, start_step: int,
               epochs_steps: int) -> BudgetPolicy:
         """The policy of a session starting at ``start_step``; ``epochs_steps``: the steps of --epochs."""
         policy = cls(budget, tuple(save_at or ()), start_step)

@@ -135,20 +135,20 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
         if (step + 1) % 100 == 0 or step + 1 == recipe.steps:
             log(f"classifier step {step + 1}/{recipe.steps}: loss {loss.item():.4f}")
     net = net.cpu().eval()
-    stats = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "generate_s": gen,
+    measured = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "generate_s": gen,
             "samples": samples,
             "params": sum(p.numel() for p in net.parameters()), "final_loss": float(loss.item()),
             "clean_images": len(clean), "degraded_images": len(degraded)}
-    return net, stats
+    return net, measured
 
 
-def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, stats: dict[str, Any]) -> dict[str, Any]:
+def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, measured: dict[str, Any]) -> dict[str, Any]:
     """What a restoration checkpoint stores under "classifier" (read back by
     ``utils.checkpoint.load_classifier``)."""
     recipe_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items()}
     recipe_dict["crops"] = recipe.clean_crops()  # what was trained, also where the recipe left it open
     return {"labels": list(net.labels), "config": dict(net.config), "state": net.state_dict(),
-            "recipe": recipe_dict, "info": dict(stats)}
+            "recipe": recipe_dict, "info": dict(measured)}
 
 
 # --- adding the classifier to a restoration checkpoint ----------------------------------------------
@@ -165,11 +165,11 @@ def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
                                    args.list_dir, task_dirs, args.max_pixels)
     print(f"degradation classifier ({', '.join(recipe.labels)}): {recipe.steps} steps on {len(clean)} clean and "
           f"{len(degraded)} degraded training images")
-    net, stats = train_classifier(clean, degraded, recipe, device, log=write)
+    net, measured = train_classifier(clean, degraded, recipe, device, log=write)
     ckpt = load_checkpoint(path)
-    ckpt[CLASSIFIER_KEY] = classifier_record(net, recipe, stats)
+    ckpt[CLASSIFIER_KEY] = classifier_record(net, recipe, measured)
     save_checkpoint(path, ckpt)
-    print(f"degradation classifier stored in {path} ({stats['wall_s']:.0f} s, {stats['params'] / 1e3:.0f}k parameters)")
+    print(f"degradation classifier stored in {path} ({measured['wall_s']:.0f} s, {measured['params'] / 1e3:.0f}k parameters)")
 
 
 def check_classifier_tasks(path: Path, ckpt: dict[str, Any], de_type: Sequence[str]) -> None:

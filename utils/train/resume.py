@@ -18,7 +18,7 @@ from utils.checkpoint import check_same_config, load_checkpoint
 from utils.digest import weights_sha256
 from utils.errors import UserError
 from utils.train import dist
-from utils.train.budget import BudgetPlan, make_scheduler, resumed_budget
+from utils.train.budget import Budget, make_scheduler, resumed_budget
 from utils.train.step import match_lr_type
 
 
@@ -62,7 +62,7 @@ def checkpoint_state(model: TextPromptIR, optimizer: torch.optim.Optimizer, sche
 
 
 def resume(path: Path, model: TextPromptIR, optimizer: torch.optim.Optimizer, steps_per_epoch: int, args: Namespace,
-           dist_info: dist.DistInfo, graphed: bool) -> tuple[Position, dict | None, Any, BudgetPlan | None]:
+           dist_info: dist.DistInfo, graphed: bool) -> tuple[Position, dict | None, Any, Budget | None]:
     """Continue ``path`` exactly where it stopped: weights, optimizer, schedule, position, RNG;
     returns the position, the fp16 gradient scaler's state (None if it had none), the schedule
     and the time budget (None if the run has none)."""

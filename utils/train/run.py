@@ -24,7 +24,7 @@ from utils.train.budget import BudgetPolicy, TrainClock
 from utils.train.fallback import Snapshot, eager_from_now, first_step
 from utils.train.nan_guard import check_weights, stop_non_finite
 from utils.train.resume import Position, checkpoint_state
-from utils.train.speed import SpeedPlan, first_step_line
+from utils.train.speed import SpeedSettings, first_step_line
 from utils.train.step import TrainStep
 from utils.train.tensorboard_log import TensorBoardLog
 
@@ -76,7 +76,7 @@ class Run:
     text_record: dict[str, Any] | None
     run_dir: Path
     pos: Position
-    speed_settings: SpeedPlan  # the start-up settings, less what failed (utils/train/fallback.py)
+    speed_settings: SpeedSettings  # the start-up settings, less what failed (utils/train/fallback.py)
     policy: BudgetPolicy  # when to stop, which --save_at checkpoints to keep (utils/train/budget.py)
     compile_cache: Path | None = None
     log: TensorBoardLog | None = None  # rank 0's TensorBoard log
@@ -195,7 +195,7 @@ def one_step(run: Run, batch: dict, window: Window) -> None:
     run.pos.done_in_epoch += 1
 
 
-def log_first_step(run: Run, t0: float, tried: SpeedPlan) -> None:
+def log_first_step(run: Run, t0: float, tried: SpeedSettings) -> None:
     """Say how long the first step (and compiling) took, and what trains from there on, as soon as
     it is done, whatever the progress interval: one host sync, once."""
     if run.dist_info.device.type == "cuda":
