@@ -22,22 +22,19 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from net.model import TextPromptIR, count_parameters
+from net.model import TextPromptIR
 from options import check_train_paths, model_config, train_options
-from utils.atomic import write_text
 from utils.cli import EXIT_INTERRUPTED, cli_main
 from utils.data.check import check_training_data, print_report
 from utils.errors import UserError, user_message
-from utils.full_disk import DiskFull, naming_full_disk
+from utils.full_disk import DiskFull
 from utils.progress import progress, write
 from utils.runtime.allocator import retain_freed_memory
 from utils.runtime.compile import compile_blocks, default_compile_cache, use_compile_cache
-from utils.runtime.device import allow_tf32, describe
+from utils.runtime.device import allow_tf32
 from utils.stop_signals import StopSignals, exit_code
-from utils.text.encoder_link import register_dependent
 from utils.train import dist
 from utils.train.budget import Apart, Budget, BudgetPolicy, StopReason, fraction_name, make_scheduler
 from utils.train.classifier import add_classifier, classifier_stage
@@ -45,11 +42,10 @@ from utils.train.fallback import Snapshot
 from utils.train.inputs import build_data, data_paths, load_text, run_text_stage
 from utils.train.nan_guard import NonFiniteLoss
 from utils.train.resume import Position, init_weights, resume
-from utils.train.run import Run, Window, one_step, report, save
+from utils.train.run import Run, Window, one_step, open_log, report, save
 from utils.train.run_lock import claim_folders
 from utils.train.speed import SpeedSettings, speed_settings
 from utils.train.step import TrainStep, make_optimizer
-from utils.train.tensorboard_log import TensorBoardLog
 from utils.train.validation import validate, validation_sets
 
 SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
@@ -114,27 +110,6 @@ def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedSettings
     if dist_info.is_main:
         open_log(run, len(dataset), text_dim)
     return run
-
-
-def open_log(run: Run, samples: int, text_dim: int) -> None:
-    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
-    without room for them is a one-line error."""
-    args, dist_info = run.args, run.dist_info
-    log_dir = Path(args.log_dir) / args.name
-    run.log = TensorBoardLog(log_dir)
-    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
-    resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=dist_info.world_size)
-    for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
-        with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
-            # the run's own: replaced whole, as a resumed run writes it again
-            write_text(folder / "options.yaml", yaml.safe_dump(resolved, sort_keys=False), replace=True)
-    if run.text_record is not None:
-        with naming_full_disk(Path(args.text_ckpt), "the record of the checkpoints trained with this encoder",
-                              "free some space there"):
-            register_dependent(args.text_ckpt, run.run_dir / "last.pt")
-    print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
-          f"{describe(run.model, dist_info.device, args.precision)}; {samples} samples, "
-          f"{run.steps_per_epoch} steps/epoch x {args.epochs} epochs on {dist_info.world_size} x {dist_info.device}")
 
 
 # ------------------------------------------------------------------ the loop

@@ -1,4 +1,4 @@
-"""One restoration training run: what it holds (``Run``), its step (``one_step``: the batch to the
+"""One restoration training run: what it holds (``Run``), its log and options file (``open_log``), its step (``one_step``: the batch to the
 device, the step function, the schedule), the log windows between host syncs (``report``, with the
 compiled run's eager retry of a NaN/inf window), and its checkpoint saves behind the NaN guard.
 train.py builds the run and loops over these."""
@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
-from net.model import TextPromptIR
+from net.model import TextPromptIR, count_parameters
+from utils.atomic import write_text
 from utils.checkpoint import remove_stale_temps, save_checkpoint
 from utils.data.sampler import EpochSampler
+from utils.full_disk import naming_full_disk
 from utils.progress import write
 from utils.runtime.compile import compile_line
+from utils.runtime.device import describe
+from utils.text.encoder_link import register_dependent
 from utils.train import dist
 from utils.train.budget import BudgetPolicy, TrainClock
 from utils.train.fallback import Snapshot, eager_from_now, first_step
@@ -92,6 +97,27 @@ class Run:
     @property
     def clock(self) -> TrainClock:
         return self.policy.clock
+
+
+def open_log(run: Run, samples: int, text_dim: int) -> None:
+    """TensorBoard log, the resolved options beside logs and checkpoints, one summary line; a folder
+    without room for them is a one-line error."""
+    args, dist_info = run.args, run.dist_info
+    log_dir = Path(args.log_dir) / args.name
+    run.log = TensorBoardLog(log_dir)
+    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    resolved.update(repeat=[f"{k}={v}" for k, v in args.repeat], text_dim=text_dim, world_size=dist_info.world_size)
+    for folder, option in ((log_dir, "--log_dir"), (run.run_dir, "--ckpt_dir")):
+        with naming_full_disk(folder, "options.yaml", f"free some space there or pass another {option}"):
+            # the run's own: replaced whole, as a resumed run writes it again
+            write_text(folder / "options.yaml", yaml.safe_dump(resolved, sort_keys=False), replace=True)
+    if run.text_record is not None:
+        with naming_full_disk(Path(args.text_ckpt), "the record of the checkpoints trained with this encoder",
+                              "free some space there"):
+            register_dependent(args.text_ckpt, run.run_dir / "last.pt")
+    print(f"TextPromptIR: {count_parameters(run.model) / 1e6:.2f}M parameters, "
+          f"{describe(run.model, dist_info.device, args.precision)}; {samples} samples, "
+          f"{run.steps_per_epoch} steps/epoch x {args.epochs} epochs on {dist_info.world_size} x {dist_info.device}")
 
 
 def save(run: Run, path: Path) -> None:
