@@ -160,7 +160,6 @@ def preset_hint(args: Namespace) -> str:
 
 
 def evaluate_benchmarks(args: Namespace) -> int:
-    from utils.checkpoint import load_for_inference
     from utils.data.layouts import EXPECTED_TEST_LAYOUT
     from utils.digest import weights_sha256
     from utils.eval.benchmarks import find_test_sets
@@ -168,6 +167,7 @@ def evaluate_benchmarks(args: Namespace) -> int:
     from utils.eval.results import Protocol, Results
     from utils.eval.routes import BlindRoute
     from utils.runtime.device import resolve_precision
+    from utils.runtime.inference import load_for_inference
 
     if args.instruction is not None:
         from net.text_encoder import validate_instruction

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from net.blocks import Downsample, FastTransformerBlock, TransformerBlock, Upsample
 
@@ -181,11 +182,9 @@ class TextPromptIR(nn.Module):
         Face Hub id holding one, in eval mode and float32. Safetensors holds tensors only, so
         loading runs no code from the folder. A config of another project is a ValueError; weights
         that do not fit the config are a RuntimeError naming the tensors."""
-        from safetensors.torch import load_file
-
         folder = Path(source)
         if not folder.is_dir():
-            from huggingface_hub import snapshot_download
+            from huggingface_hub import snapshot_download  # only a Hub id needs it: deferred
 
             folder = Path(snapshot_download(str(source), allow_patterns=[RELEASE_CONFIG, RELEASE_WEIGHTS]))
         settings = json.loads((folder / RELEASE_CONFIG).read_text(encoding="utf-8"))
@@ -230,3 +229,15 @@ def build_model(config: ModelConfig | dict[str, Any], impl: Impl = "auto",
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """A description of the first tensor where ``state`` does not fit ``model``, or None."""
+    own = model.state_dict()
+    for name, t in own.items():
+        if name not in state:
+            return f"{name} is missing from the checkpoint"
+        if tuple(state[name].shape) != tuple(t.shape):
+            return f"{name}: checkpoint {tuple(state[name].shape)} vs network {tuple(t.shape)}"
+    extra = [k for k in state if k not in own]
+    return f"{extra[0]} is in the checkpoint but not in the network" if extra else None

@@ -84,7 +84,7 @@ class Interpretation:
 @contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Hide transformers' per-call progress bars (loading/writing shards), then restore them."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: loaded only with an encoder
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -105,7 +105,7 @@ def _pickled_weights(name_or_path: str) -> Path | str:
 def _load_pretrained(name_or_path: str) -> tuple[nn.Module, object]:
     """AutoTokenizer + AutoModel of a BERT-family (encoder-only) model, with loading failures turned
     into one-line UserErrors."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # heavy: loaded only with an encoder
 
     fix = ("pass --text_encoder with a local BERT-family folder (config.json, weights, tokenizer) or a hub id "
            "while online")

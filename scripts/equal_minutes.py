@@ -12,7 +12,7 @@ Sections (``--sections``), one after the other, each written to ``--out`` as it 
 - ``official``: the official network from the user's clone (loaded as ``bench.py --official``
   loads it, ``utils/bench/official.py``), at the official code's own settings: fp32, eager,
   batch 6, AdamW at 2e-4, L1 loss. It runs in a process of its own (``--arm official``) on
-  train.py's data pipeline (``train.build_data``), with a warm-up and cosine schedule fitted to
+  train.py's data pipeline (``utils.train.inputs.build_data``), with a warm-up and cosine schedule fitted to
   its own budget (``utils/train/budget.py``). Its text layers take 768 values: our encoder's
   embeddings, zero-padded.
 - ``ours``: ``train.py --time_budget T --save_at ...`` at its defaults (on CUDA: compiled blocks,
@@ -146,8 +146,8 @@ def score_ours(ckpt: Path, sets: list, device: str) -> list[dict[str, Any]]:
     import torch
 
     import test
-    from utils.checkpoint import load_for_inference
     from utils.eval.evaluate import evaluate_set
+    from utils.runtime.inference import load_for_inference
 
     model, ck, dev = load_for_inference(ckpt, device, "auto", "fp32")
     how = argparse.Namespace(instruction=None, ckpt=str(ckpt), text_ckpt=None)
@@ -209,7 +209,7 @@ class OfficialRun:
     val_text: dict[str, torch.Tensor]  # {task: (768,)}
     loader: Any
     sampler: Any
-    plan: budget.BudgetPlan
+    budget: budget.Budget
     clock: budget.TrainClock
     step: int = 0
     epoch: int = 0
@@ -234,7 +234,7 @@ class OfficialRun:
         t0 = time.perf_counter()
         self.clock.pause()
         torch.save(dict(model=self.model.state_dict(), step=self.step, val_text=self.val_text,
-                        budget={**self.plan.to_dict(), "trained_s": self.clock.elapsed()}),
+                        budget={**self.budget.to_dict(), "trained_s": self.clock.elapsed()}),
                    self.run_dir / budget.fraction_name(fraction))
         self.clock.add_apart("saving", time.perf_counter() - t0)
         self.clock.start()
@@ -245,28 +245,28 @@ def start_official(args: argparse.Namespace) -> OfficialRun:
     the network from the clone, AdamW at its learning rate, the measuring scheduler."""
     import torch
 
-    import train
     from options import train_options
     from utils.bench.official import OFFICIAL_TEXT_DIM, load_official_model
     from utils.train import budget, dist
+    from utils.train.inputs import build_data, load_text
 
     ckpt_dir = Path(args.work) / "ckpt"
     targs = train_options(train_common(args, ckpt_dir, "official", args.seed)
                           + ["--time_budget", str(args.minutes), "--precision", "fp32", "--eager"])
-    info = dist.setup(targs.device)
+    dist_info = dist.setup(targs.device)
     torch.manual_seed(targs.seed)
     run_dir = ckpt_dir / "official"
     run_dir.mkdir(parents=True, exist_ok=True)
-    table, rows, val_text, _ = train.load_text(targs, info, run_dir)
+    table, rows, val_text, _ = load_text(targs, dist_info, run_dir)
     pad = OFFICIAL_TEXT_DIM - table.shape[1]
-    table = torch.nn.functional.pad(table, (0, pad)).to(info.device)  # (N, 768)
+    table = torch.nn.functional.pad(table, (0, pad)).to(dist_info.device)  # (N, 768)
     val_text = {k: torch.nn.functional.pad(v, (0, pad)) for k, v in val_text.items()}
-    _, loader, sampler, _ = train.build_data(targs, info, rows)
-    model = load_official_model(args.official).to(info.device).train()
+    _, loader, sampler, _ = build_data(targs, dist_info, rows)
+    model = load_official_model(args.official).to(dist_info.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=OFFICIAL_LR)
-    return OfficialRun(targs=targs, device=info.device, run_dir=run_dir, model=model, opt=opt,
+    return OfficialRun(targs=targs, device=dist_info.device, run_dir=run_dir, model=model, opt=opt,
                        sched=budget.measuring_scheduler(opt), table=table, val_text=val_text, loader=loader,
-                       sampler=sampler, plan=budget.BudgetPlan(args.minutes, targs.warmup_epochs / targs.epochs),
+                       sampler=sampler, budget=budget.Budget(args.minutes, targs.warmup_epochs / targs.epochs),
                        clock=budget.TrainClock())
 
 
@@ -294,39 +294,41 @@ def time_official_step(run: OfficialRun, t0: float) -> None:
         run.sync()
         run.clock.add_apart("first step", time.perf_counter() - t0)
         run.clock.start()
-    if run.plan.planned or run.step not in (1 + budget.MEASURE_SKIP, 1 + budget.MEASURE_SKIP + budget.MEASURE_STEPS):
+    if run.budget.planned or run.step not in (1 + budget.MEASURE_SKIP, 1 + budget.MEASURE_SKIP + budget.MEASURE_STEPS):
         return
     run.sync()
     if run.step == 1 + budget.MEASURE_SKIP:
         run.measure_from = run.clock.elapsed()
         return
-    plan = run.plan
+    time_budget = run.budget
     now = run.clock.elapsed()
-    budget.plan_steps(plan, run.step, now, (now - run.measure_from) / budget.MEASURE_STEPS)
-    run.sched = budget.planned_scheduler(run.opt, plan, run.step)
-    run.at = budget.fraction_steps(list(FRACTIONS), plan.total_steps)
-    print(f"time budget {plan.minutes:g} min: {plan.step_s * 1e3:.1f} ms per step; schedule "
-          f"planned for {plan.total_steps} steps (warm-up {plan.warmup_steps})", flush=True)
+    budget.plan_steps(time_budget, run.step, now, (now - run.measure_from) / budget.MEASURE_STEPS)
+    run.sched = budget.planned_scheduler(run.opt, time_budget, run.step)
+    run.at = budget.fraction_steps(list(FRACTIONS), time_budget.total_steps)
+    print(f"time budget {time_budget.minutes:g} min: {time_budget.step_s * 1e3:.1f} ms per step; schedule "
+          f"planned for {time_budget.total_steps} steps (warm-up {time_budget.warmup_steps})", flush=True)
 
 
-def official_stop(run: OfficialRun, loss: torch.Tensor) -> str | None:
-    """Why the run stops after this step: "time" (read as train.py reads it, every --log_every
-    steps on CUDA), "plan" (the planned steps are done), or None; a non-finite loss is an error."""
+def official_stop(run: OfficialRun, loss: torch.Tensor) -> budget.StopReason | None:
+    """Why the run stops after this step: the time spent (read as train.py reads it, every --log_every
+    steps on CUDA), the planned steps done, or None; a non-finite loss is an error."""
     import torch
+
+    from utils.train.budget import StopReason
 
     stop = None
     if run.step % run.targs.log_every == 0 or run.device.type != "cuda":
         run.sync()
         if not torch.isfinite(loss):
             raise RuntimeError(f"the official network's loss became {loss.item()} at step {run.step}")
-        if run.clock.elapsed() >= run.plan.budget_s:
-            stop = "time"
-    if run.plan.planned and run.step >= run.plan.total_steps:
-        stop = "plan"
+        if run.clock.elapsed() >= run.budget.budget_s:
+            stop = StopReason.TIME
+    if run.budget.planned and run.step >= run.budget.total_steps:
+        stop = StopReason.PLAN
     return stop
 
 
-def train_official(run: OfficialRun) -> str:
+def train_official(run: OfficialRun) -> budget.StopReason:
     """Train until the budget or the plan ends, keeping each fraction's checkpoint as its step is
     reached (the last one also when the time runs out first); why it stopped."""
     stop = None
@@ -353,8 +355,9 @@ def official_arm(args: argparse.Namespace) -> int:
     data pipeline, keeping ``at_<f>.pt`` (its state_dict, step, budget) at each fraction."""
     run = start_official(args)
     stop = train_official(run)
-    plan, clock, images = run.plan, run.clock, run.step * OFFICIAL_BATCH
-    print(f"time budget {plan.minutes:g} min: step {run.step} of the {plan.total_steps} planned ({stop}), "
+    time_budget, clock, images = run.budget, run.clock, run.step * OFFICIAL_BATCH
+    print(f"time budget {time_budget.minutes:g} min: step {run.step} of the {time_budget.total_steps} planned "
+          f"({stop.value}), "
           f"epoch {run.epoch}, {images} images seen; {clock.elapsed():.1f} s in training steps, "
           f"{images / max(clock.elapsed(), 1e-9):.1f} images/s; timed apart: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in clock.apart_s.items()), flush=True)

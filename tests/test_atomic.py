@@ -196,11 +196,11 @@ def test_a_full_disk_while_writing_options_yaml_leaves_the_previous_one_whole(tm
         from argparse import Namespace
         from pathlib import Path
         from types import SimpleNamespace
-        import train
+        from utils.train.run import open_log
         args = Namespace(log_dir={str(log_dir)!r}, name="run", repeat=[], data_root="x" * 20000)
-        run = SimpleNamespace(args=args, info=SimpleNamespace(world_size=1), run_dir=Path({str(run_dir)!r}),
+        run = SimpleNamespace(args=args, dist_info=SimpleNamespace(world_size=1), run_dir=Path({str(run_dir)!r}),
                               text_record=None)
-    """, "train.open_log(run, [])", limit=8000)
+    """, "open_log(run, 0)", limit=8000)
     assert done.returncode != 0 and "File too large" in done.stderr
     assert (run_dir / "options.yaml").read_text() == "lr: 0.0002\n"
     assert not (log_dir / "run/options.yaml").exists()

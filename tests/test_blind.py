@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import demo
-from net import degradation_classifier
 from net.degradation_classifier import DegradationClassifier
 from tests.conftest import ROOT, smooth_image, write
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
+from utils.runtime import engine
 from utils.runtime.engine import Restorer
 from utils.tasks import restore_order
 
@@ -37,7 +37,7 @@ def with_classifier(tiny_ckpt: Path, folder: Path) -> Path:
 def sees(monkeypatch):
     """Make the classifier report the given probabilities for every image."""
     def set_reading(**probs: float) -> None:
-        monkeypatch.setattr(degradation_classifier, "predict_degradations",
+        monkeypatch.setattr(engine, "predict_degradations",
                             lambda net, image, max_crops=16, size=128, what="the image": dict(probs))
     return set_reading
 

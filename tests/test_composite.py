@@ -126,9 +126,9 @@ def test_training_validates_only_the_tasks_it_trains(tmp_path, tiny_layout):
     import shutil
     from argparse import Namespace
 
-    import train
+    from utils.train.validation import validation_sets
 
     root = composite_root(tmp_path)
     shutil.copytree(tiny_layout / "test" / "derain", root / "derain")
     args = Namespace(val_every=1, val_root=str(root), preset=None, de_type=["derain"], max_pixels=10**8)
-    assert {s.task for s in train.validation_sets(args)} == {"derain"}
+    assert {s.task for s in validation_sets(args)} == {"derain"}

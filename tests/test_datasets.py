@@ -12,7 +12,7 @@ from utils.data.layouts import DEMO_MANIFEST, EXPECTED_TEST_LAYOUT, PAPER_REPEAT
 from utils.data.train_set import TrainDataset
 from utils.errors import UserError
 from utils.eval.benchmarks import BenchmarkSet, find_test_sets
-from utils.eval.metrics import crop_to_multiple
+from utils.metrics import crop_to_multiple
 from utils.tasks import DEGRADATIONS, sigma_of, task_of
 
 

@@ -126,9 +126,9 @@ def test_a_checkpoint_without_a_classifier_loads_as_none_and_a_malformed_one_is_
 
 
 def test_a_stored_classifier_round_trips_through_the_checkpoint(tiny_ckpt, tmp_path):
-    net, info = train_classifier(sources(), [], ClassifierRecipe(**TINY_RECIPE), log=lambda _: None)
+    net, measured = train_classifier(sources(), [], ClassifierRecipe(**TINY_RECIPE), log=lambda _: None)
     path = tmp_path / "with.pt"
-    save_checkpoint(path, {**load_checkpoint(tiny_ckpt), "classifier": classifier_record(net, ClassifierRecipe(), info)})
+    save_checkpoint(path, {**load_checkpoint(tiny_ckpt), "classifier": classifier_record(net, ClassifierRecipe(), measured)})
     loaded = load_classifier(load_checkpoint(path), path)
     image = smooth_image(np.random.default_rng(1), 70, 90)
     assert loaded.labels == net.labels and predict_degradations(loaded, image) == predict_degradations(net, image)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import options
-import train
 from net.model import ModelConfig
 from options import check_test_paths, check_train_paths, train_options
 from utils.errors import UserError
+from utils.train.inputs import data_paths
 
 
 def test_the_gpu_demo_trains_the_paper_network_for_ten_minutes_on_the_demo_data():
@@ -16,7 +16,7 @@ def test_the_gpu_demo_trains_the_paper_network_for_ten_minutes_on_the_demo_data(
     paper = ModelConfig()
     assert (args.dim, tuple(args.num_blocks), tuple(args.heads)) == (paper.dim, paper.num_blocks, paper.heads)
     assert args.time_budget == 10.0 and args.data_root == "data/demo/Train"
-    assert train.data_paths(args) == ("data/demo/Train", {})
+    assert data_paths(args) == ("data/demo/Train", {})
     assert train_options(["--preset", "demo"]).time_budget is None  # the CPU demo is unchanged
 
 
@@ -25,7 +25,7 @@ def test_denoise_root_replaces_the_denoising_folder(tmp_path):
     val.mkdir()  # the preset's data/demo/test need not exist here: a clean clone has not built it
     args = train_options(["--preset", "demo_gpu", "--denoise_root", str(tmp_path), "--val_root", str(val)])
     check_train_paths(args)
-    assert train.data_paths(args) == ("data/demo/Train", {"denoise": str(tmp_path)})
+    assert data_paths(args) == ("data/demo/Train", {"denoise": str(tmp_path)})
 
 
 def test_missing_denoise_folders_are_one_line(tmp_path):

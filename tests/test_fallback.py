@@ -12,7 +12,7 @@ import torch._inductor.compile_fx
 import train
 from tests.test_train import base_args, weights
 from utils.train import fallback, step
-from utils.train.speed import plan_speed
+from utils.train.speed import speed_settings
 from utils.train.step import TrainStep
 
 TRITON_MISSING = "Cannot find a working triton installation"
@@ -131,9 +131,9 @@ def test_a_failed_capture_trains_without_the_graph_and_names_eager(monkeypatch, 
 
     monkeypatch.setattr(step, "CudaGraphStep", refuse)
     model, plain, batch = tiny_step()
-    plan = plan_speed(torch.device("cpu"), 1)
-    plan = type(plan)(False, True, "fp32", 1, {**plan.why, "cuda_graph": "--cuda_graph"})
-    step_fn, loss, used = fallback.first_step(plain, plan, model, *batch, restore=lambda: None)
+    settings = speed_settings(torch.device("cpu"), 1)
+    settings = type(settings)(False, True, "fp32", 1, {**settings.why, "cuda_graph": "--cuda_graph"})
+    step_fn, loss, used = fallback.first_step(plain, settings, model, *batch, restore=lambda: None)
     assert step_fn is plain and torch.isfinite(loss)
     assert not used.cuda_graph and used.why["cuda_graph"] == "its capture failed"
     assert capsys.readouterr().err == ("note: CUDA graph capture failed (operation not permitted when stream is "
@@ -154,10 +154,10 @@ def test_a_compile_that_fails_in_the_capture_warm_up_keeps_the_graph_with_eager_
     monkeypatch.setattr(step, "CudaGraphStep", graph)
     model, plain, batch = tiny_step()
     model.transformer_blocks()[0].compile()  # never called: the stand-in refuses compiled blocks
-    plan = plan_speed(torch.device("cpu"), 1, compile_requested=True)
-    plan = type(plan)(True, True, "fp32", 1, {**plan.why, "cuda_graph": "--cuda_graph"})
+    settings = speed_settings(torch.device("cpu"), 1, compile_requested=True)
+    settings = type(settings)(True, True, "fp32", 1, {**settings.why, "cuda_graph": "--cuda_graph"})
     restored = []
-    _, loss, used = fallback.first_step(plain, plan, model, *batch, restore=lambda: restored.append(1))
+    _, loss, used = fallback.first_step(plain, settings, model, *batch, restore=lambda: restored.append(1))
     assert captured and restored and torch.isfinite(loss) and not compiled(model)
     assert not used.compile and used.cuda_graph
     assert capsys.readouterr().err.splitlines() == [
@@ -169,7 +169,7 @@ def test_an_error_of_the_eager_step_passes_through(monkeypatch):
     model, plain, batch = tiny_step()
     monkeypatch.setattr(TrainStep, "loss_and_update", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        fallback.first_step(plain, plan_speed(torch.device("cpu"), 1), model, *batch, restore=lambda: None)
+        fallback.first_step(plain, speed_settings(torch.device("cpu"), 1), model, *batch, restore=lambda: None)
 
 
 def test_a_snapshot_puts_weights_optimizer_and_schedule_back():

@@ -25,6 +25,7 @@ from utils.release.__main__ import main as release
 from utils.release.folder import PICKLE_SUFFIXES, SUMS, write_sums
 from utils.runtime.engine import Restorer
 from utils.text.bank import DEFAULT_INSTRUCTIONS
+from utils.train.resume import init_weights
 
 
 @pytest.fixture(scope="module")
@@ -202,24 +203,24 @@ def test_init_starts_a_new_run_from_a_release(tiny_layout, text_ckpt, release_di
     for k in start:
         torch.testing.assert_close(tuned["model"][k], start[k], atol=1e-6, rtol=0, msg=k)
     with pytest.raises(UserError, match="another network config"):
-        train.init_weights(str(release_dir), TextPromptIR(ModelConfig(**{**TINY_CONFIG, "dim": 16})), None, True)
+        init_weights(str(release_dir), TextPromptIR(ModelConfig(**{**TINY_CONFIG, "dim": 16})), None, True)
     assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, "x") + ["--init", str(release_dir), "--resume"]) == 2
     assert "pass one of them" in capsys.readouterr().err
 
 
 
 def test_the_config_records_the_threshold_the_encoder_chose(source, results, tmp_path, monkeypatch):
-    import utils.text.encoder_link as encoder_link
+    import utils.release.export as export
     from net.text_encoder import InstructionEncoder
 
-    linked = encoder_link.encoder_for_checkpoint
+    linked = export.encoder_for_checkpoint
 
     def chosen(*args, **kwargs):  # an encoder whose text stage chose 0.55 on its validation files
         encoder = linked(*args, **kwargs)
         encoder.threshold = 0.55
         return encoder
 
-    monkeypatch.setattr(encoder_link, "encoder_for_checkpoint", chosen)
+    monkeypatch.setattr(export, "encoder_for_checkpoint", chosen)
     out = tmp_path / "chosen"
     assert release(["export", "--ckpt", str(source), "--results", str(results), "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""The speed plan of a run (compile, CUDA graph, precision, DDP) on each device, with the GPU
+"""The speed settings of a run (compile, CUDA graph, precision, DDP) on each device, with the GPU
 mocked; fp16 with a gradient scaler; the per-save check without autograd or recompiles; the
 compile cache; the first-step log line."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.test_train import base_args
 from tests.test_train_step import SMALL
 from utils.runtime import device as dev
 from utils.runtime.compile import compile_blocks, default_compile_cache
-from utils.train.speed import plan_speed
+from utils.train.speed import speed_settings
 from utils.train.step import TrainStep, finite_output, make_optimizer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
@@ -40,7 +40,7 @@ def gpu(monkeypatch):
 def test_auto_precision_on_a_gpu_follows_its_compute_capability(gpu, capability, expected):
     gpu(*capability)
     assert dev.resolve_precision(CUDA, "auto")[0] == expected
-    assert plan_speed(CUDA, 1).precision == expected
+    assert speed_settings(CUDA, 1).precision == expected
 
 
 def test_explicit_precisions_on_a_gpu(gpu):
@@ -63,48 +63,48 @@ def test_on_a_cpu_precision_is_what_it_was(monkeypatch):
 
 
 def test_on_a_cpu_nothing_is_turned_on_by_default():
-    plan = plan_speed(CPU, 1)
-    assert (plan.compile, plan.cuda_graph, plan.precision, plan.ddp, plan.notes) == (False, False, "fp32", False, ())
-    assert plan.line(8, CPU) == ("speed: 1 process, eager blocks (on a CPU only with --compile), step not graphed "
+    settings = speed_settings(CPU, 1)
+    assert (settings.compile, settings.cuda_graph, settings.precision, settings.ddp, settings.notes) == (False, False, "fp32", False, ())
+    assert settings.line(8, CPU) == ("speed: 1 process, eager blocks (on a CPU only with --compile), step not graphed "
                                  "(needs a CUDA GPU), fp32 (auto: fp32 on a CPU); global batch 8 (--batch_size 8 "
                                  "per process x 1)")
-    assert plan_speed(CPU, 1, compile_requested=True).compile  # compiling on a CPU stays possible
-    asked = plan_speed(CPU, 2, cuda_graph_requested=True)
+    assert speed_settings(CPU, 1, compile_requested=True).compile  # compiling on a CPU stays possible
+    asked = speed_settings(CPU, 2, cuda_graph_requested=True)
     assert not asked.cuda_graph and asked.notes == ("note: --cuda_graph needs one CUDA GPU; training without it",)
 
 
 def test_one_gpu_compiles_and_graphs_by_default_and_eager_opts_out(gpu):
     gpu(9, 0)
-    plan = plan_speed(CUDA, 1)
-    assert (plan.compile, plan.cuda_graph, plan.precision, plan.ddp) == (True, True, "bf16", False)
-    assert plan.line(6, CUDA) == (
+    settings = speed_settings(CUDA, 1)
+    assert (settings.compile, settings.cuda_graph, settings.precision, settings.ddp) == (True, True, "bf16", False)
+    assert settings.line(6, CUDA) == (
         "speed: 1 process, compiled blocks (default on CUDA; --eager turns it off), CUDA-graphed step (default on "
         "one GPU; --eager turns it off), bf16 autocast (auto: compute capability 9.0 computes bf16 natively); "
         "global batch 6 (--batch_size 6 per GPU x 1)")
-    eager = plan_speed(CUDA, 1, eager=True)
+    eager = speed_settings(CUDA, 1, eager=True)
     assert (eager.compile, eager.cuda_graph, eager.precision) == (False, False, "bf16")
-    only_graph = plan_speed(CUDA, 1, cuda_graph_requested=True, eager=True)  # an explicit flag still applies
+    only_graph = speed_settings(CUDA, 1, cuda_graph_requested=True, eager=True)  # an explicit flag still applies
     assert (only_graph.compile, only_graph.cuda_graph) == (False, True)
 
 
 def test_several_gpus_use_ddp_and_compiled_blocks_without_a_whole_step_graph(gpu):
     gpu(8, 0)
-    plan = plan_speed(CUDA, 8)
-    assert (plan.compile, plan.cuda_graph, plan.ddp, plan.notes) == (True, False, True, ())
-    line = plan.line(6, CUDA)
+    settings = speed_settings(CUDA, 8)
+    assert (settings.compile, settings.cuda_graph, settings.ddp, settings.notes) == (True, False, True, ())
+    line = settings.line(6, CUDA)
     assert line.startswith("speed: DDP over 8 processes, compiled blocks")
     assert "step not graphed (not under DDP" in line and line.endswith("global batch 48 (--batch_size 6 per GPU x 8)")
-    assert plan_speed(CUDA, 8, cuda_graph_requested=True).notes == (
+    assert speed_settings(CUDA, 8, cuda_graph_requested=True).notes == (
         "note: --cuda_graph needs one GPU, not DDP; training without it",)
 
 
 def test_fp16_on_an_older_gpu_trains_compiled_without_the_graph(gpu):
     gpu(7, 0)  # a V100
-    plan = plan_speed(CUDA, 1)
-    assert (plan.compile, plan.cuda_graph, plan.precision) == (True, False, "fp16")
-    assert "step not graphed (not with fp16: its gradient scaler is not captured)" in plan.line(6, CUDA)
-    assert "fp16 autocast with a gradient scaler (auto: compute capability 7.0 has fp16" in plan.line(6, CUDA)
-    assert plan_speed(CUDA, 1, cuda_graph_requested=True).notes == (
+    settings = speed_settings(CUDA, 1)
+    assert (settings.compile, settings.cuda_graph, settings.precision) == (True, False, "fp16")
+    assert "step not graphed (not with fp16: its gradient scaler is not captured)" in settings.line(6, CUDA)
+    assert "fp16 autocast with a gradient scaler (auto: compute capability 7.0 has fp16" in settings.line(6, CUDA)
+    assert speed_settings(CUDA, 1, cuda_graph_requested=True).notes == (
         "note: --cuda_graph does not combine with fp16's gradient scaler; training without it",)
 
 

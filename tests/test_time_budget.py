@@ -10,7 +10,7 @@ from tests.conftest import TINY_NET
 from utils.train.budget import (
     MEASURE_SKIP,
     MEASURE_STEPS,
-    BudgetPlan,
+    Budget,
     TrainClock,
     measuring_scheduler,
     plan_steps,
@@ -44,7 +44,7 @@ def optimizer(lr: float = 1e-3) -> torch.optim.Optimizer:
 
 
 def test_the_plan_fits_the_steps_the_budget_allows_and_ends_at_zero():
-    plan = BudgetPlan(minutes=1.0, warmup_share=0.1)
+    plan = Budget(minutes=1.0, warmup_share=0.1)
     plan_steps(plan, step=12, spent_s=6.0, step_s=0.5)  # 54 s left at 0.5 s per step: 108 more
     assert (plan.total_steps, plan.warmup_steps, plan.planned_at) == (120, 12, 12)
     seq = lrs(planned_scheduler(optimizer(), plan), plan.total_steps + 1)
@@ -56,7 +56,7 @@ def test_the_plan_fits_the_steps_the_budget_allows_and_ends_at_zero():
 def test_planning_mid_run_gives_the_plans_own_learning_rates():
     """Planned at step 12 after the measuring phase, or built at step 0 from the same plan: the same
     learning rate for every step from 12 on, also for a tensor learning rate (a CUDA graph's)."""
-    plan = BudgetPlan(minutes=1.0, warmup_share=0.2)
+    plan = Budget(minutes=1.0, warmup_share=0.2)
     plan_steps(plan, step=12, spent_s=0.0, step_s=1.0)
     fresh = lrs(planned_scheduler(optimizer(), plan), plan.total_steps)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=torch.tensor(1e-3))
@@ -108,7 +108,7 @@ def test_resume_keeps_the_plan_and_its_learning_rates(tiny_layout, text_ckpt, tm
     args = budget_args(tiny_layout, text_ckpt, tmp_path, "split", "0.5")
     assert train.main(args + ["--max_steps", str(MEASURED_AT + 3)]) == 0
     first = torch.load(tmp_path / "ckpt/split/last.pt", weights_only=True)
-    plan = BudgetPlan.from_dict(first["budget"])
+    plan = Budget.from_dict(first["budget"])
     assert plan.planned and first["step"] == MEASURED_AT + 3
     capsys.readouterr()
     resumed = budget_args(tiny_layout, text_ckpt, tmp_path, "split", "5")
@@ -116,7 +116,7 @@ def test_resume_keeps_the_plan_and_its_learning_rates(tiny_layout, text_ckpt, tm
     err = capsys.readouterr().err
     assert "--time_budget 5 ignored" in err
     second = torch.load(tmp_path / "ckpt/split/last.pt", weights_only=True)
-    assert BudgetPlan.from_dict(second["budget"]).total_steps == plan.total_steps
+    assert Budget.from_dict(second["budget"]).total_steps == plan.total_steps
     assert second["budget"]["trained_s"] > first["budget"]["trained_s"]
     # the learning rates of an uninterrupted run of the same plan, step by step
     straight = lrs(planned_scheduler(optimizer(), plan), plan.total_steps + 1)
@@ -151,7 +151,7 @@ def test_a_budget_spent_before_its_rate_is_measured_keeps_its_end_and_names_the_
     out = capsys.readouterr().out
     run = tmp_path / "ckpt/short"
     last = torch.load(run / "last.pt", weights_only=True)
-    assert not BudgetPlan.from_dict(last["budget"]).planned  # 0.06 s: spent before the rate was measured
+    assert not Budget.from_dict(last["budget"]).planned  # 0.06 s: spent before the rate was measured
     assert torch.load(run / "at_1.pt", weights_only=True)["step"] == last["step"]  # the budget's end
     assert not (run / "at_0.25.pt").exists() and not (run / "at_0.5.pt").exists()
     said = [line for line in out.splitlines() if line.startswith("--save_at")]

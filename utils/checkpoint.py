@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from net.degradation_classifier import DegradationClassifier
-from net.model import ModelConfig, TextPromptIR, build_model
+from net.model import ModelConfig, TextPromptIR, build_model, first_mismatch
 from utils.atomic import TMP_SUFFIX, write_file
 from utils.errors import UserError
 from utils.full_disk import naming_full_disk
+from utils.release.folder import is_release, read_release
 
 FORMAT = "textpromptir/2"
 READABLE_FORMATS = ("textpromptir/1", FORMAT)
@@ -75,10 +76,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint written by train.py (format 1 or 2, returned as format 2), or a release
     folder or Hugging Face Hub id (``utils.release``: the same dict, weights in float32); every
     problem is a one-line UserError."""
-    from utils.release.folder import is_release, read_release
-
     if is_release(path):
-        return read_release(path)
+        return {**read_release(path), "format": FORMAT}
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train one with `python train.py` "
@@ -112,18 +111,6 @@ def checkpoint_config(path: str | Path, ckpt: dict[str, Any]) -> ModelConfig:
                         "was it written by another project?") from None
 
 
-def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
-    """A description of the first tensor where ``state`` does not fit ``model``, or None."""
-    own = model.state_dict()
-    for name, t in own.items():
-        if name not in state:
-            return f"{name} is missing from the checkpoint"
-        if tuple(state[name].shape) != tuple(t.shape):
-            return f"{name}: checkpoint {tuple(state[name].shape)} vs network {tuple(t.shape)}"
-    extra = [k for k in state if k not in own]
-    return f"{extra[0]} is in the checkpoint but not in the network" if extra else None
-
-
 def load_model(path: str | Path, device: torch.device | str = "cpu",
                impl: str = "auto") -> tuple[TextPromptIR, dict[str, Any]]:
     """Rebuild the net from a checkpoint's config on ``device`` and load its weights."""
@@ -135,29 +122,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
                         "the file is damaged or was edited: use another checkpoint")
     model.load_state_dict(ckpt["model"])
     return model, ckpt
-
-
-def load_for_inference(path: str | Path, device_choice: str = "auto", impl: str = "auto", precision: str = "auto",
-                       compile_blocks_too: bool = False, compile_cache: str | Path | None = None,
-                       ) -> tuple[TextPromptIR, dict[str, Any], torch.device]:
-    """The network of a checkpoint in eval mode on the chosen device (and its checkpoint and
-    device), with one line saying which implementation and precision it runs in. Compiled blocks
-    (``compile_blocks_too``) keep their cache in ``compile_cache`` (default: beside the checkpoint or
-    release folder; ``ckpt/`` for a Hub id)."""
-    from utils.runtime.compile import compile_blocks, default_compile_cache, use_compile_cache
-    from utils.runtime.device import describe, pick_device
-
-    device = pick_device(device_choice)
-    model, ckpt = load_model(path, device=device, impl=impl)
-    model.eval()
-    print(f"{path}: {describe(model, device, precision)}")
-    if compile_blocks_too:
-        beside = Path(path).parent if Path(path).exists() else Path("ckpt")  # a Hub id: the default ckpt folder
-        cache = use_compile_cache(compile_cache or default_compile_cache(beside), "--compile_cache")
-        compile_blocks(model)
-        print(f"torch.compile: {len(model.transformer_blocks())} transformer blocks, compiled for each new image "
-              f"size; cache {cache}")
-    return model, ckpt, device
 
 
 def check_same_config(path: str | Path, ckpt: dict[str, Any], config: ModelConfig) -> None:

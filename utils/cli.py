@@ -15,6 +15,7 @@ from typing import Callable, NoReturn, Sequence
 from utils.data.pixel_limit import OPENCV_MAX_PIXELS
 from utils.errors import UserError, user_message
 from utils.full_disk import is_disk_full
+from utils.release.hub import HUB_ID
 from utils.stop_signals import exit_code, signal_name
 from utils.tasks import DEGRADATION_CHOICES, RESTORE_ORDER, split_tasks
 
@@ -110,8 +111,6 @@ def run_name(text: str) -> str:
 def init_source(text: str) -> str:
     """argparse type of ``--init``: a release folder or checkpoint file that exists, or a Hugging Face
     Hub id (``owner/name``)."""
-    from utils.release.hub import HUB_ID
-
     if not (text.strip() and (Path(text).exists() or HUB_ID.match(text))):
         raise argparse.ArgumentTypeError(f"{text!r}: no such release folder or checkpoint, and not a Hub id "
                                          "(owner/name); pass e.g. --init release/demo")

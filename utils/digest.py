@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
+
 
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of the bytes of ``path``."""
@@ -18,8 +20,6 @@ def weights_sha256(state: dict) -> str:
     """Hex SHA-256 of a state_dict's tensors as the network computes with them (floating-point
     tensors as float32, in name order): the identity of a network's weights, the same for a
     ``last.pt`` and a release folder exported from it in fp32, whatever the file format."""
-    import torch
-
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu()

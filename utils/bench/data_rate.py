@@ -4,6 +4,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from torch.utils.data import DataLoader, RandomSampler
+
+from utils.data.layouts import find_train_pairs
+from utils.data.train_set import TrainDataset
 from utils.errors import UserError
 from utils.tasks import DEGRADATIONS
 
@@ -11,11 +15,6 @@ from utils.tasks import DEGRADATIONS
 def run_data(cfg: dict[str, Any]) -> dict[str, Any]:
     """Training crops per second delivered by the DataLoader alone (decode or cache, crop,
     augment, noise, collate) with ``workers`` worker processes, as train.py builds it."""
-    from torch.utils.data import DataLoader, RandomSampler
-
-    from utils.data.layouts import find_train_pairs
-    from utils.data.train_set import TrainDataset
-
     de_types = []
     for de_type in cfg["de_type"] or DEGRADATIONS:
         try:

@@ -15,16 +15,24 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from net.model import ModelConfig, TextPromptIR, build_model, resolve_impl
+from utils.bench.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
+from utils.checkpoint import load_model
+from utils.release.onnx_export import largest_difference, onnx_inputs, session, write_onnx
 from utils.runtime.allocator import malloc_live_bytes_fn
+from utils.runtime.compile import compile_blocks, compile_stats
 from utils.runtime.device import autocast, is_out_of_memory
+from utils.train.step import TrainStep, graphed_or_plain, make_optimizer
 
 MAX_BATCHES = (128, 96, 64, 48, 32, 24, 16, 12, 8, 6)  # tried in order by --train_batch max
 CURVE_STEPS = 50  # training-curve check: compiled / graphed against eager, same seed
@@ -76,19 +84,13 @@ def build_net(cfg: dict[str, Any], device: torch.device, compile_blocks_too: boo
     torch.manual_seed(0)
     compile_it = cfg["compile"] if compile_blocks_too is None else compile_blocks_too
     if cfg["impl"] == "official":
-        from utils.bench.official import load_official_model
-
         model = load_official_model(cfg["official"]).to(device)
         return torch.compile(model) if compile_it else model
     if cfg.get("ckpt"):  # a checkpoint's or release's own weights
-        from utils.checkpoint import load_model
-
         model, _ = load_model(cfg["ckpt"], device=device, impl=cfg["impl"])
     else:
         model = build_model(ModelConfig(text_dim=cfg["text_dim"], **cfg["net"]), impl=cfg["impl"], device=device)
     if compile_it:
-        from utils.runtime.compile import compile_blocks
-
         compile_blocks(model)
     return model
 
@@ -101,10 +103,6 @@ def precision_of(cfg: dict[str, Any]) -> str:
 def run_onnx_inference(cfg: dict[str, Any]) -> dict[str, Any]:
     """Median latency of onnxruntime (CPU) on one (1, 3, H, W) image after warm-up, running the network
     exported as ``export --onnx`` writes it, and the largest difference of its output from torch's."""
-    import tempfile
-
-    from utils.release.onnx_export import largest_difference, onnx_inputs, session, write_onnx
-
     model = build_net({**cfg, "impl": "reference", "compile": False}, torch.device("cpu")).eval()
     h, w = cfg["size"]
     x, embedding = torch.rand(1, 3, h, w), torch.randn(1, cfg["text_dim"])
@@ -155,8 +153,6 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
     """``passes`` passes over a set of images of the sizes ``sizes`` (a list of [H, W], one image
     each, in order), as test.py scores a benchmark: the seconds of each pass (the first includes
     compiling each new size when ``cfg["compile"]``) and the compile time."""
-    from utils.runtime.compile import compile_stats
-
     device = torch.device(cfg["device"])
     model = build_net(cfg, device).eval()
     embedding = torch.randn(1, cfg["text_dim"], device=device)
@@ -179,8 +175,6 @@ def run_inference_set(cfg: dict[str, Any]) -> dict[str, Any]:
 def train_setup(cfg: dict[str, Any], device: torch.device, batch: int):
     """Network, a training step (eager, compiled and/or CUDA-graphed as ``cfg`` asks) and one
     random batch; the step is train.py's (``utils.train.step``)."""
-    from utils.train.step import TrainStep, graphed_or_plain, make_optimizer
-
     model = build_net(cfg, device).train()
     graphed = cfg["cuda_graph"] and device.type == "cuda"
     optimizer = make_optimizer(model, 2e-4, 0.01, device, graphed)  # train.py's
@@ -215,8 +209,6 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
     data: median step time, images/s, peak memory of a step (``peak_mb``) and, on CUDA, of the
     whole run (``total_peak_mb``: weights, optimizer state, a CUDA graph's pool); the time to build
     and capture (``setup_s``), of the warm-up steps (``warmup_s``) and of compiling (``compile_s``)."""
-    from utils.runtime.compile import compile_stats
-
     device = torch.device(cfg["device"])
     before = compile_stats() or {"seconds": 0.0, "graphs": 0, "from_cache": 0}
     batch = largest_batch(cfg, device, cfg.get("max_batch")) if cfg["batch"] == "max" else int(cfg["batch"])
@@ -251,8 +243,6 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
 def official_parity(cfg: dict[str, Any]) -> dict[str, float]:
     """Largest output difference between the official network and ours (reference and
     fast) carrying the same random weights, on a (2, 3, 64, 96) batch in fp32."""
-    from utils.bench.official import OFFICIAL_TEXT_DIM, copy_weights_to_official, load_official_model
-
     torch.manual_seed(0)
     config = ModelConfig(text_dim=OFFICIAL_TEXT_DIM, **cfg["net"])
     ours = TextPromptIR(config, impl="reference")
@@ -341,8 +331,6 @@ def _check(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     other.load_state_dict(reference.state_dict())
     out_o, g_o = _output_and_grads(other, x, embedding)
     res[f"{path}_vs_reference"] = {"out_rel": _rel(out_o, out_r), "grad_rel": _rel(g_o, g_r)}
-    from utils.runtime.compile import compile_blocks
-
     compiled = TextPromptIR(config, impl=res["auto_impl"], device=device)
     compiled.load_state_dict(reference.state_dict())
     compile_blocks(compiled)
@@ -421,8 +409,6 @@ def run_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     asks): on CUDA the kernels per step, the share of the wall time the GPU is busy, and the
     TOP_KERNELS kernels by GPU time with their share and, where inductor's estimate is in the
     compile cache, the bytes they move; on a CPU the operators by self CPU time."""
-    from torch.profiler import ProfilerActivity, profile
-
     device = torch.device(cfg["device"])
     batch = int(cfg["batch"])
     step_fn, inputs = train_setup(cfg, device, batch)
@@ -470,8 +456,6 @@ def run_profile(cfg: dict[str, Any]) -> dict[str, Any]:
 def flops_per_image(cfg: dict[str, Any], size: int = 128) -> dict[str, float]:
     """Forward GFLOPs of one ``size``^2 image (matmuls and convolutions, as counted by
     torch.utils.flop_counter; a multiply-add is 2 FLOPs), per implementation."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     out = {}
     for impl in cfg["impls"]:
         run_cfg = {**cfg, **cfg["impl_cfg"].get(impl, {}), "impl": impl, "compile": False}

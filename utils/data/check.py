@@ -22,7 +22,7 @@ from utils.data.layouts import (
     mixed_layouts,
     subdirs,
 )
-from utils.eval.metrics import crop_to_multiple
+from utils.metrics import crop_to_multiple, psnr_ssim
 from utils.tasks import PAPER_TASKS, TASKS, task_of
 
 # Published sizes (TextPromptIR Sec. 4.1 trains and tests on PromptIR's data), each with its source.
@@ -274,8 +274,6 @@ def _check_denoise_test(task_dir: Path) -> list[SetCheck]:
 
 
 def _input_psnr(pairs: list[tuple[Path, Path]]) -> float:
-    from utils.eval.metrics import psnr_ssim
-
     values = []
     for lq, gt in pairs[:PSNR_SAMPLE]:
         a, b = (crop_to_multiple(read_image(p)).astype(np.float64) / 255.0 for p in (lq, gt))

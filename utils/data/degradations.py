@@ -23,6 +23,9 @@ import hashlib
 
 import cv2
 import numpy as np
+from skimage.feature import structure_tensor  # only for calibration
+
+from utils.metrics import crop_to_multiple, psnr_ssim
 
 # --- Gaussian noise (paper protocol) -------------------------------------------------------------
 
@@ -194,8 +197,6 @@ def depth_proxy(img: np.ndarray) -> np.ndarray:
 def input_quality(degraded: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """PSNR (dB) and SSIM of a degraded uint8 RGB image against its clean target, by the calibration
     protocol (test/README.md): centre-cropped to a multiple of 16, RGB in [0, 1], scikit-image metrics."""
-    from utils.eval.metrics import crop_to_multiple, psnr_ssim
-
     x, y = (crop_to_multiple(im).astype(np.float64) / 255.0 for im in (degraded, clean))
     return psnr_ssim(x, y)
 
@@ -204,7 +205,6 @@ def rain_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict:
     """The Rain100L rain-layer statistics of the calibration (docs/benchmarks/calibration.md) for one uint8 RGB pair: mean residual,
     fraction brightened by > 0.05, 99th-percentile residual, and the streak tilt from vertical (deg)
     from the image's structure tensor (residual = input - target, averaged over RGB, in [0, 1])."""
-    from skimage.feature import structure_tensor  # only for calibration
     residual = (rainy.astype(np.float64) - clean.astype(np.float64)).mean(axis=2) / 255.0
     a_rr, a_rc, a_cc = structure_tensor(residual, sigma=1.0, order="rc")
     s_rr, s_rc, s_cc = float(a_rr.sum()), float(a_rc.sum()), float(a_cc.sum())

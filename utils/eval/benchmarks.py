@@ -30,7 +30,7 @@ from utils.data.layouts import (
     subdirs,
 )
 from utils.errors import UserError
-from utils.eval.metrics import crop_to_multiple, min_test_side
+from utils.metrics import crop_to_multiple, min_test_side
 from utils.tasks import COMPOSITE, PAPER_TASKS, TASKS, join_tasks, split_tasks
 
 # --- test sets --------------------------------------------------------------------------------------

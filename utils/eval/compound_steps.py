@@ -18,17 +18,16 @@ import numpy as np
 
 from utils.cli import cli_main
 from utils.errors import UserError
+from utils.eval.benchmarks import find_test_sets
+from utils.metrics import psnr_ssim
+from utils.runtime.engine import Restorer
 from utils.tasks import COMPOSITE, join_tasks
+from utils.text.bank import read_instruction_tsv
 
 
 def measure(ckpt: str, test_root: str, sentences: str, per_set: int = 5) -> dict[str, dict[str, float]]:
     """{set label: {"clause": mean PSNR, "default": mean PSNR, "requests": n}} over the requests
     (at most ``per_set``) whose task set is the composite set's, each request read by the encoder."""
-    from utils.eval.benchmarks import find_test_sets
-    from utils.eval.metrics import psnr_ssim
-    from utils.runtime.engine import Restorer
-    from utils.text.bank import read_instruction_tsv
-
     sets, _ = find_test_sets(test_root, COMPOSITE)
     if not sets:
         raise UserError(f"{test_root}: no composite sets (composite/<task+task>/{{input,target}}); build the demo "

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from utils.data.image_io import write_image
 from utils.errors import UserError
-from utils.eval.metrics import psnr_ssim, to_numpy_image
+from utils.metrics import psnr_ssim, to_numpy_image
 from utils.progress import progress as progress_bar
 from utils.runtime.device import autocast
 from utils.stop_signals import ignore_in_worker

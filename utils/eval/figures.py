@@ -14,7 +14,13 @@ import cv2
 import numpy as np
 import torch
 
-from utils.cli import cli_main
+from utils.checkpoint import load_model
+from utils.cli import ArgumentParser, cli_main
+from utils.data.degradations import add_gaussian_noise, benchmark_noise_seed
+from utils.data.image_io import read_image, write_image
+from utils.metrics import psnr_ssim
+from utils.text.bank import DEFAULT_INSTRUCTIONS
+from utils.text.encoder_link import encoder_for_checkpoint
 
 ROW_HEIGHT = 200
 LABEL_HEIGHT = 22
@@ -43,13 +49,6 @@ def _fit(img: np.ndarray) -> np.ndarray:
 
 def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
     """Write the picture and return, per row, the PSNR of the input and of the result."""
-    from utils.checkpoint import load_model
-    from utils.data.degradations import add_gaussian_noise, benchmark_noise_seed
-    from utils.data.image_io import read_image, write_image
-    from utils.eval.metrics import psnr_ssim
-    from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint
-
     model, state = load_model(ckpt)
     model.eval()
     encoder = encoder_for_checkpoint(ckpt, state, model.config.text_dim)
@@ -80,8 +79,6 @@ def before_after(ckpt: Path, demo: Path, out: Path) -> list[dict]:
 
 
 def figures_main(argv: Sequence[str] | None) -> int:
-    from utils.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m utils.eval.figures", description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default="ckpt/demo/last.pt", help="a checkpoint or release folder")
     p.add_argument("--demo", default="data/demo", help="the demo set built by utils.data.demo_data")

@@ -32,6 +32,7 @@ from utils.data.image_io import read_image
 from utils.data.layouts import list_images
 from utils.errors import UserError
 from utils.runtime.device import DEVICE_CHOICES
+from utils.runtime.engine import Restorer
 from utils.tables import header, row
 
 CLEAN = "clean"
@@ -88,8 +89,6 @@ def table(scores: dict[str, dict[str, list[float]]]) -> str:
 
 
 def no_harm_main(argv: Sequence[str] | None) -> int:
-    from utils.runtime.engine import Restorer
-
     p = ArgumentParser(prog="python -m utils.eval.no_harm", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="a text-conditioned restoration checkpoint")
     p.add_argument("--photos", required=True, help="a folder of clean photos (e.g. Kodak24)")

@@ -22,6 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
+import numpy
+import skimage
+import torch
+
 from utils.atomic import write_file, write_text
 from utils.digest import file_sha256
 from utils.errors import UserError
@@ -172,10 +176,6 @@ def project_version() -> str:
 
 def versions() -> dict[str, str]:
     """The versions a score depends on."""
-    import numpy
-    import skimage
-    import torch
-
     return {"torch": torch.__version__, "scikit_image": skimage.__version__, "numpy": numpy.__version__,
             "project": project_version()}
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from utils.cli import ArgumentParser, cli_main
-from utils.release.folder import DTYPES
+from utils.release.export import export_release
+from utils.release.folder import DTYPES, read_release
 
 
 def build_parser() -> ArgumentParser:
@@ -41,8 +42,6 @@ def build_parser() -> ArgumentParser:
 def release_main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export":
-        from utils.release.export import export_release
-
         config = export_release(args.ckpt, args.out, args.results, args.dtype, args.overwrite, args.text_ckpt,
                                 args.onnx)
         files = sorted(p for p in Path(args.out).rglob("*") if p.is_file())
@@ -50,8 +49,6 @@ def release_main(argv: Sequence[str] | None) -> int:
         print(f"wrote {args.out}: {len(files)} files, {size:.1f} MiB; weights {config['dtype']}, "
               f"sha256 {config['weights_sha256'][:12]}")
         return 0
-    from utils.release.folder import read_release
-
     ckpt = read_release(args.folder)
     print(f"{args.folder}: every file matches SHA256SUMS; {len(ckpt['model'])} tensors fit the network; "
           f"tasks {', '.join(ckpt['options']['de_type'])}")

@@ -3,8 +3,10 @@ results with their protocol lines (from a results file of this very checkpoint),
 the citation and how to load it."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from utils.eval.results import Results
 from utils.tasks import TASK_WORDS
 
 CITATION = """@article{yan2023textpromptir,
@@ -36,10 +38,6 @@ def training_lines(config: dict[str, Any]) -> list[str]:
 
 def results_lines(results: dict[str, Any] | None) -> list[str]:
     """The results tables, one per protocol, or a line saying none were given."""
-    from pathlib import Path
-
-    from utils.eval.results import Results
-
     if not results or not results.get("sets"):
         return ["No results file was given at export: this checkpoint's scores are not part of its card."]
     table = Results(Path("."), results["checkpoint"], list(results["sets"])).markdown()

@@ -14,9 +14,14 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from net.degradation_classifier import THRESHOLD
 from net.model import RELEASE_CONFIG, RELEASE_FORMAT, RELEASE_WEIGHTS, TextPromptIR
+from net.text_encoder import BORDERLINE
+from utils.checkpoint import load_model
 from utils.digest import weights_sha256
 from utils.errors import UserError
+from utils.eval.results import FORMAT, project_version, same_checkpoint
+from utils.release.card import model_card
 from utils.release.folder import (
     CARD,
     CLASSIFIER_WEIGHTS,
@@ -26,13 +31,14 @@ from utils.release.folder import (
     replace_folder,
     write_sums,
 )
+from utils.release.onnx_export import write_onnx
+from utils.text.bank import DEFAULT_INSTRUCTIONS
+from utils.text.encoder_link import checkpoint_tasks, encoder_for_checkpoint
 
 
 def checked_results(path: str | Path | None, ckpt_path: str | Path, identity: str) -> dict[str, Any] | None:
     """The results file of this very checkpoint (by the SHA-256 of its weights, or, for files written
     before that was recorded, of its file); another checkpoint's results are refused."""
-    from utils.eval.results import FORMAT, same_checkpoint
-
     if path is None:
         return None
     path = Path(path)
@@ -54,10 +60,6 @@ def write_encoder(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], text_dim:
                   text_ckpt: str | Path | None) -> dict[str, Any]:
     """The instruction encoder the checkpoint was trained with (checked by its fingerprint) in Hugging
     Face format under ``text_encoder/``, and each task's default-instruction embedding beside it."""
-    from net.text_encoder import BORDERLINE
-    from utils.text.bank import DEFAULT_INSTRUCTIONS
-    from utils.text.encoder_link import encoder_for_checkpoint
-
     encoder = encoder_for_checkpoint(ckpt_path, ckpt, text_dim, text_ckpt)
     encoder.save(folder / ENCODER_DIR)
     # one sentence at a time, as the runtime encodes an instruction: the very same numbers
@@ -72,8 +74,6 @@ def write_classifier(folder: Path, record: dict[str, Any] | None) -> dict[str, A
     """The degradation classifier's weights, and its settings for ``config.json`` (None: it has none)."""
     if record is None:
         return None
-    from net.degradation_classifier import THRESHOLD
-
     save_file({k: v.detach().cpu().contiguous() for k, v in record["state"].items()}, folder / CLASSIFIER_WEIGHTS)
     return {**{k: v for k, v in record.items() if k != "state"}, "threshold": THRESHOLD}
 
@@ -89,10 +89,6 @@ def training_record(ckpt: dict[str, Any]) -> dict[str, Any]:
 def fill_release(folder: Path, ckpt_path: Path, ckpt: dict[str, Any], model: TextPromptIR, dtype: str,
                  results: dict[str, Any] | None, text_ckpt: str | Path | None) -> dict[str, Any]:
     """Write every file of the release into ``folder``; returns its ``config.json``."""
-    from utils.eval.results import project_version
-    from utils.release.card import model_card
-    from utils.text.encoder_link import checkpoint_tasks
-
     tasks = checkpoint_tasks(ckpt)
     state = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
@@ -123,8 +119,6 @@ def export_release(ckpt_path: str | Path, out: str | Path, results_path: str | P
                    dtype: str = "fp32", overwrite: bool = False, text_ckpt: str | Path | None = None,
                    onnx: bool = False) -> dict[str, Any]:
     """Write the release folder ``out`` of the checkpoint ``ckpt_path``; returns its ``config.json``."""
-    from utils.checkpoint import load_model
-
     ckpt_path, out = Path(ckpt_path), Path(out)
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
@@ -137,8 +131,6 @@ def export_release(ckpt_path: str | Path, out: str | Path, results_path: str | P
     try:
         config = fill_release(tmp, ckpt_path, ckpt, model.eval(), dtype, results, text_ckpt)
         if onnx:
-            from utils.release.onnx_export import write_onnx
-
             write_onnx(model, tmp)
         share_modes(tmp)
         write_sums(tmp)

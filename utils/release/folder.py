@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from net.model import RELEASE_CONFIG, RELEASE_FORMAT, RELEASE_WEIGHTS, ModelConfig, build_model
+from net.model import RELEASE_CONFIG, RELEASE_FORMAT, RELEASE_WEIGHTS, ModelConfig, build_model, first_mismatch
 from utils.digest import file_sha256
 from utils.errors import UserError
+from utils.release.hub import download_release, looks_like_hub_id
 
 SUMS = "SHA256SUMS"
 CARD = "README.md"
@@ -107,8 +109,6 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def release_weights(folder: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The network's weights as float32, checked against the network ``config.json`` describes."""
-    from utils.checkpoint import first_mismatch
-
     try:
         model_config = ModelConfig.from_dict(config.get("model") or {})
     except (TypeError, ValueError) as e:
@@ -129,12 +129,9 @@ def classifier_record(folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_release(source: str | Path) -> dict[str, Any]:
-    """A release folder (or Hub id) as the dict ``load_checkpoint`` returns for a ``last.pt``: the
-    weights in float32, the config, the tasks as ``options["de_type"]``, the encoder folder inside the
-    release, the classifier. Every file is checked against ``SHA256SUMS`` first; each problem is one line."""
-    from utils.checkpoint import FORMAT
-    from utils.release.hub import download_release, looks_like_hub_id
-
+    """A release folder (or Hub id) as the dict ``load_checkpoint`` returns for a ``last.pt`` (less its
+    ``format``, which ``load_checkpoint`` adds): the weights in float32, the config, the tasks as
+    ``options["de_type"]``, the encoder folder inside the release, the classifier. Every file is checked against ``SHA256SUMS`` first; each problem is one line."""
     folder = Path(source)
     if not folder.is_dir() and looks_like_hub_id(source):
         folder = download_release(str(source))
@@ -143,7 +140,7 @@ def read_release(source: str | Path) -> dict[str, Any]:
         if not (folder / name).is_file():
             raise UserError(f"{folder / name}: missing file; download or export the release again")
     verify_sums(folder)
-    ckpt: dict[str, Any] = {"format": FORMAT, "model": release_weights(folder, config), "config": config["model"],
+    ckpt: dict[str, Any] = {"model": release_weights(folder, config), "config": config["model"],
                             "options": {"de_type": list(config.get("tasks") or [])}, "release": config}
     if config.get("text_encoder"):
         ckpt["text_encoder"] = {**config["text_encoder"], "dir": str((folder / ENCODER_DIR).resolve())}
@@ -154,8 +151,6 @@ def read_release(source: str | Path) -> dict[str, Any]:
 
 def is_release(source: str | Path) -> bool:
     """True for a folder (read as a release: anything else is refused in one line) or a Hub id."""
-    from utils.release.hub import looks_like_hub_id
-
     path = Path(source)
     return path.is_dir() or looks_like_hub_id(source)
 
@@ -163,8 +158,6 @@ def is_release(source: str | Path) -> bool:
 def replace_folder(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out`` in one rename; an existing ``out`` only with
     ``overwrite`` (it is renamed away first, then deleted)."""
-    import shutil
-
     old = None
     if out.exists() or out.is_symlink():
         if not overwrite:

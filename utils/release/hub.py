@@ -19,6 +19,7 @@ def looks_like_hub_id(source: str | Path) -> bool:
 def download_release(repo_id: str) -> Path:
     """The local snapshot of the Hub repository ``repo_id`` (downloaded, or from the cache when offline);
     an unreachable or unknown id is one line naming it."""
+    # huggingface_hub is imported only when a Hub id is read: every other command runs without it
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -29,7 +29,7 @@ TOLERANCE = 1e-4  # largest difference from torch accepted at export
 def session(path: str | Path, threads: int = 0):
     """An onnxruntime CPU session of ``path`` (``threads`` 0: onnxruntime's default)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: only ONNX export and its check need it
     except ImportError:
         raise UserError("onnxruntime is not installed: `pip install -r requirements.txt`") from None
     options = ort.SessionOptions()

@@ -29,7 +29,7 @@ def compile_blocks(model: nn.Module) -> int:
     """``torch.compile`` every transformer block in place (state_dict keys unchanged). Blocks of the
     same width, heads and input size share one compiled graph, so the paper network compiles
     five forward/backward graphs, not 44. Returns the number of blocks wrapped."""
-    import torch._dynamo
+    import torch._dynamo  # heavy: loaded only when blocks are compiled
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
     blocks = model.transformer_blocks()
@@ -70,6 +70,7 @@ def use_compile_cache(folder: str | Path, option: str) -> Path:
         raise UserError(f"{folder}: cannot keep the compile cache there ({e.strerror or e}); "
                         f"pass another {option}") from None
     os.environ[CACHE_ENV] = str(folder)
+    # torch's compiler stack is heavy: loaded only when a compile cache is used
     import torch._functorch.config
     import torch._inductor.config
 
@@ -84,7 +85,7 @@ def compile_stats() -> dict[str, float | int] | None:
     loaded by inductor and ``from_cache`` of them loaded from the cache. None if this torch does
     not keep these counters."""
     try:
-        from torch._dynamo.utils import compilation_time_metrics, counters
+        from torch._dynamo.utils import compilation_time_metrics, counters  # heavy: only with compiled blocks
     except ImportError:
         return None
     seconds = sum(sum(compilation_time_metrics.get(key, ())) for key in

@@ -15,8 +15,16 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from net.degradation_classifier import predict_degradations, present, unsure
+from utils.checkpoint import load_classifier
 from utils.errors import UserError
 from utils.runtime.device import autocast, is_out_of_memory
+from utils.runtime.inference import load_for_inference
+from utils.runtime.tiling import MIN_TILE, auto_tile_size, restore_tiled
+from utils.tasks import TASK_WORDS, restore_order
+from utils.text.bank import DEFAULT_INSTRUCTIONS
+from utils.text.encoder_link import checkpoint_tasks, encoder_for_checkpoint, reading_warnings, understood_line
+from utils.text.understand import understand, untrained_tasks
 
 AUTO = "auto"  # the task that means "read it off the image"
 # What conditions each pass of a compound request: "default", the task's default instruction, or
@@ -65,8 +73,6 @@ class Restorer:
                  compile_blocks: bool = False, compile_cache: str | Path | None = None,
                  text_ckpt: str | Path | None = None, tile: int | None = None, tile_overlap: int = 32,
                  max_memory_gib: float | None = None, step_text: str = STEP_TEXT) -> None:
-        from utils.checkpoint import load_classifier, load_for_inference
-
         self.ckpt_path = Path(ckpt)
         self.precision = precision
         self.tile, self.tile_overlap = tile, tile_overlap
@@ -76,8 +82,6 @@ class Restorer:
         self.conditioned = self.model.config.text_cond != "none"
         self.encoder = None
         if self.conditioned:
-            from utils.text.encoder_link import encoder_for_checkpoint
-
             self.encoder = encoder_for_checkpoint(ckpt, self.ckpt, self.model.config.text_dim, text_ckpt)
         self._embeddings: dict[str, torch.Tensor] = {}
         self.classifier = load_classifier(self.ckpt, self.ckpt_path) if self.conditioned else None
@@ -92,8 +96,6 @@ class Restorer:
     @property
     def tasks(self) -> tuple[str, ...]:
         """The tasks this checkpoint was trained for: what an instruction or a task may ask of it."""
-        from utils.text.encoder_link import checkpoint_tasks
-
         return checkpoint_tasks(self.ckpt)
 
     @property
@@ -110,8 +112,6 @@ class Restorer:
     def _step(self, task: str, clause: str | None = None) -> Step:
         """One pass for ``task``, conditioned on its own part of the request (``clause``, when
         ``step_text`` is "clause" and there is one) or else on the task's default instruction."""
-        from utils.text.bank import DEFAULT_INSTRUCTIONS
-
         sentence = clause if clause and self.step_text == "clause" else DEFAULT_INSTRUCTIONS[task]
         return Step(task, sentence, self._encode(sentence))
 
@@ -125,10 +125,6 @@ class Restorer:
         (each task it names, one pass each in ``RESTORE_ORDER``), or, with neither or ``task="auto"``,
         what the image ``rgb`` shows (the blind route). A request the image contradicts gets a
         warning; the instruction still wins."""
-        from utils.tasks import TASK_WORDS, restore_order
-        from utils.text.encoder_link import reading_warnings, understood_line
-        from utils.text.understand import understand, untrained_tasks
-
         if not self.conditioned:
             note = f"note: {self.ckpt_path} is a plain Restormer (no text conditioning); the instruction is ignored"
             return RestorePlan([Step(task or "restore", "", torch.zeros(1, self.model.config.text_dim))], lines=[note])
@@ -160,8 +156,6 @@ class Restorer:
             return {}
 
     def _blind_plan(self, rgb: np.ndarray | None, what: str) -> RestorePlan:
-        from utils.tasks import restore_order
-
         if not self.reads_images:
             raise UserError(f"{self.ckpt_path}: this checkpoint cannot read images (it has no degradation "
                             "classifier), so say what is wrong: give an instruction (e.g. \"remove the rain\") or "
@@ -195,23 +189,17 @@ class Restorer:
 def read_degradations(classifier: torch.nn.Module, rgb: np.ndarray, what: str = "the image") -> dict[str, float]:
     """The degradation classifier's probability of each degradation it knows in an HxWx3 float image
     in [0, 1] (read as 8-bit, as it was trained)."""
-    from net.degradation_classifier import predict_degradations
-
     image = np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)  # (H, W, 3)
     return predict_degradations(classifier, image, what=what)
 
 
 def seen_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
     """The degradations the classifier found (above its threshold) that the checkpoint can restore."""
-    from net.degradation_classifier import present
-
     return tuple(t for t in present(probs) if t in set(known))
 
 
 def unsure_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
     """The degradations whose reading could go either way (net.degradation_classifier.unsure)."""
-    from net.degradation_classifier import unsure
-
     return tuple(t for t in unsure(probs) if t in set(known))
 
 
@@ -222,23 +210,17 @@ def unsure_note(tasks: Sequence[str], probs: dict[str, float]) -> str:
 
 def looks(probs: dict[str, float]) -> str:
     """"rain 0.97, noise 0.03, ...": the classifier's reading in words."""
-    from utils.tasks import TASK_WORDS
-
     return ", ".join(f"{TASK_WORDS[t]} {p:.2f}" for t, p in probs.items())
 
 
 def named(tasks: Sequence[str], probs: dict[str, float]) -> str:
     """"rain (0.97) and haze (0.55)": some tasks' degradations in words, with their probabilities."""
-    from utils.tasks import TASK_WORDS
-
     return " and ".join(f"{TASK_WORDS[t]} ({probs[t]:.2f})" for t in tasks)
 
 
 def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
     """One warning when the image clearly shows a degradation the request does not ask for while it
     shows no sign of what the request asks for, e.g. the text says rain and the image looks hazy."""
-    from utils.tasks import TASK_WORDS
-
     seen = [t for t, p in probs.items() if p >= SURE and t not in asked]
     unseen = [t for t in asked if t in probs and probs[t] <= UNSEEN]
     if not seen or not unseen:
@@ -254,8 +236,6 @@ def forward_image(model: torch.nn.Module, rgb: np.ndarray, embedding: torch.Tens
     """One pass of the network over an HxWx3 float image; returns the result and the tile size used
     (None: whole). ``tile=None`` chooses it from the memory ``budget``; a run that still runs out of
     memory is retried with tiles half as large (down to 64 px). A NaN/inf result is a UserError."""
-    from utils.runtime.tiling import MIN_TILE, auto_tile_size, restore_tiled
-
     img = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, H, W)
     h, w = img.shape[-2:]
     auto = tile is None

@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
-from net.text_encoder import InstructionEncoder, Interpretation
+from net.text_encoder import InstructionEncoder, Interpretation, has_encoder_weights
 from utils.atomic import write_text
 from utils.errors import UserError
 from utils.tasks import DEGRADATIONS, PAPER_TASKS, TASKS, join_tasks
+from utils.text.embeddings import read_embeddings
 
 DEFAULT_TEXT_CKPT = "ckpt/text_encoder"
 DEPENDENTS_FILE = "restoration_checkpoints.txt"  # in the encoder folder: checkpoints trained with it
@@ -95,9 +96,6 @@ def stored_default_embeddings(ckpt_path: str | Path, ckpt: dict[str, Any],
     """Each task's default-instruction embedding from the encoder folder's ``embeddings.pt``, when the
     folder holds no encoder weights (a training machine's copy) and the cache is of the encoder
     the checkpoint was trained with; None when the encoder itself should be used."""
-    from net.text_encoder import has_encoder_weights
-    from utils.text.embeddings import read_embeddings
-
     folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
     if has_encoder_weights(folder):
         return None
@@ -127,8 +125,6 @@ def encoder_for_checkpoint(ckpt_path: str | Path, ckpt: dict[str, Any], text_dim
                            override: str | Path | None = None) -> InstructionEncoder:
     """Load the instruction encoder of a restoration checkpoint (or ``override``) and check that
     it is the one the checkpoint was trained with: same width and, where recorded, same weights."""
-    from net.text_encoder import has_encoder_weights
-
     folder = checkpoint_encoder_dir(ckpt_path, ckpt, override)
     if not has_encoder_weights(folder):
         raise missing_encoder(ckpt_path, folder, override)

@@ -1,2 +1,4 @@
-"""The parts of the training loop: the step, the learning-rate schedule, distributed helpers, the
-run lock, the speed plan (compile, CUDA graph, precision) and the degradation classifier's training."""
+"""The parts of train.py's run: the step and the run's state, the inputs, the learning-rate schedule and
+the time budget, resume and the NaN guard, validation, distributed helpers, the run lock and the folders
+a run claims, the speed settings (compile, CUDA graph, precision) and the degradation classifier's
+training and stage."""

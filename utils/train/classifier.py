@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from argparse import Namespace
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,14 +23,24 @@ import torch
 import torch.nn.functional as F
 
 from net.degradation_classifier import DEFAULT_LABELS, DENSE_STRIDE, DegradationClassifier
+from utils.checkpoint import CLASSIFIER_KEY, load_checkpoint, save_checkpoint
+from utils.cli import writable_folders
 from utils.data.classifier_samples import (
     MAP_LABELS,
     Augment,
     DegradationRanges,
     Source,
     all_label_sets,
+    find_sources,
     training_batch,
 )
+from utils.errors import UserError
+from utils.progress import write
+from utils.runtime.device import pick_device
+from utils.tasks import TASKS, task_of
+from utils.text.encoder_link import checkpoint_tasks
+from utils.train.inputs import data_paths
+from utils.train.run_lock import RunLock
 from utils.train.schedulers import warmup_cosine
 
 CLEAN_SAMPLES = 64  # clean samples per batch when the recipe leaves the number of crops open
@@ -123,17 +135,66 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
         if (step + 1) % 100 == 0 or step + 1 == recipe.steps:
             log(f"classifier step {step + 1}/{recipe.steps}: loss {loss.item():.4f}")
     net = net.cpu().eval()
-    info = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "generate_s": gen,
+    measured = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "generate_s": gen,
             "samples": samples,
             "params": sum(p.numel() for p in net.parameters()), "final_loss": float(loss.item()),
             "clean_images": len(clean), "degraded_images": len(degraded)}
-    return net, info
+    return net, measured
 
 
-def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, info: dict[str, Any]) -> dict[str, Any]:
+def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, measured: dict[str, Any]) -> dict[str, Any]:
     """What a restoration checkpoint stores under "classifier" (read back by
     ``utils.checkpoint.load_classifier``)."""
     recipe_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items()}
     recipe_dict["crops"] = recipe.clean_crops()  # what was trained, also where the recipe left it open
     return {"labels": list(net.labels), "config": dict(net.config), "state": net.state_dict(),
-            "recipe": recipe_dict, "info": dict(info)}
+            "recipe": recipe_dict, "info": dict(measured)}
+
+
+# --- adding the classifier to a restoration checkpoint ----------------------------------------------
+
+
+def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
+    """Train the degradation classifier on the run's training data and store it in the checkpoint
+    ``path``, rewritten atomically with everything else unchanged."""
+    tasks = {task_of(d) for d in args.de_type}
+    labels = tuple(t for t in TASKS if t in tasks)  # one label per trained task, in TASKS order
+    recipe = ClassifierRecipe(labels=labels, steps=args.classifier_steps, seed=args.seed)
+    root, task_dirs = data_paths(args)
+    clean, degraded = find_sources(root, args.de_type, recipe.size, args.seed, recipe.max_clean, recipe.max_degraded,
+                                   args.list_dir, task_dirs, args.max_pixels)
+    print(f"degradation classifier ({', '.join(recipe.labels)}): {recipe.steps} steps on {len(clean)} clean and "
+          f"{len(degraded)} degraded training images")
+    net, measured = train_classifier(clean, degraded, recipe, device, log=write)
+    ckpt = load_checkpoint(path)
+    ckpt[CLASSIFIER_KEY] = classifier_record(net, recipe, measured)
+    save_checkpoint(path, ckpt)
+    print(f"degradation classifier stored in {path} ({measured['wall_s']:.0f} s, {measured['params'] / 1e3:.0f}k parameters)")
+
+
+def check_classifier_tasks(path: Path, ckpt: dict[str, Any], de_type: Sequence[str]) -> None:
+    """A one-line UserError when --de_type names a task the checkpoint's network was not trained for:
+    the blind route would then read images as needing a pass the network cannot give."""
+    known = checkpoint_tasks(ckpt)
+    missing = [t for t in TASKS if t in {task_of(d) for d in de_type} and t not in known]
+    if missing:
+        raise UserError(f"{path}: its network was trained for {', '.join(known)}, not {', '.join(missing)}; "
+                        f"give --de_type the checkpoint's tasks (or a subset) for its degradation classifier")
+
+
+def classifier_stage(args: Namespace) -> int:
+    """``train.py --stage classifier``: add a classifier to the checkpoint --resume names; its network,
+    optimizer and position stay as they are."""
+    if args.resume is None:
+        raise UserError("--stage classifier adds a degradation classifier to a checkpoint: name it with --resume CKPT")
+    path = Path(args.ckpt_dir) / args.name / "last.pt" if args.resume == "auto" else Path(args.resume)
+    if args.classifier_steps == 0:
+        raise UserError("--stage classifier with --classifier_steps 0 would train nothing; give it a number of steps")
+    writable_folders([(path.parent, "--resume", "the checkpoint")])
+    with RunLock(path.parent, hint="wait for the run that uses it to end"):
+        ckpt = load_checkpoint(path)  # a file that is not a checkpoint is refused before any training
+        if CLASSIFIER_KEY in ckpt and not args.overwrite:
+            raise UserError(f"{path}: already has a degradation classifier; replace it with --overwrite")
+        check_classifier_tasks(path, ckpt, args.de_type)
+        add_classifier(args, path, pick_device(args.device))
+    return 0

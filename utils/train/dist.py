@@ -13,6 +13,8 @@ from utils.runtime.device import pick_device
 
 @dataclass
 class DistInfo:
+    """This process's place in the run: rank, world size, local rank and device (``dist_info`` where held)."""
+
     rank: int
     world_size: int
     local_rank: int
@@ -44,13 +46,13 @@ def setup(device_choice: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device, flag_group)
 
 
-def max_over_ranks(values: list[int], info: DistInfo) -> list[int]:
+def max_over_ranks(values: list[int], dist_info: DistInfo) -> list[int]:
     """The element-wise maximum of small host integers (e.g. flags) over all processes, computed on
     the CPU: every process calls it at the same point of the loop."""
-    if not (info.distributed and dist.is_available() and dist.is_initialized()):
+    if not (dist_info.distributed and dist.is_available() and dist.is_initialized()):
         return list(values)
     t = torch.tensor(values, dtype=torch.int64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=info.flag_group)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=dist_info.flag_group)
     return [int(v) for v in t.tolist()]
 
 

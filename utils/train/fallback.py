@@ -13,49 +13,49 @@ import torch
 import torch.nn as nn
 
 from utils.runtime.compile import uncompile_blocks
-from utils.train.speed import SpeedPlan
+from utils.train.speed import SpeedSettings
 from utils.train.step import TrainStep, failure_reason, graphed_or_plain
 
 COMPILE_FAILED = "torch.compile failed at the first step"
 NON_FINITE = "the compiled run's loss became NaN/inf"
 
 
-def first_step(step: TrainStep, plan: SpeedPlan, model: nn.Module, lq: torch.Tensor, gt: torch.Tensor,
-               text: torch.Tensor | None, restore: Callable[[], None]) -> tuple[Callable, torch.Tensor, SpeedPlan]:
-    """The run's first step as ``plan`` says (compiling the blocks and capturing the graph happen
-    in it). Returns the step function for the next steps, this step's loss and the plan in use.
+def first_step(step: TrainStep, settings: SpeedSettings, model: nn.Module, lq: torch.Tensor, gt: torch.Tensor,
+               text: torch.Tensor | None, restore: Callable[[], None]) -> tuple[Callable, torch.Tensor, SpeedSettings]:
+    """The run's first step as ``settings`` say (compiling the blocks and capturing the graph happen
+    in it). Returns the step function for the next steps, this step's loss and the settings in use.
 
     Where it fails with compiled blocks, ``restore`` puts the state back, the blocks turn eager
     for good and the step is tried once more (the capture too); an error then is not the
     compile's and passes through, as any error of an eager step does."""
     try:
-        return _attempt(step, plan, lq, gt, text)
+        return _attempt(step, settings, lq, gt, text)
     except Exception as e:  # no Triton, an old driver, an inductor error: whatever compiling raised
-        if not plan.compile:
+        if not settings.compile:
             raise
         reason = failure_reason(e)
     restore()
     uncompile_blocks(model)
     print(f"note: {COMPILE_FAILED} ({reason}); training with eager blocks (--eager skips compiling)",
           file=sys.stderr)
-    return _attempt(step, plan.without_compile(COMPILE_FAILED), lq, gt, text)
+    return _attempt(step, settings.without_compile(COMPILE_FAILED), lq, gt, text)
 
 
-def _attempt(step: TrainStep, plan: SpeedPlan, lq: torch.Tensor, gt: torch.Tensor,
-             text: torch.Tensor | None) -> tuple[Callable, torch.Tensor, SpeedPlan]:
-    step_fn = graphed_or_plain(step, lq, gt, text) if plan.cuda_graph else step
-    if step_fn is step and plan.cuda_graph:
-        plan = plan.without_graph("its capture failed")
-    return step_fn, step_fn(lq, gt, text), plan
+def _attempt(step: TrainStep, settings: SpeedSettings, lq: torch.Tensor, gt: torch.Tensor,
+             text: torch.Tensor | None) -> tuple[Callable, torch.Tensor, SpeedSettings]:
+    step_fn = graphed_or_plain(step, lq, gt, text) if settings.cuda_graph else step
+    if step_fn is step and settings.cuda_graph:
+        settings = settings.without_graph("its capture failed")
+    return step_fn, step_fn(lq, gt, text), settings
 
 
-def eager_from_now(step: TrainStep, plan: SpeedPlan, model: nn.Module) -> tuple[Callable, SpeedPlan]:
+def eager_from_now(step: TrainStep, settings: SpeedSettings, model: nn.Module) -> tuple[Callable, SpeedSettings]:
     """After a non-finite window of a compiled run: eager blocks and the plain step for the rest of
-    the run. Returns the step function and the plan in use."""
+    the run. Returns the step function and the settings in use."""
     uncompile_blocks(model)
     step.optimizer.zero_grad(set_to_none=True)
-    plan = plan.without_compile(NON_FINITE)
-    return step, plan.without_graph(NON_FINITE) if plan.cuda_graph else plan
+    settings = settings.without_compile(NON_FINITE)
+    return step, settings.without_graph(NON_FINITE) if settings.cuda_graph else settings
 
 
 class Snapshot:

@@ -5,18 +5,27 @@ The operating system drops the lock when its process ends, however it ends (a cr
 -9``, a lost node), so a lock is never stuck; a run that ends normally also empties the file.
 A file that still names a holder when its lock is free is therefore the trace of a run that
 was killed: the next run takes it over and says so.
+
+``claim_folders`` is what train.py does with it before any work: every folder the run writes is
+writable, the run folder is locked, and no other run's checkpoint is replaced unasked.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
 import sys
 import time
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from utils.checkpoint import remove_stale_temps
+from utils.cli import writable_folders
 from utils.errors import UserError
 from utils.file_lock import lock, open_lock_file
 from utils.full_disk import DiskFull, naming_full_disk
@@ -103,3 +112,57 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# --- the folders a training run claims ----------------------------------------------------------------
+
+
+def folders_to_write(args: Namespace) -> list[tuple[Path, str, str]]:
+    """Every folder a training run writes, with the option that names it and what goes there: all are
+    checked to be writable before any work, so a folder a new feature writes belongs here."""
+    folders = []
+    if args.stage in ("text", "all"):
+        folders.append((Path(args.text_ckpt), "--text_ckpt", "the instruction encoder"))
+    if args.stage != "text":
+        folders += [(Path(args.ckpt_dir) / args.name, "--ckpt_dir or --name", "checkpoints"),
+                    (Path(args.log_dir) / args.name, "--log_dir", "logs")]
+        if args.text_cond == "film" and Path(args.text_ckpt).is_dir():  # a missing encoder is named later
+            folders.append((Path(args.text_ckpt), "--text_ckpt with a writable copy of the encoder folder",
+                            "the record of the checkpoints trained with this encoder"))
+    return folders
+
+
+def prepare_run_dir(args: Namespace, run_dir: Path) -> None:
+    """Refuse to replace another run's checkpoints unless told to; clear half-written saves. A
+    run continues in its own folder (``--resume``, or a checkpoint of that folder); resuming
+    another run's checkpoint into a folder that holds one replaces it only with --overwrite."""
+    existing = sorted(run_dir.glob("*.pt"))
+    own = args.resume == "auto" or (args.resume is not None and Path(args.resume).resolve().parent == run_dir.resolve())
+    if existing and not own and not args.overwrite:
+        shown = existing[0] if (run_dir / "last.pt") not in existing else run_dir / "last.pt"
+        try:
+            ck = torch.load(shown, map_location="cpu", weights_only=True, mmap=True)
+            what = f" (epoch {ck.get('epoch', '?')}, step {ck.get('step', '?')})"
+        except Exception:  # unreadable: the refusal stands, without the detail
+            what = ""
+        if args.resume:
+            raise UserError(f"{shown}: --resume {args.resume} continues another run, and the run named "
+                            f"{args.name!r} already has a checkpoint{what} that it would replace; pass a new "
+                            "--name, or replace it with --overwrite")
+        raise UserError(f"{shown}: a run named {args.name!r} already has a checkpoint{what}; continue it with "
+                        "--resume, start another with --name NEW, or replace it with --overwrite")
+    remove_stale_temps(run_dir)
+
+
+def claim_folders(args: Namespace, stack: contextlib.ExitStack) -> None:
+    """Before any work (rank 0): every folder the run writes is writable, no other live run uses
+    this run's folder (a lock held until ``stack`` closes), and no checkpoint is replaced unasked."""
+    writable_folders(folders_to_write(args))
+    if args.stage == "text":
+        return
+    run_dir = Path(args.ckpt_dir) / args.name
+    lock = stack.enter_context(RunLock(run_dir, hint="wait for it to end, or pass another --name"))
+    if lock.stale:
+        print(f"note: {run_dir}: the run that held it ({describe_holder(lock.stale)}) ended without releasing it; "
+              "taking it over", file=sys.stderr)
+    prepare_run_dir(args, run_dir)

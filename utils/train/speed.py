@@ -1,4 +1,4 @@
-"""How a training run is made fast on its device, decided in one place (``plan_speed``) and said
+"""How a training run is made fast on its device, decided in one place (``speed_settings``) and said
 in one start-up line: compiled transformer blocks, the CUDA-graphed step, the autocast precision,
 DDP, and the global batch.
 
@@ -17,8 +17,8 @@ from utils.runtime.device import resolve_precision
 
 
 @dataclass(frozen=True)
-class SpeedPlan:
-    """What a run uses, and why (``plan_speed``)."""
+class SpeedSettings:
+    """What a run uses, and why (``speed_settings``)."""
 
     compile: bool
     cuda_graph: bool
@@ -45,12 +45,12 @@ class SpeedPlan:
         return (f"speed: {', '.join(self.parts())}; global batch {batch_size * self.world_size} "
                 f"(--batch_size {batch_size} per {unit} x {self.world_size})")
 
-    def without_compile(self, why: str) -> SpeedPlan:
-        """This plan with eager blocks, for ``why`` (a fallback)."""
+    def without_compile(self, why: str) -> SpeedSettings:
+        """These settings with eager blocks, for ``why`` (a fallback)."""
         return replace(self, compile=False, why={**self.why, "compile": why})
 
-    def without_graph(self, why: str) -> SpeedPlan:
-        """This plan without the CUDA-graphed step, for ``why`` (a fallback)."""
+    def without_graph(self, why: str) -> SpeedSettings:
+        """These settings without the CUDA-graphed step, for ``why`` (a fallback)."""
         return replace(self, cuda_graph=False, why={**self.why, "cuda_graph": why})
 
     def record(self) -> dict[str, Any]:
@@ -59,8 +59,8 @@ class SpeedPlan:
                     processes=self.world_size, why=dict(self.why))
 
 
-def plan_speed(device: torch.device, world_size: int, compile_requested: bool = False,
-               cuda_graph_requested: bool = False, eager: bool = False, precision: str = "auto") -> SpeedPlan:
+def speed_settings(device: torch.device, world_size: int, compile_requested: bool = False,
+               cuda_graph_requested: bool = False, eager: bool = False, precision: str = "auto") -> SpeedSettings:
     """Compile, CUDA graph and precision for a run on ``device`` with ``world_size`` processes.
 
     - CUDA: compiled blocks by default; the whole step as one CUDA graph by default on one GPU,
@@ -94,11 +94,11 @@ def plan_speed(device: torch.device, world_size: int, compile_requested: bool = 
             notes.append("note: --cuda_graph does not combine with fp16's gradient scaler; training without it")
     else:
         graph, graph_why = True, how
-    return SpeedPlan(use_compile, graph, resolved, world_size,
+    return SpeedSettings(use_compile, graph, resolved, world_size,
                      dict(compile=compile_why, cuda_graph=graph_why, precision=precision_why), tuple(notes))
 
 
-def first_step_line(seconds: float, tried: SpeedPlan, used: SpeedPlan) -> str:
+def first_step_line(seconds: float, tried: SpeedSettings, used: SpeedSettings) -> str:
     """The log line of a run's first step, printed as soon as it is done: its time (with what was
     tried in it: compiling, the capture) and the configuration that trains from there on (``used``:
     ``tried`` less what failed)."""

@@ -37,7 +37,7 @@ class TensorBoardLog:
     """Scalars and images of a run in ``folder``; after a failed write, nothing more is written."""
 
     def __init__(self, folder: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy (tensorboard): only rank 0 of a training run
 
         self.folder = folder
         _quiet_writer_threads()
