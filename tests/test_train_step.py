@@ -2,6 +2,8 @@
 --log_every steps yet still stops a NaN run inside that window, --cuda_graph falls back cleanly."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -62,6 +64,22 @@ def test_the_psnr_loss_is_minus_the_mean_psnr_of_the_samples():
     psnrs = [peak_signal_noise_ratio(gt[i].numpy(), out[i].numpy(), data_range=1.0) for i in range(2)]
     assert float(restoration_loss(out, gt, "psnr")) == pytest.approx(-sum(psnrs) / 2, abs=1e-3)
     assert float(restoration_loss(out, gt, "l1")) == pytest.approx(float((out - gt).abs().mean()))
+
+
+def test_an_identity_pair_stops_pulling_at_50_db_under_the_psnr_loss():
+    from utils.train.step import restoration_loss
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 16, 16, generator=g)
+    noisy = (gt + 0.1 * torch.randn(2, 3, 16, 16, generator=g)).clamp(0, 1)
+    out = torch.stack([gt[0] + 1e-4, noisy[1]]).requires_grad_()  # sample 0: an identity pair nearly matched
+    loss = restoration_loss(out, gt, "psnr")
+    loss.backward()
+    assert float(out.grad[0].abs().max()) == 0.0  # past 50 dB: no pull at all
+    assert float(out.grad[1].abs().max()) > 0.0
+    mse1 = float((noisy[1] - gt[1]).square().mean())
+    floor = 10 * math.log10(1e-5 + 1e-8)  # 50 dB
+    assert float(loss) == pytest.approx((floor + 10 * math.log10(mse1 + 1e-8)) / 2, abs=1e-3)
 
 
 def test_the_end_of_a_run_reports_steady_state_throughput(tiny_layout, text_ckpt, tmp_path, capsys):

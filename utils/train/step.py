@@ -50,17 +50,22 @@ def finite_output(model: nn.Module, lq: torch.Tensor, text: torch.Tensor | None,
 
 
 LOSS_CHOICES = ("l1", "psnr")
+# The PSNR loss stops rewarding a sample past 50 dB (MSE 1e-5): an identity pair (--identity_share) can be
+# matched exactly, and its -log(MSE) would otherwise grow without end and drown every other sample's
+# gradient (docs/benchmarks/routes.md#do-no-harm). Degraded samples never come near it.
+PSNR_LOSS_FLOOR = 1e-5
 
 
 def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     """``l1``: the paper's L1 loss (Sec. 4.1). ``psnr``: the mean over samples of 10·log10 of each
     sample's MSE, i.e. minus the PSNR the tables report (the PSNR loss of HINet and NAFNet): each
     sample's gradient is divided by its own error, so a task whose errors are small (light rain,
-    σ=15) weighs as much as one whose errors are large (σ=50)."""
+    σ=15) weighs as much as one whose errors are large (σ=50). A sample's MSE counts from
+    PSNR_LOSS_FLOOR up: past 50 dB it adds no gradient."""
     if kind == "l1":
         return F.l1_loss(out, gt)
     mse = (out - gt).square().flatten(1).mean(1)  # (B,)
-    return 10.0 * torch.log10(mse + 1e-8).mean()
+    return 10.0 * torch.log10(mse.clamp_min(PSNR_LOSS_FLOOR) + 1e-8).mean()
 
 
 class TrainStep:
