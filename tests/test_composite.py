@@ -130,5 +130,5 @@ def test_training_validates_only_the_tasks_it_trains(tmp_path, tiny_layout):
 
     root = composite_root(tmp_path)
     shutil.copytree(tiny_layout / "test" / "derain", root / "derain")
-    args = Namespace(val_every=1, val_root=str(root), preset=None, de_type=["derain"], max_pixels=10**8)
+    args = Namespace(val_every=1, val_root=str(root), clean_images=False, de_type=["derain"], max_pixels=10**8)
     assert {s.task for s in validation_sets(args)} == {"derain"}
