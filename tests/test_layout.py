@@ -208,3 +208,17 @@ def test_ruff_reads_every_package_including_utils_data():
     shown = subprocess.run([sys.executable, "-m", "ruff", "check", "--show-files", "."], cwd=ROOT,
                            capture_output=True, text=True).stdout
     assert "utils/data/layouts.py" in shown and "utils/text/bank.py" in shown
+
+
+MAX_FUNCTION_LINES = 60  # CONTRIBUTING: a function that needs more is two functions
+
+
+def test_no_function_outside_the_tests_is_longer_than_60_lines():
+    long = []
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []

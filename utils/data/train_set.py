@@ -124,8 +124,17 @@ class TrainDataset(Dataset):
         self.max_pixels = int(max_pixels)
         if list_dir is not None:
             check_list_dir(list_dir, list(dict.fromkeys(task_of(d) for d in de_types)))
-        task_dirs = task_dirs or {}
-        reps = {**PAPER_REPEATS, **(repeats or {})}
+        by_task = self._build_segments(de_types, {**PAPER_REPEATS, **(repeats or {})}, list_dir, task_dirs or {})
+        self.num_small = 0
+        self._decoded: dict[Path, np.ndarray] = {}  # filled by preload()
+        self._depths: dict[Path, np.ndarray] = {}  # depth proxies for synthetic haze
+        if check_sizes:
+            self._check_sizes(by_task)
+
+    def _build_segments(self, de_types: Sequence[str], reps: dict[str, int], list_dir: Path | str | None,
+                        task_dirs: dict[str, Path | str]) -> dict[str, list[Pair]]:
+        """One segment per degradation type, in order, each its task's pairs times its repeat factor;
+        returns the pairs of each task."""
         self.segments: list[_Segment] = []
         by_task: dict[str, list[Pair]] = {}
         start = 0
@@ -138,7 +147,7 @@ class TrainDataset(Dataset):
             repeat = int(reps[de_type])
             if repeat < 1:
                 raise UserError(f"repeat factor for {de_type} is {repeat}; use 1 or more, or drop {de_type}")
-            if instruction_rows is not None and not instruction_rows.get(task):
+            if self.instruction_rows is not None and not self.instruction_rows.get(task):
                 raise UserError(
                     f"no instruction rows for task {task}; the instruction bank must cover every task trained"
                 )
@@ -146,11 +155,7 @@ class TrainDataset(Dataset):
             start += self.segments[-1].length
         self._starts = [s.start for s in self.segments]
         self._length = start
-        self.num_small = 0
-        self._decoded: dict[Path, np.ndarray] = {}  # filled by preload()
-        self._depths: dict[Path, np.ndarray] = {}  # depth proxies for synthetic haze
-        if check_sizes:
-            self._check_sizes(by_task)
+        return by_task
 
     def _check_sizes(self, by_task: dict[str, list[Pair]]) -> None:
         """Pairs must match in size; images below the patch size are reported in ONE warning (they
