@@ -66,20 +66,42 @@ def test_the_psnr_loss_is_minus_the_mean_psnr_of_the_samples():
     assert float(restoration_loss(out, gt, "l1")) == pytest.approx(float((out - gt).abs().mean()))
 
 
-def test_an_identity_pair_stops_pulling_at_50_db_under_the_psnr_loss():
+def test_a_sample_stops_pulling_at_50_db_and_an_identity_pair_at_35_db_under_the_psnr_loss():
     from utils.train.step import restoration_loss
 
     g = torch.Generator().manual_seed(0)
-    gt = torch.rand(2, 3, 16, 16, generator=g)
-    noisy = (gt + 0.1 * torch.randn(2, 3, 16, 16, generator=g)).clamp(0, 1)
-    out = torch.stack([gt[0] + 1e-4, noisy[1]]).requires_grad_()  # sample 0: an identity pair nearly matched
-    loss = restoration_loss(out, gt, "psnr")
+    gt = torch.rand(3, 3, 16, 16, generator=g)
+    near = gt + 0.01 * torch.randn(3, 3, 16, 16, generator=g)  # about 40 dB from the target
+    # sample 0: a degraded pair nearly matched (past 50 dB); 1: an identity pair at 40 dB; 2: a degraded pair at 40 dB
+    out = torch.stack([gt[0] + 1e-4, near[1], near[2]]).requires_grad_()
+    loss = restoration_loss(out, gt, "psnr", identity=torch.tensor([False, True, False]))
     loss.backward()
     assert float(out.grad[0].abs().max()) == 0.0  # past 50 dB: no pull at all
-    assert float(out.grad[1].abs().max()) > 0.0
-    mse1 = float((noisy[1] - gt[1]).square().mean())
-    floor = 10 * math.log10(1e-5 + 1e-8)  # 50 dB
-    assert float(loss) == pytest.approx((floor + 10 * math.log10(mse1 + 1e-8)) / 2, abs=1e-3)
+    assert float(out.grad[1].abs().max()) == 0.0  # an identity pair past 35 dB: no pull
+    assert float(out.grad[2].abs().max()) > 0.0  # a degraded pair at 40 dB still pulls
+    mse2 = float((near[2] - gt[2]).square().mean())
+    expected = (10 * math.log10(1e-5 + 1e-8) + 10 * math.log10(10 ** -3.5 + 1e-8) + 10 * math.log10(mse2 + 1e-8)) / 3
+    assert float(loss.detach()) == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_training_step_marks_the_pairs_whose_input_is_their_target(monkeypatch):
+    import utils.train.step as step
+
+    seen = {}
+
+    def spy(out, gt, kind="l1", identity=None):
+        seen["identity"] = identity.tolist()
+        return out.mean()
+
+    monkeypatch.setattr(step, "restoration_loss", spy)
+    net = torch.nn.Conv2d(3, 3, 1)
+    opt = torch.optim.AdamW(net.parameters())
+    train_step = step.TrainStep(torch.nn.Sequential(net), opt, torch.device("cpu"), "fp32", loss="psnr")
+    train_step.net = lambda lq, embedding: net(lq)
+    gt = torch.rand(2, 3, 8, 8)
+    lq = torch.stack([gt[0], gt[1] + 0.1])
+    train_step(lq, gt, None)
+    assert seen["identity"] == [True, False]
 
 
 def test_the_end_of_a_run_reports_steady_state_throughput(tiny_layout, text_ckpt, tmp_path, capsys):

@@ -50,22 +50,29 @@ def finite_output(model: nn.Module, lq: torch.Tensor, text: torch.Tensor | None,
 
 
 LOSS_CHOICES = ("l1", "psnr")
-# The PSNR loss stops rewarding a sample past 50 dB (MSE 1e-5): an identity pair (--identity_share) can be
-# matched exactly, and its -log(MSE) would otherwise grow without end and drown every other sample's
-# gradient (docs/benchmarks/routes.md#do-no-harm). Degraded samples never come near it.
+# The PSNR loss stops rewarding a sample past 50 dB (MSE 1e-5), and a sample whose input is its target
+# (an identity pair, --identity_share) past 35 dB (MSE 10^-3.5): such a pair can be matched exactly, its
+# -log(MSE) would otherwise grow without end, and its gradient (1/MSE) would drown the degraded samples'
+# until the passes learnt to change nothing (docs/benchmarks/routes.md#do-no-harm).
 PSNR_LOSS_FLOOR = 1e-5
+IDENTITY_LOSS_FLOOR = 10 ** -3.5
 
 
-def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1",
+                     identity: torch.Tensor | None = None) -> torch.Tensor:
     """``l1``: the paper's L1 loss (Sec. 4.1). ``psnr``: the mean over samples of 10·log10 of each
     sample's MSE, i.e. minus the PSNR the tables report (the PSNR loss of HINet and NAFNet): each
     sample's gradient is divided by its own error, so a task whose errors are small (light rain,
     σ=15) weighs as much as one whose errors are large (σ=50). A sample's MSE counts from
-    PSNR_LOSS_FLOOR up: past 50 dB it adds no gradient."""
+    PSNR_LOSS_FLOOR up, and from IDENTITY_LOSS_FLOOR up where ``identity`` (B,) marks an identity pair:
+    past it the sample adds no gradient."""
     if kind == "l1":
         return F.l1_loss(out, gt)
     mse = (out - gt).square().flatten(1).mean(1)  # (B,)
-    return 10.0 * torch.log10(mse.clamp_min(PSNR_LOSS_FLOOR) + 1e-8).mean()
+    floor = torch.full_like(mse, PSNR_LOSS_FLOOR)
+    if identity is not None:
+        floor = torch.where(identity, IDENTITY_LOSS_FLOOR, floor)
+    return 10.0 * torch.log10(torch.maximum(mse, floor) + 1e-8).mean()
 
 
 class TrainStep:
@@ -89,7 +96,8 @@ class TrainStep:
         """The step without zeroing the gradients first (the CUDA graph captures exactly this)."""
         with autocast_as(self.device, self.precision, cache=autocast_cache):
             out = self.net(lq, text)
-        loss = restoration_loss(out.float(), gt, self.loss)
+        identity = (lq == gt).flatten(1).all(1)  # (B,): the pairs whose input is their target
+        loss = restoration_loss(out.float(), gt, self.loss, identity)
         if self.scaler is None:
             loss.backward()
             if self.grad_clip > 0:
