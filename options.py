@@ -20,6 +20,7 @@ from utils.cli import (
     MAX_REPEAT,
     ArgumentParser,
     float_in,
+    identity_share_item,
     init_source,
     int_in,
     non_negative_float,
@@ -159,10 +160,14 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel_shuffle", action="store_true",
                    help="permute each training pair's RGB channels at random (not in the paper; the demo "
                         "uses it so that its few photos teach no colour cast)")
-    g.add_argument("--identity_share", type=float_in(0.0, 0.5),
-                   help="share of training samples given as identity pairs, the clean photo as input and "
-                        "target under the task's instruction, so that a pass leaves a photo without its "
-                        "degradation unchanged (not in the paper; 0 to 0.5, default %(default)s)")
+    g.add_argument("--identity_share", nargs="+", type=identity_share_item, metavar="[TASK=]P",
+                   help="share of a task's training samples given as identity pairs, the clean photo as input "
+                        "and target under the task's instruction, so that a pass leaves a photo without its "
+                        "degradation unchanged (not in the paper): P for every task, TASK=P for one, the "
+                        "later winning, e.g. 0.1 dehaze=0.2; 0 to 0.5, default %(default)s")
+    g.add_argument("--identity_floor", type=float_in(10.0, 60.0), metavar="DB",
+                   help="under --loss psnr an identity pair stops pulling past this PSNR (dB): the lower, the "
+                        "less identity pairs weigh against the degraded samples (10 to 60, default %(default)s)")
     g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE),
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
     g.add_argument("--num_workers", type=non_negative_int)

@@ -100,7 +100,8 @@ def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedSettings
         for note in settings.notes:
             print(note)
         print(settings.line(args.batch_size, dist_info.device))
-    step = TrainStep(net, optimizer, dist_info.device, settings.precision, args.grad_clip, args.loss)
+    step = TrainStep(net, optimizer, dist_info.device, settings.precision, args.grad_clip, args.loss,
+                     args.identity_floor)
     if step.scaler is not None and scaler_state is not None:
         step.scaler.load_state_dict(scaler_state)
     policy = BudgetPolicy.start(budget, args.save_at, pos.step, args.epochs * steps_per_epoch)

@@ -512,3 +512,18 @@ def test_identity_pairs_share_and_rest_unchanged(full_root):
 def test_identity_share_out_of_range(full_root):
     with pytest.raises(UserError, match="identity share"):
         TrainDataset(full_root, ["derain"], patch_size=32, identity_share=1.0)
+    with pytest.raises(UserError, match="identity share 1.0 of dehaze"):
+        TrainDataset(full_root, ["derain"], patch_size=32, identity_share={"derain": 0.1, "dehaze": 1.0})
+
+
+def test_each_task_has_its_own_identity_share(full_root):
+    """A share given per task makes identity pairs of that task's samples only."""
+    ident = TrainDataset(full_root, ["denoise_25", "derain"], patch_size=32, seed=5, synthetic=["derain"],
+                         identity_share={"derain": 0.4})  # rain drawn anew never leaves a crop as it was
+    counts = {"denoise_25": [0, 0], "derain": [0, 0]}  # [identity pairs, samples]
+    for key in [(epoch, i) for epoch in range(6) for i in range(len(ident))]:
+        b = ident[key]
+        counts[b["task"]][0] += int(torch.equal(b["lq"], b["gt"]))
+        counts[b["task"]][1] += 1
+    assert counts["denoise_25"][0] == 0 and counts["denoise_25"][1] > 0
+    assert 0.2 < counts["derain"][0] / counts["derain"][1] < 0.6

@@ -100,12 +100,13 @@ def test_a_recipe_extends_its_base_and_its_own_values_win(tmp_path):
 
 def test_the_saved_options_file_holds_only_recipe_keys_and_reads_back_to_the_same_run(tmp_path):
     argv = ["--preset", "demo_five", "--name", "x", "--stage", "all", "--resume", "--overwrite", "--seed", "3",
-            "--repeat", "derain=7"]
+            "--repeat", "derain=7", "--identity_share", "0.1", "dehaze=0.2"]
     record = recipe_record(train_options(argv))
     assert not set(record) & set(PER_RUN) and set(record) - {"train"} <= set(recipe_keys())
     saved = write(tmp_path, __import__("yaml").safe_dump(record))
     again = train_options(["--config", str(saved)])
     assert recipe_record(again) == record and again.name == "textpromptir" and again.stage == "restore"
+    assert record["identity_share"] == [0.1, "dehaze=0.2"]
     assert record["train"] == {"precision": "bf16", "num_workers": 0}  # test.py keeps its own
     assert options.test_options(["--config", str(saved)]).precision == "fp32"
 
@@ -121,6 +122,7 @@ def test_the_saved_options_file_holds_only_recipe_keys_and_reads_back_to_the_sam
     ("heads: [1, 2]\n", ["heads", "4 values"]),
     ("loss: l3\n", ["loss", "not one of"]),
     ("repeat: [snow=3]\n", ["repeat", "TASK=N"]),
+    ("identity_share: [haze=0.1]\n", ["identity_share", "TASK=P"]),
     ("lr: [1, 2\n", ["not valid YAML", "line"]),
     ("- lr\n", ["a recipe is a mapping"]),
     ("base: huge\n", ["base 'huge' is not a recipe"]),

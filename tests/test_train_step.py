@@ -82,6 +82,9 @@ def test_a_sample_stops_pulling_at_50_db_and_an_identity_pair_at_35_db_under_the
     mse2 = float((near[2] - gt[2]).square().mean())
     expected = (10 * math.log10(1e-5 + 1e-8) + 10 * math.log10(10 ** -3.5 + 1e-8) + 10 * math.log10(mse2 + 1e-8)) / 3
     assert float(loss.detach()) == pytest.approx(expected, abs=1e-3)
+    out.grad = None
+    restoration_loss(out, gt, "psnr", identity=torch.tensor([False, True, False]), identity_floor_db=45.0).backward()
+    assert float(out.grad[1].abs().max()) > 0.0  # with its floor at 45 dB the identity pair at 40 dB pulls
 
 
 def test_a_training_step_marks_the_pairs_whose_input_is_their_target(monkeypatch):
@@ -89,19 +92,20 @@ def test_a_training_step_marks_the_pairs_whose_input_is_their_target(monkeypatch
 
     seen = {}
 
-    def spy(out, gt, kind="l1", identity=None):
-        seen["identity"] = identity.tolist()
+    def spy(out, gt, kind="l1", identity=None, identity_floor_db=None):
+        seen["identity"], seen["floor"] = identity.tolist(), identity_floor_db
         return out.mean()
 
     monkeypatch.setattr(step, "restoration_loss", spy)
     net = torch.nn.Conv2d(3, 3, 1)
     opt = torch.optim.AdamW(net.parameters())
-    train_step = step.TrainStep(torch.nn.Sequential(net), opt, torch.device("cpu"), "fp32", loss="psnr")
+    train_step = step.TrainStep(torch.nn.Sequential(net), opt, torch.device("cpu"), "fp32", loss="psnr",
+                                identity_floor_db=30.0)
     train_step.net = lambda lq, embedding: net(lq)
     gt = torch.rand(2, 3, 8, 8)
     lq = torch.stack([gt[0], gt[1] + 0.1])
     train_step(lq, gt, None)
-    assert seen["identity"] == [True, False]
+    assert seen["identity"] == [True, False] and seen["floor"] == 30.0
 
 
 def test_the_end_of_a_run_reports_steady_state_throughput(tiny_layout, text_ckpt, tmp_path, capsys):

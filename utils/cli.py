@@ -17,7 +17,7 @@ from utils.errors import UserError, user_message
 from utils.full_disk import is_disk_full
 from utils.release.hub import HUB_ID
 from utils.stop_signals import exit_code, signal_name
-from utils.tasks import DEGRADATION_CHOICES, RESTORE_ORDER, split_tasks
+from utils.tasks import DEGRADATION_CHOICES, RESTORE_ORDER, TASKS, split_tasks
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -124,6 +124,30 @@ def repeat_item(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected TASK=N with N from 1 to {MAX_REPEAT} and TASK in {', '.join(DEGRADATION_CHOICES)}")
     return key, int(val)
+
+
+MAX_IDENTITY_SHARE = 0.5
+
+
+def identity_share_item(text: str) -> float | tuple[str, float]:
+    """argparse type of ``--identity_share``: ``"0.1"`` -> ``0.1`` (every task), ``"dehaze=0.2"`` ->
+    ``("dehaze", 0.2)`` (that task); a share from 0 to MAX_IDENTITY_SHARE."""
+    key, sep, val = text.rpartition("=")
+    share = float_in(0.0, MAX_IDENTITY_SHARE)
+    if not sep:
+        return share(val)
+    if key not in TASKS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected P or TASK=P with TASK in {', '.join(TASKS)}")
+    return key, share(val)
+
+
+def identity_shares(items: Sequence[float | tuple[str, float]]) -> dict[str, float]:
+    """``--identity_share``'s values -> {task: share}: a bare share sets every task's, ``TASK=P`` that
+    task's, the later value winning."""
+    shares: dict[str, float] = {}
+    for item in items:
+        shares.update({item[0]: item[1]} if isinstance(item, tuple) else dict.fromkeys(TASKS, item))
+    return shares
 
 
 def worker_counts(text: str) -> list[int]:

@@ -180,7 +180,5 @@ def recipe_record(args: argparse.Namespace, script: str = "train") -> dict[str, 
 def record_value(value: Any) -> Any:
     """An option's parsed value as a recipe file writes it (``("derain", 120)`` -> ``"derain=120"``)."""
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, tuple) for v in value):
-            return [f"{k}={n}" for k, n in value]
-        return list(value)
+        return [f"{v[0]}={v[1]}" if isinstance(v, tuple) else v for v in value]
     return value

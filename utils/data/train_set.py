@@ -5,7 +5,7 @@ flips/rotations, noise (and, with ``--synthesize``, rain and haze) drawn on the 
 
 import bisect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from utils.data.layouts import (
     size_mismatch,
 )
 from utils.errors import UserError
-from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, sigma_of, task_of
+from utils.tasks import DEGRADATIONS, SYNTHETIC_TASKS, TASKS, sigma_of, task_of
 
 # --- training dataset -------------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ class TrainDataset(Dataset):
     permutes the RGB channels of each pair (one of 6 orders, the same for input and target; not in
     the paper): every degradation here treats the channels alike, and a small training set then
     teaches no colour cast. ``identity_share`` makes that share of the samples identity pairs (not in
-    the paper): the input is the clean target itself, with the task and instruction of the segment,
+    the paper; one share, or {task: share}): the input is the clean target itself, with the task and instruction of the segment,
     so that each task's pass learns to leave a photo without its degradation as it is.
 
     ``max_pixels`` bounds the images read (``utils.data.image_io.check_pixels``; checked with the sizes).
@@ -103,7 +103,7 @@ class TrainDataset(Dataset):
         synthetic: Sequence[str] = (),
         channel_shuffle: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        identity_share: float = 0.0,
+        identity_share: float | Mapping[str, float] = 0.0,
     ) -> None:
         if not de_types:
             raise UserError(f"no degradation types given; choose from {', '.join(DEGRADATIONS)}")
@@ -118,9 +118,11 @@ class TrainDataset(Dataset):
             raise UserError(f"cannot synthesise {', '.join(sorted(unknown))} on the fly; only {', '.join(SYNTHETIC_TASKS)}")
         self.synthetic = tuple(synthetic)
         self.channel_shuffle = bool(channel_shuffle)
-        if not 0.0 <= identity_share < 1.0:
-            raise UserError(f"identity share {identity_share} must be from 0 to below 1")
-        self.identity_share = float(identity_share)
+        shares = identity_share if isinstance(identity_share, Mapping) else dict.fromkeys(TASKS, identity_share)
+        for task, share in shares.items():
+            if not 0.0 <= share < 1.0:
+                raise UserError(f"identity share {share} of {task} must be from 0 to below 1")
+        self.identity_shares = {task: float(share) for task, share in shares.items() if share}
         self.max_pixels = int(max_pixels)
         if list_dir is not None:
             check_list_dir(list_dir, list(dict.fromkeys(task_of(d) for d in de_types)))
@@ -265,7 +267,8 @@ class TrainDataset(Dataset):
                 lq = lq[..., order]
         rows = self.instruction_rows.get(task) if self.instruction_rows is not None else None
         instruction_idx = int(rows[int(rng.integers(0, len(rows)))]) if rows else -1
-        if self.identity_share and rng.random() < self.identity_share:  # drawn last: other draws unchanged
+        share = self.identity_shares.get(task, 0.0)
+        if share and rng.random() < share:  # drawn last: other draws unchanged
             lq = gt
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": seg.de_type, "instruction_idx": instruction_idx}
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from utils.cli import identity_shares
 from utils.data.sampler import EpochSampler
 from utils.data.train_set import TrainDataset
 from utils.errors import UserError
@@ -70,7 +71,7 @@ def build_data(args: Namespace, dist_info: dist.DistInfo,
     dataset = TrainDataset(root, args.de_type, patch_size=args.patch_size, repeats=dict(args.repeat) or None,
                            instruction_rows=rows, list_dir=args.list_dir, seed=args.seed, task_dirs=task_dirs,
                            synthetic=args.synthesize, channel_shuffle=args.channel_shuffle,
-                           max_pixels=args.max_pixels, identity_share=args.identity_share)
+                           max_pixels=args.max_pixels, identity_share=identity_shares(args.identity_share))
     steps_per_epoch = len(dataset) // dist_info.world_size // args.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{root}: {len(dataset)} training samples are fewer than one batch of "

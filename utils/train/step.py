@@ -51,27 +51,27 @@ def finite_output(model: nn.Module, lq: torch.Tensor, text: torch.Tensor | None,
 
 LOSS_CHOICES = ("l1", "psnr")
 # The PSNR loss stops rewarding a sample past 50 dB (MSE 1e-5), and a sample whose input is its target
-# (an identity pair, --identity_share) past 35 dB (MSE 10^-3.5): such a pair can be matched exactly, its
-# -log(MSE) would otherwise grow without end, and its gradient (1/MSE) would drown the degraded samples'
-# until the passes learnt to change nothing (docs/benchmarks/routes.md#do-no-harm).
+# (an identity pair, --identity_share) past --identity_floor dB (35 by default, MSE 10^-3.5): such a pair
+# can be matched exactly, its -log(MSE) would otherwise grow without end, and its gradient (1/MSE) would
+# drown the degraded samples' until the passes learnt to change nothing (docs/benchmarks/routes.md#do-no-harm).
 PSNR_LOSS_FLOOR = 1e-5
-IDENTITY_LOSS_FLOOR = 10 ** -3.5
+IDENTITY_FLOOR_DB = 35.0
 
 
 def restoration_loss(out: torch.Tensor, gt: torch.Tensor, kind: str = "l1",
-                     identity: torch.Tensor | None = None) -> torch.Tensor:
+                     identity: torch.Tensor | None = None, identity_floor_db: float = IDENTITY_FLOOR_DB) -> torch.Tensor:
     """``l1``: the paper's L1 loss (Sec. 4.1). ``psnr``: the mean over samples of 10·log10 of each
     sample's MSE, i.e. minus the PSNR the tables report (the PSNR loss of HINet and NAFNet): each
     sample's gradient is divided by its own error, so a task whose errors are small (light rain,
     σ=15) weighs as much as one whose errors are large (σ=50). A sample's MSE counts from
-    PSNR_LOSS_FLOOR up, and from IDENTITY_LOSS_FLOOR up where ``identity`` (B,) marks an identity pair:
-    past it the sample adds no gradient."""
+    PSNR_LOSS_FLOOR up, and from the MSE of ``identity_floor_db`` up where ``identity`` (B,) marks an
+    identity pair: past it the sample adds no gradient."""
     if kind == "l1":
         return F.l1_loss(out, gt)
     mse = (out - gt).square().flatten(1).mean(1)  # (B,)
     floor = torch.full_like(mse, PSNR_LOSS_FLOOR)
     if identity is not None:
-        floor = torch.where(identity, IDENTITY_LOSS_FLOOR, floor)
+        floor = torch.where(identity, 10.0 ** (-identity_floor_db / 10.0), floor)
     return 10.0 * torch.log10(torch.maximum(mse, floor) + 1e-8).mean()
 
 
@@ -83,10 +83,11 @@ class TrainStep:
     the device: no host sync (with fused AdamW the scaler's inf check stays on the device too)."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                 precision: str, grad_clip: float = 0.0, loss: str = "l1") -> None:
+                 precision: str, grad_clip: float = 0.0, loss: str = "l1",
+                 identity_floor_db: float = IDENTITY_FLOOR_DB) -> None:
         autocast_as(device, precision)  # a resolved precision, or a ValueError
         self.net, self.optimizer, self.device = net, optimizer, device
-        self.precision, self.loss = precision, loss
+        self.precision, self.loss, self.identity_floor_db = precision, loss, identity_floor_db
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.grad_clip = grad_clip
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -97,7 +98,7 @@ class TrainStep:
         with autocast_as(self.device, self.precision, cache=autocast_cache):
             out = self.net(lq, text)
         identity = (lq == gt).flatten(1).all(1)  # (B,): the pairs whose input is their target
-        loss = restoration_loss(out.float(), gt, self.loss, identity)
+        loss = restoration_loss(out.float(), gt, self.loss, identity, self.identity_floor_db)
         if self.scaler is None:
             loss.backward()
             if self.grad_clip > 0:
