@@ -47,7 +47,8 @@ TRAIN_BAD = [
     ["--layernorm_type", "none"], ["--text_cond", "clip"], ["--pooling", "max"],
     ["--max_pixels", "0"], ["--max_pixels", HUGE], ["--max_pixels", "nan"],
     ["--identity_share", "-0.1"], ["--identity_share", "0.9"], ["--identity_share", "nan"],
-    ["--identity_share", "haze=0.1"], ["--identity_share", "dehaze=0.9"], ["--identity_share", "dehaze="], ["--identity_floor", "5"], ["--identity_floor", "nan"],
+    ["--identity_share", "haze=0.1"], ["--identity_share", "dehaze=0.9"], ["--identity_share", "dehaze="],
+    ["--identity_floor", "5"], ["--identity_floor", "nan"],
     ["--init", "no/such/release/folder"],
 ]
 

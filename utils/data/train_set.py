@@ -77,9 +77,10 @@ class TrainDataset(Dataset):
     uniformly over OTS's ranges, over the depth proxy of the whole target image. ``channel_shuffle`` also
     permutes the RGB channels of each pair (one of 6 orders, the same for input and target; not in
     the paper): every degradation here treats the channels alike, and a small training set then
-    teaches no colour cast. ``identity_share`` makes that share of the samples identity pairs (not in
-    the paper; one share, or {task: share}): the input is the clean target itself, with the task and instruction of the segment,
-    so that each task's pass learns to leave a photo without its degradation as it is.
+    teaches no colour cast. ``identity_share`` (one share, or {task: share}) makes that share of a
+    task's samples identity pairs (not in the paper): the input is the clean target itself, with the
+    task and instruction of the segment, so that each task's pass learns to leave a photo without its
+    degradation as it is.
 
     ``max_pixels`` bounds the images read (``utils.data.image_io.check_pixels``; checked with the sizes).
 
