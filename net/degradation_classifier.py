@@ -5,8 +5,8 @@ One sigmoid per label, so a rainy, noisy photo is both, and a clean one is none 
 below 0.5). Labels are task names (``utils.tasks.TASKS``: ``denoise``, ``derain``, ``dehaze``, ``deblur``,
 ``lowlight``): a prediction names the task that removes what it found, and a new task is one more label. The net reads native-resolution crops:
 noise and rain streaks are one or two pixels wide and vanish when an image is shrunk. A large image
-is classified from a bounded number of crops (:func:`predict_degradations`), so the cost does not
-grow with its size.
+is classified from a bounded number of crops of the side the classifier trained on
+(:func:`predict_degradations`), so the cost does not grow with its size.
 
 Three parts feed one MLP head:
 
@@ -35,7 +35,8 @@ DENSE_CAPABLE = ("derain",)  # labels whose per-pixel map the sample generator c
 STAT_FRACTIONS = (0.05, 0.25, 0.5, 0.9)  # quantiles taken of the sorted block values
 NUM_STATS = 7 * len(STAT_FRACTIONS) + 3
 DENSE_STRIDE = 4  # the dense head's cells are DENSE_STRIDE x DENSE_STRIDE pixels
-CROP_SIZE = 128  # side of the crops an image is read from
+TRAINING_CROP = 64  # side of the crops the classifier trains on, and reads images in (its ``crop``)
+GLOBAL_SIDE = 128  # shorter side of the whole-image view haze and darkness are read from
 MIN_SIDE = 32  # the smallest image side the classifier reads
 MAX_CROPS = 16  # crops read from one image at most
 GLOBAL_LABELS = ("dehaze", "lowlight")  # read from the whole image shrunk (global_view), the others from crops
@@ -108,7 +109,9 @@ class DegradationClassifier(nn.Module):
     and doubles the channels (capped at 4x width; the first stage has two blocks). ``highpass`` adds
     the image minus its 3x3 binomial blur as three more input channels, ``stats`` the crop
     statistics to the head. ``dense_labels`` (a subset of ``labels`` among ``DENSE_CAPABLE``) get
-    the dense head; None: those of ``labels`` that can have one.
+    the dense head; None: those of ``labels`` that can have one. ``crop`` is the side of the crops it
+    trained on: it reads an image in crops of that side, as its pooled maxima and batch statistics
+    were learnt there (larger crops make it see rain in clean photos).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class DegradationClassifier(nn.Module):
         highpass: bool = True,
         stats: bool = True,
         dense_labels: Sequence[str] | None = None,
+        crop: int = TRAINING_CROP,
     ) -> None:
         super().__init__()
         self.labels = tuple(labels)
@@ -131,8 +135,11 @@ class DegradationClassifier(nn.Module):
             raise ValueError(f"dense labels {self.dense_labels} must be among the labels {self.labels}")
         if self.dense_labels and not width:
             raise ValueError("the dense head needs the CNN (width > 0)")
+        if crop < MIN_SIDE:
+            raise ValueError(f"crop must be at least {MIN_SIDE}, got {crop}")
+        self.crop = crop
         self.config = {"width": width, "stages": stages, "highpass": highpass, "stats": stats,
-                       "dense_labels": list(self.dense_labels)}
+                       "dense_labels": list(self.dense_labels), "crop": crop}
         self.highpass, self.stats = highpass, stats
         blur = torch.tensor([1.0, 2.0, 1.0]) / 4.0
         self.register_buffer("blur", (blur[:, None] * blur[None, :]).expand(3, 1, 3, 3).clone(), persistent=False)
@@ -180,7 +187,7 @@ class DegradationClassifier(nn.Module):
         return self.forward_dense(x)[0]
 
 
-def crop_boxes(h: int, w: int, size: int = CROP_SIZE, max_crops: int = MAX_CROPS) -> list[tuple[int, int, int, int]]:
+def crop_boxes(h: int, w: int, size: int = TRAINING_CROP, max_crops: int = MAX_CROPS) -> list[tuple[int, int, int, int]]:
     """(top, left, height, width) of at most ``max_crops`` crops spread evenly over an h x w image:
     crops of ``size`` (or the image's side where it is shorter), on the grid that tiles the image
     when that is small enough, else on the largest grid within ``max_crops`` whose cells are closest
@@ -201,7 +208,7 @@ def check_size(h: int, w: int, what: str = "the image") -> None:
                         f"at least {MIN_SIDE}x{MIN_SIDE}; name the task with --task or --instruction")
 
 
-def global_view(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+def global_view(image: np.ndarray, size: int = GLOBAL_SIDE) -> np.ndarray:
     """The whole uint8 H x W x 3 image shrunk by area averaging so that its shorter side is ``size``
     and its longer at most 4 x ``size`` (a panorama is squeezed): where haze and darkness show, over
     the whole scene, at a cost bounded for any size. An image already that small is returned as is."""
@@ -217,23 +224,22 @@ def global_view(image: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
 
 @torch.no_grad()
 def predict_degradations(
-    net: DegradationClassifier, image: np.ndarray, max_crops: int = MAX_CROPS, size: int = CROP_SIZE,
-    what: str = "the image",
+    net: DegradationClassifier, image: np.ndarray, max_crops: int = MAX_CROPS, what: str = "the image",
 ) -> dict[str, float]:
     """{label: probability} for one uint8 H x W x 3 RGB image of any size (both sides >= MIN_SIDE).
     Noise and rain (one or two pixels wide) are read at native resolution, from at most
-    ``max_crops`` crops of ``size`` pixels whose probabilities are averaged; haze and darkness
-    (``GLOBAL_LABELS``, which a crop of sky cannot show) from the whole image shrunk to ``size``
-    pixels on its shorter side (:func:`global_view`). The cost is bounded for any size. A label is
-    present when its probability is above THRESHOLD; none present means a clean image. ``what``
-    names the image in the error for one too small."""
+    ``max_crops`` crops of the side the classifier trained on (``net.crop``) whose probabilities are
+    averaged; haze and darkness (``GLOBAL_LABELS``, which a crop of sky cannot show) from the whole
+    image shrunk to GLOBAL_SIDE pixels on its shorter side (:func:`global_view`). The cost is bounded
+    for any size. A label is present when its probability is above THRESHOLD; none present means a
+    clean image. ``what`` names the image in the error for one too small."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     check_size(h, w, what)
     was_training = net.training
     net.eval()
-    crops = np.stack([image[y:y + ch, x:x + cw] for y, x, ch, cw in crop_boxes(h, w, size, max_crops)])
+    crops = np.stack([image[y:y + ch, x:x + cw] for y, x, ch, cw in crop_boxes(h, w, net.crop, max_crops)])
     device = next(net.parameters()).device
 
     def probabilities(batch: np.ndarray) -> list[float]:
@@ -241,7 +247,7 @@ def predict_degradations(
         return torch.sigmoid(net(x)).mean(0).cpu().tolist()
 
     local = probabilities(crops)
-    whole = probabilities(global_view(image, size)[None]) if set(GLOBAL_LABELS) & set(net.labels) else local
+    whole = probabilities(global_view(image)[None]) if set(GLOBAL_LABELS) & set(net.labels) else local
     net.train(was_training)
     return {t: (g if t in GLOBAL_LABELS else c) for t, c, g in zip(net.labels, local, whole)}
 

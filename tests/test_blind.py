@@ -38,7 +38,7 @@ def sees(monkeypatch):
     """Make the classifier report the given probabilities for every image."""
     def set_reading(**probs: float) -> None:
         monkeypatch.setattr(engine, "predict_degradations",
-                            lambda net, image, max_crops=16, size=128, what="the image": dict(probs))
+                            lambda net, image, max_crops=16, what="the image": dict(probs))
     return set_reading
 
 

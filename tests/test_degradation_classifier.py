@@ -12,8 +12,10 @@ from conftest import TINY_NET, smooth_image, write, write_dehaze_pair, write_der
 
 import train
 from net.degradation_classifier import (
+    GLOBAL_SIDE,
     MAX_CROPS,
     MIN_SIDE,
+    TRAINING_CROP,
     DegradationClassifier,
     crop_boxes,
     predict_degradations,
@@ -59,8 +61,8 @@ def test_any_size_gives_every_label_a_probability_from_a_bounded_number_of_crops
     assert set(prob) == {"denoise", "derain", "dehaze"}
     assert all(0.0 <= p <= 1.0 for p in prob.values())
     assert len(seen) == 2 and 1 <= seen[0][0] <= MAX_CROPS  # the native crops, then the whole image shrunk
-    assert seen[0][2:] == (min(hw[0], 128), min(hw[1], 128))
-    assert seen[1][0] == 1 and min(seen[1][2:]) == min(*hw, 128) and max(seen[1][2:]) <= 512
+    assert seen[0][2:] == (min(hw[0], net.crop), min(hw[1], net.crop))
+    assert seen[1][0] == 1 and min(seen[1][2:]) == min(*hw, GLOBAL_SIDE) and max(seen[1][2:]) <= 4 * GLOBAL_SIDE
 
 
 def test_crops_cover_a_large_image_edge_to_edge_and_stay_bounded():
@@ -68,7 +70,7 @@ def test_crops_cover_a_large_image_edge_to_edge_and_stay_bounded():
     assert len(boxes) == MAX_CROPS
     assert min(y for y, _, _, _ in boxes) == 0 and max(y + h for y, _, h, _ in boxes) == 5000
     assert min(x for _, x, _, _ in boxes) == 0 and max(x + w for _, x, _, w in boxes) == 7000
-    assert len(crop_boxes(256, 256)) == 4  # a small image is tiled, not over-read
+    assert len(crop_boxes(256, 256, 128)) == 4  # a small image is tiled, not over-read
 
 
 def test_an_image_too_small_to_classify_is_one_line_naming_the_size_and_the_minimum():
@@ -250,9 +252,10 @@ def test_a_whole_photo_is_read_from_native_crops_and_one_shrunk_view_at_a_bounde
         net.seen = []
         image = smooth_image(np.random.default_rng(h), h, w)
         probs = predict_degradations(net, image)
-        (crops, *_), whole = net.seen
+        (crops, _, ch, cw), whole = net.seen
         assert crops <= MAX_CROPS and len(net.seen) == 2 and whole[0] == 1
-        assert min(whole[2:]) == min(128, h) and max(whole[2:]) <= 512  # shorter side 128, longer bounded
+        assert (ch, cw) == (net.crop, net.crop)  # native crops of the side it trained on
+        assert min(whole[2:]) == min(GLOBAL_SIDE, h) and max(whole[2:]) <= 4 * GLOBAL_SIDE  # shorter side 128, longer bounded
         x = torch.from_numpy(global_view(image)).permute(2, 0, 1)[None].float() / 255.0  # 1 x 3 x h x w
         direct = torch.sigmoid(net(x))[0].tolist()
         for i, t in enumerate(net.labels):
@@ -291,3 +294,18 @@ def test_blind_accuracy_reads_whole_images_in_three_groups_each_its_own_set(tiny
         assert f"{s['set']}: read exactly as {s['truth']}" in out
     assert blind_accuracy.main(argv) == 2  # the scores already there are not replaced
     assert "--json" in capsys.readouterr().err
+
+
+def test_a_classifier_reads_crops_of_its_training_side_also_one_stored_before_it_recorded_it(tiny_ckpt):
+    torch.manual_seed(0)
+    net = _Recorder(width=4, stages=2, crop=48).eval()
+    net.seen = []
+    predict_degradations(net, smooth_image(np.random.default_rng(2), 300, 400))
+    assert net.seen[0][2:] == (48, 48) and min(net.seen[1][2:]) == 128  # crops, then the shrunk whole view
+    ckpt = load_checkpoint(tiny_ckpt)
+    config = {k: v for k, v in net.config.items() if k != "crop"}  # as a classifier was stored before
+    old = {"labels": list(net.labels), "config": config, "state": net.state_dict()}
+    assert load_classifier({**ckpt, "classifier": {**old, "recipe": {"size": 40}}}).crop == 40
+    assert load_classifier({**ckpt, "classifier": old}).crop == TRAINING_CROP
+    with pytest.raises(ValueError):
+        DegradationClassifier(width=4, stages=2, crop=8)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from net.degradation_classifier import DegradationClassifier
+from net.degradation_classifier import TRAINING_CROP, DegradationClassifier
 from net.model import ModelConfig, TextPromptIR, build_model, first_mismatch
 from utils.atomic import TMP_SUFFIX, write_file
 from utils.errors import UserError
@@ -148,7 +148,10 @@ def load_classifier(ckpt: dict[str, Any], path: str | Path = "the checkpoint") -
     if not isinstance(record, dict) or not {"labels", "config", "state"} <= set(record):
         raise UserError(f"{path}: its degradation classifier is malformed (expected labels, config and state); {fix}")
     try:
-        net = DegradationClassifier(tuple(record["labels"]), **record["config"])
+        # a classifier stored before it recorded its crop side reads in the crops its recipe trained on
+        recipe = record.get("recipe") if isinstance(record.get("recipe"), dict) else {}
+        net = DegradationClassifier(tuple(record["labels"]), **{"crop": recipe.get("size", TRAINING_CROP),
+                                                                **record["config"]})
         net.load_state_dict(record["state"])
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from net.degradation_classifier import DEFAULT_LABELS, DENSE_STRIDE, DegradationClassifier
+from net.degradation_classifier import DEFAULT_LABELS, DENSE_STRIDE, TRAINING_CROP, DegradationClassifier
 from utils.checkpoint import CLASSIFIER_KEY, load_checkpoint, save_checkpoint
 from utils.cli import writable_folders
 from utils.data.classifier_samples import (
@@ -56,7 +56,7 @@ class ClassifierRecipe:
     # (8 crops for noise / rain / haze, 2 for the five tasks), so a step costs the same for any labels ...
     crops: int | None = None
     degraded_crops: int = 2  # ... plus crops of real degraded inputs in the sets they can show
-    size: int = 64  # training crop side (native resolution)
+    size: int = TRAINING_CROP  # training crop side (native resolution); the classifier reads images in it
     lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup: float = 0.1  # fraction of the steps
@@ -80,7 +80,7 @@ def make_classifier(recipe: ClassifierRecipe) -> DegradationClassifier:
     """The (untrained) classifier a recipe trains."""
     dense = tuple(t for t in recipe.labels if t in MAP_LABELS) if recipe.dense_weight > 0 and recipe.width else ()
     return DegradationClassifier(recipe.labels, width=recipe.width, stages=recipe.stages, highpass=recipe.highpass,
-                                 stats=recipe.stats, dense_labels=dense)
+                                 stats=recipe.stats, dense_labels=dense, crop=recipe.size)
 
 
 def train_classifier(
