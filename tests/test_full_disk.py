@@ -37,7 +37,8 @@ def test_a_log_disk_that_fills_mid_run_warns_once_and_training_saves(tiny_layout
     args = base_args(tiny_layout, text_ckpt, tmp_path, "logfull") + ["--max_steps", "4", "--log_every", "1"]
     assert train.main(args) == 0
     err = capsys.readouterr().err
-    warned = [line for line in err.splitlines() if line.strip()]
+    # one warning about the log (a loaded machine may add the data-wait warning, which is about timing)
+    warned = [line for line in err.splitlines() if line.strip() and "waited for data" not in line]
     assert len(warned) == 1 and "Traceback" not in err, err
     assert str(tmp_path / "logs/logfull") in warned[0] and "logging stopped" in warned[0]
     assert torch.load(tmp_path / "ckpt/logfull/last.pt", weights_only=True)["step"] == 4
