@@ -48,7 +48,7 @@ from utils.tasks import (
 )
 from utils.text.bank import BANK_ROOT
 from utils.text.encoder_link import DEFAULT_TEXT_CKPT
-from utils.train.step import LOSS_CHOICES
+from utils.train.step import IDENTITY_FLOOR_DB, LOSS_CHOICES
 
 # Upper bounds of options whose absurd values would allocate without end (typos such as an extra
 # zero); each is far above any setting in the papers this project follows.
@@ -167,7 +167,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                         "later winning, e.g. 0.1 dehaze=0.2; 0 to 0.5, default %(default)s")
     g.add_argument("--identity_floor", type=float_in(10.0, 60.0), metavar="DB",
                    help="under --loss psnr an identity pair stops pulling past this PSNR (dB): the lower, the "
-                        "less identity pairs weigh against the degraded samples (10 to 60, default %(default)s)")
+                        "less identity pairs weigh against the degraded samples (10 to 60; default: the loss's own, "
+                        f"{IDENTITY_FLOOR_DB:g})")
     g.add_argument("--patch_size", type=int_in(8, MAX_PATCH_SIZE),
                    help=f"side of the training crops, 8 to {MAX_PATCH_SIZE} (paper: %(default)s)")
     g.add_argument("--num_workers", type=non_negative_int)

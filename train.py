@@ -45,7 +45,7 @@ from utils.train.resume import Position, init_weights, resume
 from utils.train.run import Run, Window, one_step, open_log, report, save
 from utils.train.run_lock import claim_folders
 from utils.train.speed import SpeedSettings, speed_settings
-from utils.train.step import TrainStep, make_optimizer
+from utils.train.step import IDENTITY_FLOOR_DB, TrainStep, make_optimizer
 from utils.train.validation import validate, validation_sets
 
 SIGUSR1_NOTE = ("train.py saves last.pt on SIGUSR1 between the restoration stage's steps; there is nothing to "
@@ -100,8 +100,8 @@ def build_run(args: Namespace, dist_info: dist.DistInfo, settings: SpeedSettings
         for note in settings.notes:
             print(note)
         print(settings.line(args.batch_size, dist_info.device))
-    step = TrainStep(net, optimizer, dist_info.device, settings.precision, args.grad_clip, args.loss,
-                     args.identity_floor)
+    floor = IDENTITY_FLOOR_DB if args.identity_floor is None else args.identity_floor  # None: the loss's own
+    step = TrainStep(net, optimizer, dist_info.device, settings.precision, args.grad_clip, args.loss, floor)
     if step.scaler is not None and scaler_state is not None:
         step.scaler.load_state_dict(scaler_state)
     policy = BudgetPolicy.start(budget, args.save_at, pos.step, args.epochs * steps_per_epoch)

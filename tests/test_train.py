@@ -454,3 +454,20 @@ def test_the_options_file_a_run_saved_repeats_the_run_bit_for_bit(tiny_layout, t
     assert (tmp_path / "ckpt/again/options.yaml").read_bytes() == saved.read_bytes()
     for per_run in ("name:", "stage:", "resume:", "overwrite:", "max_steps:"):
         assert per_run not in saved.read_text()
+
+
+def test_the_identity_floor_is_the_losss_own_unless_a_recipe_or_option_sets_it(tiny_layout, text_ckpt, tmp_path,
+                                                                                 monkeypatch):
+    from utils.train.step import IDENTITY_FLOOR_DB, TrainStep
+
+    floors = []
+
+    class Spy(TrainStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            floors.append(self.identity_floor_db)
+
+    monkeypatch.setattr(train, "TrainStep", Spy)
+    for run, extra in (("floor_default", []), ("floor_30", ["--identity_floor", "30"])):
+        assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, run) + ["--max_steps", "1", *extra]) == 0
+    assert floors == [IDENTITY_FLOOR_DB, 30.0]
