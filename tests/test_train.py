@@ -471,3 +471,14 @@ def test_the_identity_floor_is_the_losss_own_unless_a_recipe_or_option_sets_it(t
     for run, extra in (("floor_default", []), ("floor_30", ["--identity_floor", "30"])):
         assert train.main(base_args(tiny_layout, text_ckpt, tmp_path, run) + ["--max_steps", "1", *extra]) == 0
     assert floors == [IDENTITY_FLOOR_DB, 30.0]
+
+
+def test_a_torchrun_worker_ends_with_its_code_and_its_output_written(tmp_path):
+    # a DDP worker leaves without Python's shutdown (utils.train.dist.end_process): what it printed
+    # still arrives, and its exit code is the run's
+    script = "from utils.train.dist import end_process; print('saved'); print('warned', file=__import__('sys').stderr); end_process(3)"
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # pipes are block-buffered
+    for world, expected in (("2", 3), ("1", 3)):
+        r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                           env={**buffered, "WORLD_SIZE": world})
+        assert (r.returncode, r.stdout, r.stderr.strip()) == (expected, "saved\n", "warned")

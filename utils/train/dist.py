@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -82,3 +83,15 @@ def barrier() -> None:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> NoReturn:
+    """Exit with ``code``. A torchrun worker ends without Python's shutdown: DDP keeps the process
+    group alive past ``destroy_process_group``, so a gloo worker thread may still be releasing a
+    finished collective's tensors while the interpreter shuts down, and that aborts the process
+    (SIGABRT) after a run that went well. Everything is written and flushed by then."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
