@@ -223,16 +223,15 @@ def global_view(image: np.ndarray, size: int = GLOBAL_SIDE) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_degradations(
+def read_logits(
     net: DegradationClassifier, image: np.ndarray, max_crops: int = MAX_CROPS, what: str = "the image",
-) -> dict[str, float]:
-    """{label: probability} for one uint8 H x W x 3 RGB image of any size (both sides >= MIN_SIDE).
-    Noise and rain (one or two pixels wide) are read at native resolution, from at most
-    ``max_crops`` crops of the side the classifier trained on (``net.crop``) whose probabilities are
-    averaged; haze and darkness (``GLOBAL_LABELS``, which a crop of sky cannot show) from the whole
-    image shrunk to GLOBAL_SIDE pixels on its shorter side (:func:`global_view`). The cost is bounded
-    for any size. A label is present when its probability is above THRESHOLD; none present means a
-    clean image. ``what`` names the image in the error for one too small."""
+) -> dict[str, torch.Tensor]:
+    """{label: its logits} for one uint8 H x W x 3 RGB image of any size (both sides >= MIN_SIDE):
+    noise and rain (one or two pixels wide) read at native resolution, one logit per crop of at most
+    ``max_crops`` crops of the side the classifier trained on (``net.crop``); haze and darkness
+    (``GLOBAL_LABELS``, which a crop of sky cannot show) one logit of the whole image shrunk to
+    GLOBAL_SIDE pixels on its shorter side (:func:`global_view`). The cost is bounded for any size.
+    ``what`` names the image in the error for one too small."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
@@ -242,14 +241,35 @@ def predict_degradations(
     crops = np.stack([image[y:y + ch, x:x + cw] for y, x, ch, cw in crop_boxes(h, w, net.crop, max_crops)])
     device = next(net.parameters()).device
 
-    def probabilities(batch: np.ndarray) -> list[float]:
+    def logits(batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # N x 3 x h x w
-        return torch.sigmoid(net(x)).mean(0).cpu().tolist()
+        return net(x).cpu()  # N x L
 
-    local = probabilities(crops)
-    whole = probabilities(global_view(image)[None]) if set(GLOBAL_LABELS) & set(net.labels) else local
+    local = logits(crops)
+    whole = logits(global_view(image)[None]) if set(GLOBAL_LABELS) & set(net.labels) else local
     net.train(was_training)
-    return {t: (g if t in GLOBAL_LABELS else c) for t, c, g in zip(net.labels, local, whole)}
+    return {t: (whole if t in GLOBAL_LABELS else local)[:, j] for j, t in enumerate(net.labels)}
+
+
+def predict_degradations(
+    net: DegradationClassifier, image: np.ndarray, max_crops: int = MAX_CROPS, what: str = "the image",
+) -> dict[str, float]:
+    """{label: probability} for one uint8 H x W x 3 RGB image of any size: the mean over the crops
+    (noise, rain) or the whole view (haze, darkness) of :func:`read_logits`'s sigmoid. A label is
+    present when its probability is above THRESHOLD; none present means a clean image."""
+    return {t: float(torch.sigmoid(v).mean()) for t, v in read_logits(net, image, max_crops, what).items()}
+
+
+def set_thresholds(net: DegradationClassifier, thresholds: dict[str, float]) -> None:
+    """Move each named label's decision point to ``thresholds[label]`` in place: its output bias is
+    lowered by logit(threshold), so that a crop's probability is above THRESHOLD exactly where it was
+    above ``threshold`` before. Probabilities, the unsure band and every caller stay as they are."""
+    with torch.no_grad():
+        bias = net.head[-1].bias
+        for label, t in thresholds.items():
+            if not 0.0 < t < 1.0:
+                raise ValueError(f"a threshold is a probability strictly between 0 and 1, got {label}: {t}")
+            bias[net.labels.index(label)] -= float(np.log(t / (1.0 - t)))
 
 
 def unsure(probabilities: dict[str, float], margin: float = UNSURE_MARGIN) -> tuple[str, ...]:

@@ -169,8 +169,12 @@ def test_stage_classifier_adds_a_classifier_and_leaves_the_network_byte_identica
     assert {k: v for k, v in after.items() if k not in ("model", "classifier")} == \
         {k: v for k, v in before.items() if k != "model"}
     net = load_classifier(after, path)
-    assert net.labels == ("denoise", "derain", "dehaze") and after["classifier"]["info"]["degraded_images"] == 6
-    assert "stored in" in capsys.readouterr().out
+    info = after["classifier"]["info"]
+    assert net.labels == ("denoise", "derain", "dehaze")
+    assert info["degraded_images"] + info["held_degraded_images"] == 6 and info["held_degraded_images"] >= 1
+    assert set(info["thresholds"]) == set(net.labels) and info["threshold_images"] > 0
+    out = capsys.readouterr().out
+    assert "stored in" in out and "thresholds chosen on" in out
     assert train.main(argv) == 2  # a second one replaces it only with --overwrite
     assert "--overwrite" in capsys.readouterr().err
 

@@ -7,7 +7,8 @@ the five tasks: ``classifier_samples.all_label_sets``), plus ``degraded_crops`` 
 degraded inputs, so that the classes differ only by the degradation. The loss is the multi-label BCE plus, for the dense head, the BCE of the cells that hold
 rain (the rain layer adds more than ``rain_threshold`` somewhere in the cell). AdamW with a linear
 warm-up and a cosine decay (``utils.train.schedulers.warmup_cosine``). Deterministic given the seed
-(on one device and thread count), and the caller's RNG state is left untouched.
+(on one device and thread count), and the caller's RNG state is left untouched. A share of the images
+is held apart to choose each label's threshold (``utils/train/classifier_thresholds.py``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from net.degradation_classifier import DEFAULT_LABELS, DENSE_STRIDE, TRAINING_CROP, DegradationClassifier
+from net.degradation_classifier import (
+    DEFAULT_LABELS,
+    DENSE_STRIDE,
+    THRESHOLD,
+    TRAINING_CROP,
+    DegradationClassifier,
+    set_thresholds,
+)
 from utils.checkpoint import CLASSIFIER_KEY, load_checkpoint, save_checkpoint
 from utils.cli import writable_folders
 from utils.data.classifier_samples import (
@@ -39,6 +47,7 @@ from utils.progress import write
 from utils.runtime.device import pick_device
 from utils.tasks import TASKS, task_of
 from utils.text.encoder_link import checkpoint_tasks
+from utils.train.classifier_thresholds import choose_thresholds, exact_share, held_images, hold_apart
 from utils.train.inputs import data_paths
 from utils.train.run_lock import RunLock
 from utils.train.schedulers import warmup_cosine
@@ -69,6 +78,7 @@ class ClassifierRecipe:
     rotate: bool = True  # turn the clean content by k x 90 degrees before degrading it
     max_clean: int = 600  # clean training images kept in memory at most
     max_degraded: int = 200  # real degraded inputs kept in memory at most
+    held_apart: float = 0.15  # share of the images kept out of training to choose each label's threshold
     seed: int = 0
 
     def clean_crops(self) -> int:
@@ -163,13 +173,34 @@ def add_classifier(args: Namespace, path: Path, device: torch.device) -> None:
     root, task_dirs = data_paths(args)
     clean, degraded = find_sources(root, args.de_type, recipe.size, args.seed, recipe.max_clean, recipe.max_degraded,
                                    args.list_dir, task_dirs, args.max_pixels)
+    clean, held_clean = hold_apart(clean, recipe.held_apart, recipe.seed)
+    degraded, held_degraded = hold_apart(degraded, recipe.held_apart, recipe.seed + 1)
     print(f"degradation classifier ({', '.join(recipe.labels)}): {recipe.steps} steps on {len(clean)} clean and "
           f"{len(degraded)} degraded training images")
     net, measured = train_classifier(clean, degraded, recipe, device, log=write)
+    measured.update(choose_and_set_thresholds(net, held_clean, held_degraded, recipe.seed))
     ckpt = load_checkpoint(path)
     ckpt[CLASSIFIER_KEY] = classifier_record(net, recipe, measured)
     save_checkpoint(path, ckpt)
     print(f"degradation classifier stored in {path} ({measured['wall_s']:.0f} s, {measured['params'] / 1e3:.0f}k parameters)")
+
+
+def choose_and_set_thresholds(net: DegradationClassifier, clean: Sequence[Source], degraded: Sequence[Source],
+                               seed: int) -> dict[str, Any]:
+    """Choose each label's threshold on the held-apart images (``utils.train.classifier_thresholds``),
+    fold them into ``net``, print them; returns what to record with the classifier."""
+    images = held_images(net, clean, degraded, seed)
+    thresholds = choose_thresholds(images, net.labels)
+    before = exact_share(images, net.labels, {t: THRESHOLD for t in net.labels})
+    after = exact_share(images, net.labels, thresholds)
+    set_thresholds(net, thresholds)
+    if images:
+        print(f"thresholds chosen on {len(images)} whole images held apart ({len(clean)} clean photos, also with "
+              f"each degradation, {len(degraded)} real degraded inputs): "
+              + ", ".join(f"{t} {v:.2f}" for t, v in thresholds.items())
+              + f"; read exactly {100 * before:.1f} % at {THRESHOLD} -> {100 * after:.1f} %")
+    return {"thresholds": thresholds, "threshold_images": len(images), "held_clean_images": len(clean),
+            "held_degraded_images": len(degraded), "held_exact_at_threshold": before, "held_exact": after}
 
 
 def check_classifier_tasks(path: Path, ckpt: dict[str, Any], de_type: Sequence[str]) -> None:
