@@ -260,16 +260,22 @@ def predict_degradations(
     return {t: float(torch.sigmoid(v).mean()) for t, v in read_logits(net, image, max_crops, what).items()}
 
 
+def threshold_shift(threshold: float) -> float:
+    """logit(threshold): what a label's output bias is lowered by to move its decision point from
+    THRESHOLD (0.5, logit 0) to ``threshold``."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"a threshold is a probability strictly between 0 and 1, got {threshold}")
+    return float(np.log(threshold / (1.0 - threshold)))
+
+
 def set_thresholds(net: DegradationClassifier, thresholds: dict[str, float]) -> None:
     """Move each named label's decision point to ``thresholds[label]`` in place: its output bias is
-    lowered by logit(threshold), so that a crop's probability is above THRESHOLD exactly where it was
-    above ``threshold`` before. Probabilities, the unsure band and every caller stay as they are."""
+    lowered by :func:`threshold_shift`, so that a crop's probability is above THRESHOLD exactly where
+    it was above ``threshold`` before. Probabilities, the unsure band and every caller stay as they are."""
     with torch.no_grad():
         bias = net.head[-1].bias
         for label, t in thresholds.items():
-            if not 0.0 < t < 1.0:
-                raise ValueError(f"a threshold is a probability strictly between 0 and 1, got {label}: {t}")
-            bias[net.labels.index(label)] -= float(np.log(t / (1.0 - t)))
+            bias[net.labels.index(label)] -= threshold_shift(t)
 
 
 def unsure(probabilities: dict[str, float], margin: float = UNSURE_MARGIN) -> tuple[str, ...]:

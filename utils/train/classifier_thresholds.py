@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from net.degradation_classifier import MIN_SIDE, THRESHOLD, DegradationClassifier, read_logits
+from net.degradation_classifier import MIN_SIDE, THRESHOLD, DegradationClassifier, read_logits, threshold_shift
 from utils.data.classifier_samples import TEST_RANGES, Source, degrade, set_name
 
 THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
@@ -70,7 +70,7 @@ def held_images(net: DegradationClassifier, clean: Sequence[Source], degraded: S
 def read_sets(images: Sequence[HeldImage], labels: Sequence[str], thresholds: dict[str, float]) -> list[frozenset[str]]:
     """What each image reads as under ``thresholds``: a label is present where the mean of its
     sigmoid, moved as ``set_thresholds`` moves it, is above THRESHOLD."""
-    shift = {t: float(np.log(thresholds[t] / (1.0 - thresholds[t]))) for t in labels}
+    shift = {t: threshold_shift(thresholds[t]) for t in labels}
     return [frozenset(t for t in labels if float(torch.sigmoid(im.logits[t] - shift[t]).mean()) > THRESHOLD)
             for im in images]
 

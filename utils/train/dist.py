@@ -31,9 +31,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun launched (its WORLD_SIZE; 1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device_choice: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (RANK/WORLD_SIZE set)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_choice, local_rank)
@@ -90,7 +95,7 @@ def end_process(code: int) -> NoReturn:
     group alive past ``destroy_process_group``, so a gloo worker thread may still be releasing a
     finished collective's tensors while the interpreter shuts down, and that aborts the process
     (SIGABRT) after a run that went well. Everything is written and flushed by then."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
