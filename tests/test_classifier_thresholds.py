@@ -10,7 +10,7 @@ from conftest import smooth_image
 from net.degradation_classifier import THRESHOLD, DegradationClassifier, read_logits, set_thresholds, threshold_shift
 from utils.data.classifier_samples import clean_source
 from utils.train.classifier_thresholds import (
-    THRESHOLD_CHOICES,
+    LABEL_THRESHOLD_CHOICES,
     HeldImage,
     choose_thresholds,
     exact_share,
@@ -66,7 +66,7 @@ def test_a_label_that_crops_overread_gets_the_threshold_that_reads_the_most_imag
     chosen = choose_thresholds(images, LABELS)
     assert chosen == {"denoise": 0.5, "derain": 0.65, "dehaze": 0.5}
     assert exact_share(images, LABELS, chosen) == 1.0
-    assert set(chosen.values()) <= set(THRESHOLD_CHOICES)
+    assert set(chosen.values()) <= set(LABEL_THRESHOLD_CHOICES)
     assert choose_thresholds([], LABELS) == {t: THRESHOLD for t in LABELS}
 
 

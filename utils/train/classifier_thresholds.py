@@ -6,7 +6,7 @@ rain output of a crop, so a noisy photo can read as noisy and rainy at the commo
 run's clean training images (and of its real degraded inputs) is kept out of the classifier's
 training. Each held clean image is read whole, as the blind route reads a photo, clean and with each
 degradation drawn on it alone (noise once at each of the protocol's levels); each held real input is
-read as it is. Every label's threshold is then the one of THRESHOLD_CHOICES under which the most images
+read as it is. Every label's threshold is then the one of LABEL_THRESHOLD_CHOICES under which the most images
 are read exactly (their set of degradations, no more, no less), one label at a time, in rounds; a tie
 keeps the one nearest 0.5. ``net.degradation_classifier.set_thresholds`` folds them into the
 classifier, so that every reader keeps THRESHOLD and the unsure band around it.
@@ -22,7 +22,7 @@ import torch
 from net.degradation_classifier import MIN_SIDE, THRESHOLD, DegradationClassifier, read_logits, threshold_shift
 from utils.data.classifier_samples import TEST_RANGES, Source, degrade, set_name
 
-THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
+LABEL_THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
 ROUNDS = 3  # passes over the labels; each can only raise the count read exactly
 
 
@@ -67,7 +67,7 @@ def held_images(net: DegradationClassifier, clean: Sequence[Source], degraded: S
     return out
 
 
-def read_sets(images: Sequence[HeldImage], labels: Sequence[str], thresholds: dict[str, float]) -> list[frozenset[str]]:
+def readings(images: Sequence[HeldImage], labels: Sequence[str], thresholds: dict[str, float]) -> list[frozenset[str]]:
     """What each image reads as under ``thresholds``: a label is present where the mean of its
     sigmoid, moved as ``set_thresholds`` moves it, is above THRESHOLD."""
     shift = {t: threshold_shift(thresholds[t]) for t in labels}
@@ -77,12 +77,12 @@ def read_sets(images: Sequence[HeldImage], labels: Sequence[str], thresholds: di
 
 def exact_share(images: Sequence[HeldImage], labels: Sequence[str], thresholds: dict[str, float]) -> float:
     """The share of ``images`` read exactly under ``thresholds``."""
-    reads = read_sets(images, labels, thresholds)
+    reads = readings(images, labels, thresholds)
     return float(np.mean([r == im.truth for r, im in zip(reads, images)])) if images else float("nan")
 
 
 def choose_thresholds(images: Sequence[HeldImage], labels: Sequence[str]) -> dict[str, float]:
-    """Each label's threshold among THRESHOLD_CHOICES (see the module docstring); THRESHOLD for
+    """Each label's threshold among LABEL_THRESHOLD_CHOICES (see the module docstring); THRESHOLD for
     every label when there are no images."""
     chosen = {t: THRESHOLD for t in labels}
     if not images:
@@ -92,7 +92,7 @@ def choose_thresholds(images: Sequence[HeldImage], labels: Sequence[str]) -> dic
         for label in labels:
             def score(value: float, label: str = label) -> tuple[float, float]:
                 return exact_share(images, labels, {**chosen, label: value}), -abs(value - THRESHOLD)
-            chosen[label] = max(THRESHOLD_CHOICES, key=score)
+            chosen[label] = max(LABEL_THRESHOLD_CHOICES, key=score)
         if chosen == before:
             break
     return chosen
