@@ -20,6 +20,7 @@ measured values: ``docs/benchmarks/calibration.md#noise-rain-and-haze``):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -291,3 +292,16 @@ def synth_low_light(img: np.ndarray, rng: np.random.Generator,
     std = np.sqrt(np.float32(shot) * linear + np.float32(read) ** 2)
     noisy = np.clip(linear + std * rng.standard_normal(img.shape, dtype=np.float32), 0.0, 1.0)
     return np.clip(np.rint(noisy ** (1.0 / DISPLAY_GAMMA) * 255.0), 0, 255).astype(np.uint8)
+
+
+# --- One photo, each paired task's degradation ---------------------------------------------------
+
+# How a clean uint8 RGB photo is drawn with each degradation that has a paired test set: rain like
+# Rain100L, OTS haze over the photo's depth proxy, the demo's camera shake and short exposure (noise
+# has no pair: the protocol adds it at test time). Used by utils/data/drawn_pairs.py and utils/eval/no_harm.py.
+DRAWN: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "derain": synth_rain,
+    "dehaze": lambda img, rng: synth_haze(img, depth_proxy(img), rng)[0],
+    "deblur": synth_motion_blur,
+    "lowlight": synth_low_light,
+}

@@ -109,7 +109,7 @@ def _check_big_enough(sizes: dict[Path, tuple[int, int]], crop16: bool) -> None:
 
 
 
-_PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",),
+PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",),
                "deblur": ("GoPro",), "lowlight": ("LOL",)}
 
 
@@ -181,13 +181,13 @@ def find_test_sets(
         if task == "denoise":
             sets = _denoise_sets(task_dir, denoise_dirs)
         else:
-            sets = _paired_sets(task, task_dir, DEMO_SET_NAME if demo else _PAPER_SETS[task][0], notes)
-        order = [n.lower() for n in _PAPER_SETS[task]]
+            sets = _paired_sets(task, task_dir, DEMO_SET_NAME if demo else PAPER_SETS[task][0], notes)
+        order = [n.lower() for n in PAPER_SETS[task]]
         sets.sort(key=lambda s: (order.index(s[0].lower()) if s[0].lower() in order else len(order),
                                  natural_key(s[0])))  # the paper's sets first
         names = {s[0].lower() for s in sets}
         if report_missing and not demo:
-            for name in _PAPER_SETS[task]:
+            for name in PAPER_SETS[task]:
                 if name.lower() not in names:
                     where = task_dir / name if task != "dehaze" else task_dir / "{input,target}"
                     notes.append(f"skipped {name}: {where} not found")

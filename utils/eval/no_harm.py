@@ -19,15 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.cli import ArgumentParser, cli_main, int_in, writable_folder
-from utils.data.degradations import (
-    add_gaussian_noise,
-    benchmark_noise_seed,
-    depth_proxy,
-    synth_haze,
-    synth_low_light,
-    synth_motion_blur,
-    synth_rain,
-)
+from utils.data.degradations import DRAWN, add_gaussian_noise, benchmark_noise_seed
 from utils.data.image_io import read_image
 from utils.data.layouts import list_images
 from utils.errors import UserError
@@ -40,10 +32,7 @@ NOISE_SIGMA = 25  # the protocol's middle level
 # a photo showing each task's degradation, from a clean uint8 photo and a generator
 DEGRADE: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "denoise": lambda img, rng: add_gaussian_noise(img, NOISE_SIGMA, rng),
-    "derain": synth_rain,
-    "dehaze": lambda img, rng: synth_haze(img, depth_proxy(img), rng)[0],
-    "deblur": synth_motion_blur,
-    "lowlight": synth_low_light,
+    **DRAWN,
 }
 
 
