@@ -298,7 +298,7 @@ def synth_low_light(img: np.ndarray, rng: np.random.Generator,
 
 # How a clean uint8 RGB photo is drawn with each degradation that has a paired test set: rain like
 # Rain100L, OTS haze over the photo's depth proxy, the demo's camera shake and short exposure (noise
-# has no pair: the protocol adds it at test time). Used by utils/data/drawn_pairs.py and utils/eval/no_harm.py.
+# has no pair: the protocol adds it at test time). Used by utils/eval/drawn_pairs.py and utils/eval/no_harm.py.
 DRAWN: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "derain": synth_rain,
     "dehaze": lambda img, rng: synth_haze(img, depth_proxy(img), rng)[0],

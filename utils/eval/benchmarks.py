@@ -110,7 +110,7 @@ def _check_big_enough(sizes: dict[Path, tuple[int, int]], crop16: bool) -> None:
 
 
 PAPER_SETS = {"denoise": ("CBSD68", "Urban100"), "derain": ("Rain100L",), "dehaze": ("SOTS",),
-               "deblur": ("GoPro",), "lowlight": ("LOL",)}
+              "deblur": ("GoPro",), "lowlight": ("LOL",)}
 
 
 def is_demo_root(root: Path | str) -> bool:

@@ -34,6 +34,7 @@ RESERVED = ("input", "target", "low", "high")  # folder names of a set laid out 
 def draw_pair(photo: np.ndarray, name: str, task: str, seed: int = 0) -> np.ndarray:
     """The uint8 H x W x 3 input that shows ``task``'s degradation on ``photo``, from the generator
     of the photo's file ``name`` and ``seed``."""
+    # the stable hash of the file name that seeds the protocol's test noise, at no noise level (0)
     return DRAWN[task](np.ascontiguousarray(photo), np.random.default_rng([benchmark_noise_seed(name, 0), seed]))
 
 
