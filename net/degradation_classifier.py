@@ -42,8 +42,9 @@ MAX_CROPS = 16  # crops read from one image at most
 GLOBAL_LABELS = ("dehaze", "lowlight")  # read from the whole image shrunk (global_view), the others from crops
 THRESHOLD = 0.5  # a label is present when its probability is above this
 # a reading is unsure where a probability lies within this of THRESHOLD (chosen on validation data:
-# BENCHMARKS, "The degradation classifier"); the decision stays the threshold's, the line says so
+# BENCHMARKS, "The degradation classifier"); the decision stays the threshold's (but see `shown`), the line says so
 UNSURE_MARGIN = 0.2
+CLEAR = 0.9  # an image "clearly shows" a label read at or above this; unsure readings beside it are left out
 
 
 def immerkaer(x: torch.Tensor) -> torch.Tensor:
@@ -286,3 +287,14 @@ def unsure(probabilities: dict[str, float], margin: float = UNSURE_MARGIN) -> tu
 def present(probabilities: dict[str, float], threshold: float = THRESHOLD) -> tuple[str, ...]:
     """The labels above ``threshold``, in the classifier's order (empty: the image looks clean)."""
     return tuple(t for t, p in probabilities.items() if p > threshold)
+
+
+def shown(probabilities: dict[str, float], margin: float = UNSURE_MARGIN) -> tuple[str, ...]:
+    """What the blind route restores: the labels :func:`present`, less the unsure ones (within
+    ``margin`` of THRESHOLD) when the image clearly shows another (at CLEAR or above). A degradation
+    read clearly explains a weak second reading more often than a second degradation does: grain
+    lifts a photo's rain and haze readings (docs/benchmarks/routes.md, "A clear reading first")."""
+    seen = present(probabilities)
+    if not any(probabilities[t] >= CLEAR for t in seen):
+        return seen
+    return tuple(t for t in seen if probabilities[t] >= THRESHOLD + margin)

@@ -180,13 +180,18 @@ def test_test_py_blind_records_what_each_image_was_read_as_and_reads_older_resul
 
 
 def test_an_unsure_reading_is_said_on_the_line_and_kept_for_the_page(blind, sees):
-    from net.degradation_classifier import THRESHOLD, UNSURE_MARGIN
+    from net.degradation_classifier import CLEAR, THRESHOLD, UNSURE_MARGIN
 
     restorer, rgb = blind
-    sees(denoise=0.91, derain=THRESHOLD + UNSURE_MARGIN / 2, dehaze=0.02)  # rain: read, but only just
+    just = THRESHOLD + UNSURE_MARGIN / 2
+    sees(denoise=(THRESHOLD + UNSURE_MARGIN + CLEAR) / 2, derain=just, dehaze=0.02)  # rain: read, but only just
     plan = restorer.plan(None, None, rgb, what="x.png")
     assert {s.task for s in plan.steps} == {"denoise", "derain"} and plan.unsure == ("derain",)
-    assert plan.lines[0].endswith(f"; unsure about rain ({THRESHOLD + UNSURE_MARGIN / 2:.2f})")
+    assert plan.lines[0].endswith(f"; unsure about rain ({just:.2f})")
+    sees(denoise=0.95, derain=just, dehaze=0.02)  # beside noise read clearly, the unsure rain is left alone
+    plan = restorer.plan(None, None, rgb, what="x.png")
+    assert [s.task for s in plan.steps] == ["denoise"] and plan.unsure == ("derain",)
+    assert plan.lines[0].endswith(f"; unsure about rain ({just:.2f}), rain left alone beside the clear reading")
     sees(denoise=0.05, derain=0.1, dehaze=THRESHOLD - UNSURE_MARGIN / 2)  # haze: not read, but only just
     plan = restorer.plan(None, None, rgb, what="x.png")
     assert plan.steps == [] and plan.unsure == ("dehaze",)

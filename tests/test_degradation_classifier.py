@@ -117,6 +117,17 @@ def test_a_classifier_trained_on_toy_images_separates_heavy_noise_from_clean():
     assert present({"denoise": noisy[0]}) == ("denoise",) and present({"denoise": clean[0]}) == ()
 
 
+def test_unsure_readings_are_left_out_only_beside_a_clear_one():
+    from net.degradation_classifier import CLEAR, THRESHOLD, UNSURE_MARGIN, shown
+
+    just = THRESHOLD + UNSURE_MARGIN / 2  # read, but inside the unsure band
+    assert shown({"denoise": CLEAR, "derain": just, "dehaze": 0.1}) == ("denoise",)
+    assert shown({"denoise": CLEAR, "derain": (THRESHOLD + UNSURE_MARGIN + CLEAR) / 2, "dehaze": just}) == ("denoise", "derain")
+    assert shown({"denoise": CLEAR - 0.01, "derain": just, "dehaze": 0.1}) == ("denoise", "derain")  # none clear
+    assert shown({"denoise": 0.1, "derain": just, "dehaze": just}) == ("derain", "dehaze")  # only unsure ones
+    assert shown({"denoise": 0.1, "derain": 0.2, "dehaze": 0.3}) == ()
+
+
 def test_a_checkpoint_without_a_classifier_loads_as_none_and_a_malformed_one_is_one_line(tiny_ckpt):
     ckpt = load_checkpoint(tiny_ckpt)
     assert load_classifier(ckpt) is None

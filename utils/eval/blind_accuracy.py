@@ -10,9 +10,9 @@ decision), over three groups, each set scored on its own with its confusion:
   ``--test_root`` and folders given as ``--real TASKS=DIR`` (e.g. ``derain=RainTrainL10/rainy``);
 * the clean photos themselves, which should be read as clean.
 
-Each image is read as the blind route reads it (``predict_degradations``). A reading with a
-probability inside the unsure band (``net.degradation_classifier.UNSURE_MARGIN``) counts as read
-(above the threshold: present) and is also counted as unsure.
+Each image is read as the blind route reads it (``predict_degradations``, then ``shown``: the labels
+above the threshold, less the unsure ones beside a sure one). An image with a probability inside the
+unsure band (``net.degradation_classifier.UNSURE_MARGIN``) is also counted as unsure.
 
 ``--crops`` instead scores generated crops of ``--size`` pixels, ``--per_set`` for every label set
 (clean, each task alone and every composite of up to three), degraded by the project's synthesisers
@@ -36,7 +36,7 @@ from net.degradation_classifier import (
     THRESHOLD,
     DegradationClassifier,
     predict_degradations,
-    present,
+    shown,
     unsure,
 )
 from utils.checkpoint import load_checkpoint, load_classifier
@@ -199,7 +199,7 @@ def read_scores(net: DegradationClassifier, sets: Sequence[ReadSet]) -> list[dic
             if min(image.shape[:2]) < MIN_SIDE:
                 continue
             probs = predict_degradations(net, image, what=rs.names[i])
-            got = present(probs)
+            got = shown(probs)
             hit = set(got) == set(rs.truth)
             key = join_tasks(got)
             reads[key] = reads.get(key, 0) + 1

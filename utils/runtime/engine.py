@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from net.degradation_classifier import predict_degradations, present, unsure
+from net.degradation_classifier import CLEAR, THRESHOLD, predict_degradations, shown, unsure
 from utils.checkpoint import load_classifier
 from utils.errors import UserError
 from utils.runtime.device import autocast, is_out_of_memory
@@ -31,7 +31,7 @@ AUTO = "auto"  # the task that means "read it off the image"
 # "clause", its own part of the request; chosen by scoring both on the composite sets with held-out compound requests
 # (docs/benchmarks/routes.md#what-conditions-each-pass).
 STEP_TEXT = "default"
-SURE, UNSEEN = 0.9, 0.1  # an image "clearly shows" / "shows no sign of" a degradation at these probabilities
+UNSEEN = 0.1  # an image "shows no sign of" a degradation at or below this probability (clearly shows: CLEAR)
 
 
 @dataclass(frozen=True)
@@ -164,15 +164,15 @@ class Restorer:
         if rgb is None:
             raise ValueError("the blind route needs the image")
         probs = self.read_image(rgb, what)
-        shown = seen_tasks(probs, self.tasks)
+        seen = seen_tasks(probs, self.tasks)
         doubt = unsure_tasks(probs, self.tasks)
-        if not shown:
+        if not seen:
             return RestorePlan([], lines=[f"{what} looks clean ({looks(probs)}): left unchanged{unsure_note(doubt, probs)}; "
                                    "name a task with --task or --instruction to restore it anyway"], unsure=doubt)
-        return RestorePlan([self._step(t) for t in restore_order(shown)],
-                    lines=[f"{what} looks like {named(shown, probs)}"
-                           + (f"; restoring {' then '.join(restore_order(shown))}" if len(shown) > 1 else "")
-                           + unsure_note(doubt, probs)], unsure=doubt)
+        return RestorePlan([self._step(t) for t in restore_order(seen)],
+                    lines=[f"{what} looks like {named(seen, probs)}"
+                           + (f"; restoring {' then '.join(restore_order(seen))}" if len(seen) > 1 else "")
+                           + unsure_note(doubt, probs, seen)], unsure=doubt)
 
     def restore(self, rgb: np.ndarray, plan: RestorePlan, progress: bool = False,
                 note: Callable[[str], None] | None = None) -> Restored:
@@ -194,8 +194,9 @@ def read_degradations(classifier: torch.nn.Module, rgb: np.ndarray, what: str = 
 
 
 def seen_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
-    """The degradations the classifier found (above its threshold) that the checkpoint can restore."""
-    return tuple(t for t in present(probs) if t in set(known))
+    """The degradations the classifier found that the checkpoint can restore (net.degradation_classifier.shown:
+    above its threshold, less the unsure ones when it clearly shows another)."""
+    return shown({t: p for t, p in probs.items() if t in set(known)})
 
 
 def unsure_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ...]:
@@ -203,9 +204,14 @@ def unsure_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ..
     return tuple(t for t in unsure(probs) if t in set(known))
 
 
-def unsure_note(tasks: Sequence[str], probs: dict[str, float]) -> str:
-    """"; unsure about haze (0.58)" for the plan's line, or nothing."""
-    return f"; unsure about {named(tasks, probs)}" if tasks else ""
+def unsure_note(tasks: Sequence[str], probs: dict[str, float], restored: Sequence[str] | None = None) -> str:
+    """"; unsure about haze (0.58)" for the plan's line, or nothing; "..., left alone beside the clear
+    reading" when an unsure degradation read present is not among the ``restored`` ones."""
+    if not tasks:
+        return ""
+    left = [t for t in tasks if restored is not None and probs[t] > THRESHOLD and t not in restored]
+    return f"; unsure about {named(tasks, probs)}" + (
+        f", {' and '.join(TASK_WORDS[t] for t in left)} left alone beside the clear reading" if left else "")
 
 
 def looks(probs: dict[str, float]) -> str:
@@ -221,7 +227,7 @@ def named(tasks: Sequence[str], probs: dict[str, float]) -> str:
 def disagreement(asked: tuple[str, ...], probs: dict[str, float]) -> list[str]:
     """One warning when the image clearly shows a degradation the request does not ask for while it
     shows no sign of what the request asks for, e.g. the text says rain and the image looks hazy."""
-    seen = [t for t, p in probs.items() if p >= SURE and t not in asked]
+    seen = [t for t, p in probs.items() if p >= CLEAR and t not in asked]
     unseen = [t for t in asked if t in probs and probs[t] <= UNSEEN]
     if not seen or not unseen:
         return []
