@@ -7,8 +7,8 @@ run's clean training images (and of its real degraded inputs) is kept out of the
 training. Each held clean image is read whole, as the blind route reads a photo, clean and with each
 degradation drawn on it alone (noise once at each of the protocol's levels); each held real input is
 read as it is. Every label's threshold is then the one of LABEL_THRESHOLD_CHOICES under which the most images
-are read exactly (their set of degradations, no more, no less), one label at a time, in rounds; a tie
-keeps the one nearest 0.5. ``net.degradation_classifier.set_thresholds`` folds them into the
+are read exactly (their set of degradations, no more, no less) as the blind route reads them
+(``net.degradation_classifier.shown``), one label at a time, in rounds; a tie keeps the one nearest 0.5. ``net.degradation_classifier.set_thresholds`` folds them into the
 classifier, so that every reader keeps THRESHOLD and the unsure band around it.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from net.degradation_classifier import MIN_SIDE, THRESHOLD, DegradationClassifier, read_logits, threshold_shift
+from net.degradation_classifier import MIN_SIDE, THRESHOLD, DegradationClassifier, read_logits, shown, threshold_shift
 from utils.data.classifier_samples import TEST_RANGES, Source, degrade, set_name
 
 LABEL_THRESHOLD_CHOICES = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.30 ... 0.80
@@ -68,10 +68,10 @@ def held_images(net: DegradationClassifier, clean: Sequence[Source], degraded: S
 
 
 def readings(images: Sequence[HeldImage], labels: Sequence[str], thresholds: dict[str, float]) -> list[frozenset[str]]:
-    """What each image reads as under ``thresholds``: a label is present where the mean of its
-    sigmoid, moved as ``set_thresholds`` moves it, is above THRESHOLD."""
+    """What each image reads as under ``thresholds``, as the blind route reads it: ``shown`` of each
+    label's mean sigmoid, moved as ``set_thresholds`` moves it."""
     shift = {t: threshold_shift(thresholds[t]) for t in labels}
-    return [frozenset(t for t in labels if float(torch.sigmoid(im.logits[t] - shift[t]).mean()) > THRESHOLD)
+    return [frozenset(shown({t: float(torch.sigmoid(im.logits[t] - shift[t]).mean()) for t in labels}))
             for im in images]
 
 
