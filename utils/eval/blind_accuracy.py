@@ -11,7 +11,7 @@ decision), over three groups, each set scored on its own with its confusion:
 * the clean photos themselves, which should be read as clean.
 
 Each image is read as the blind route reads it (``predict_degradations``, then ``shown``: the labels
-above the threshold, less the unsure ones beside a sure one). An image with a probability inside the
+above the threshold, less the unsure ones beside one read clearly). An image with a probability inside the
 unsure band (``net.degradation_classifier.UNSURE_MARGIN``) is also counted as unsure.
 
 ``--crops`` instead scores generated crops of ``--size`` pixels, ``--per_set`` for every label set

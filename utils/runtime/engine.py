@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from net.degradation_classifier import CLEAR, THRESHOLD, predict_degradations, shown, unsure
+from net.degradation_classifier import CLEAR, predict_degradations, present, shown, unsure
 from utils.checkpoint import load_classifier
 from utils.errors import UserError
 from utils.runtime.device import autocast, is_out_of_memory
@@ -204,12 +204,12 @@ def unsure_tasks(probs: dict[str, float], known: Sequence[str]) -> tuple[str, ..
     return tuple(t for t in unsure(probs) if t in set(known))
 
 
-def unsure_note(tasks: Sequence[str], probs: dict[str, float], restored: Sequence[str] | None = None) -> str:
+def unsure_note(tasks: Sequence[str], probs: dict[str, float], restored: Sequence[str] = ()) -> str:
     """"; unsure about haze (0.58)" for the plan's line, or nothing; "..., left alone beside the clear
     reading" when an unsure degradation read present is not among the ``restored`` ones."""
     if not tasks:
         return ""
-    left = [t for t in tasks if restored is not None and probs[t] > THRESHOLD and t not in restored]
+    left = [t for t in present(probs) if t in tasks and t not in restored]
     return f"; unsure about {named(tasks, probs)}" + (
         f", {' and '.join(TASK_WORDS[t] for t in left)} left alone beside the clear reading" if left else "")
 

@@ -8,8 +8,9 @@ training. Each held clean image is read whole, as the blind route reads a photo,
 degradation drawn on it alone (noise once at each of the protocol's levels); each held real input is
 read as it is. Every label's threshold is then the one of LABEL_THRESHOLD_CHOICES under which the most images
 are read exactly (their set of degradations, no more, no less) as the blind route reads them
-(``net.degradation_classifier.shown``), one label at a time, in rounds; a tie keeps the one nearest 0.5. ``net.degradation_classifier.set_thresholds`` folds them into the
-classifier, so that every reader keeps THRESHOLD and the unsure band around it.
+(``net.degradation_classifier.shown``), one label at a time, in rounds; a tie keeps the one nearest
+0.5. ``net.degradation_classifier.set_thresholds`` folds them into the classifier, so that every
+reader keeps THRESHOLD and the unsure band around it.
 """
 from __future__ import annotations
 
