@@ -352,6 +352,39 @@ def test_five_labels_give_every_set_of_up_to_three_and_a_batch_of_the_same_cost(
     assert sorted(map(tuple, y.tolist())) == sorted(tuple(float(t in s) for t in TASKS) for s in sets for _ in range(2))
 
 
+def test_clean_and_single_degradation_samples_weigh_half_the_classifier_loss(monkeypatch):
+    import torch
+
+    import utils.train.classifier as classifier
+    from utils.data.classifier_samples import all_label_sets, clean_source
+    from utils.tasks import PAPER_TASKS, TASKS
+
+    for labels in (PAPER_TASKS, TASKS[:4], TASKS):
+        sets = all_label_sets(labels)
+        few, w = sum(len(s) <= 1 for s in sets), classifier.single_weight(labels)
+        assert few * w / (few * w + len(sets) - few) == pytest.approx(0.5)
+    assert classifier.single_weight(PAPER_TASKS) == 1.0  # the three-task classifier trains as it always did
+    assert classifier.single_weight(TASKS) == pytest.approx(20 / 6)
+    assert classifier.single_weight(("denoise", "derain")) == 1.0  # never below 1
+
+    rng = np.random.default_rng(0)
+    srcs = [clean_source(smooth_image(rng, 48, 56)) for _ in range(2)]
+
+    def trained(labels, unweighted: bool) -> dict:
+        if unweighted:
+            monkeypatch.setattr(classifier, "single_weight", lambda labels: 1.0)
+        recipe = classifier.ClassifierRecipe(labels=labels, steps=2, crops=1, degraded_crops=0, size=32, width=4,
+                                             stages=2)
+        net, _ = classifier.train_classifier(srcs, [], recipe, log=lambda _: None)
+        monkeypatch.undo()
+        return net.state_dict()
+
+    five, five_flat = trained(TASKS, False), trained(TASKS, True)
+    assert not all(torch.equal(five[k], five_flat[k]) for k in five)  # the weight is used ...
+    three, three_flat = trained(PAPER_TASKS, False), trained(PAPER_TASKS, True)
+    assert all(torch.equal(three[k], three_flat[k]) for k in three)  # ... and changes nothing for three tasks
+
+
 def test_a_five_task_run_stores_a_classifier_of_the_five_tasks_fed_by_the_real_blur_and_dark_pairs(
         five_set, tmp_path, text_ckpt):
     import train

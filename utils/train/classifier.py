@@ -5,7 +5,9 @@ blind route, on the restoration net's own training images with degradations draw
 Every batch holds ``crops`` clean crops, each in every label set (all 8 for noise / rain / haze, 26 for
 the five tasks: ``classifier_samples.all_label_sets``), plus ``degraded_crops`` crops of the real
 degraded inputs, so that the classes differ only by the degradation. The loss is the multi-label BCE plus, for the dense head, the BCE of the cells that hold
-rain (the rain layer adds more than ``rain_threshold`` somewhere in the cell). AdamW with a linear
+rain (the rain layer adds more than ``rain_threshold`` somewhere in the cell). Clean and
+single-degradation samples weigh about as much as the others together (``single_weight``): 4 of the three
+tasks' 8 sets, but only 6 of the five tasks' 26. AdamW with a linear
 warm-up and a cosine decay (``utils.train.schedulers.warmup_cosine``). Deterministic given the seed
 (on one device and thread count), and the caller's RNG state is left untouched. A share of the images
 is held apart to choose each label's threshold (``utils/train/classifier_thresholds.py``).
@@ -125,6 +127,7 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
     opt = torch.optim.AdamW(net.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
     sched = warmup_cosine(opt, round(recipe.warmup * recipe.steps), recipe.steps, start_factor=0.02,
                           eta_min=0.02 * recipe.lr)
+    few_weight = single_weight(recipe.labels)
     wall0, cpu0, gen, samples, loss = time.perf_counter(), time.process_time(), 0.0, 0, torch.zeros(())
     for step in range(recipe.steps):
         g0 = time.perf_counter()
@@ -134,7 +137,12 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
         samples += len(x)
         x = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # N x 3 x S x S
         logits, dense = net.forward_dense(x)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y).to(device))
+        y = torch.from_numpy(y).to(device)
+        if few_weight == 1.0:
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+        else:
+            few = y.sum(1, keepdim=True) <= 1  # N x 1: clean, or one degradation
+            loss = F.binary_cross_entropy_with_logits(logits, y, weight=torch.where(few, few_weight, 1.0))
         if dense is not None:
             cells = (F.max_pool2d(torch.from_numpy(maps).to(device), DENSE_STRIDE) > recipe.rain_threshold).float()
             loss = loss + recipe.dense_weight * F.binary_cross_entropy_with_logits(dense, cells)
@@ -150,6 +158,16 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
             "params": sum(p.numel() for p in net.parameters()), "final_loss": float(loss.item()),
             "clean_images": len(clean), "degraded_images": len(degraded)}
     return net, measured
+
+
+def single_weight(labels: Sequence[str]) -> float:
+    """The loss weight of a sample that is clean or shows one degradation, against 1 for one showing
+    several: as much as makes them half the loss, as the three labels' 8 sets do unweighted (4 of
+    them). The 26 sets of the five tasks hold 6 such, so each weighs 20 / 6; a photo a user brings
+    (and every benchmark set) shows one degradation or none."""
+    sets = all_label_sets(labels)
+    few = sum(len(s) <= 1 for s in sets)
+    return max(1.0, (len(sets) - few) / few)
 
 
 def classifier_record(net: DegradationClassifier, recipe: ClassifierRecipe, measured: dict[str, Any]) -> dict[str, Any]:
