@@ -375,13 +375,14 @@ def test_clean_and_single_degradation_samples_weigh_half_the_classifier_loss(mon
             monkeypatch.setattr(classifier, "single_weight", lambda labels: 1.0)
         recipe = classifier.ClassifierRecipe(labels=labels, steps=2, crops=1, degraded_crops=0, size=32, width=4,
                                              stages=2)
-        net, _ = classifier.train_classifier(srcs, [], recipe, log=lambda _: None)
+        net, measured = classifier.train_classifier(srcs, [], recipe, log=lambda _: None)
         monkeypatch.undo()
-        return net.state_dict()
+        return net.state_dict(), measured["single_weight"]
 
-    five, five_flat = trained(TASKS, False), trained(TASKS, True)
+    (five, weight), (five_flat, _) = trained(TASKS, False), trained(TASKS, True)
+    assert weight == pytest.approx(20 / 6)  # recorded with the classifier
     assert not all(torch.equal(five[k], five_flat[k]) for k in five)  # the weight is used ...
-    three, three_flat = trained(PAPER_TASKS, False), trained(PAPER_TASKS, True)
+    (three, _), (three_flat, _) = trained(PAPER_TASKS, False), trained(PAPER_TASKS, True)
     assert all(torch.equal(three[k], three_flat[k]) for k in three)  # ... and changes nothing for three tasks
 
 

@@ -106,7 +106,7 @@ def train_classifier(
     """Train a classifier by ``recipe`` on crops of the ``clean`` and real ``degraded`` images;
     returns it (eval mode, on the CPU) and what training measured (``wall_s``, ``cpu_s`` of this
     process, ``generate_s`` of the wall time making samples, ``samples``, ``params``,
-    ``final_loss``, the image counts). On a CPU it runs on one thread (restored after)."""
+    ``final_loss``, ``single_weight``, the image counts). On a CPU it runs on one thread (restored after)."""
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)  # a net this small gains nothing from more; on a busy CPU they spin-wait
@@ -137,12 +137,12 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
         samples += len(x)
         x = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # N x 3 x S x S
         logits, dense = net.forward_dense(x)
-        y = torch.from_numpy(y).to(device)
+        target = torch.from_numpy(y).to(device)  # N x L
         if few_weight == 1.0:
-            loss = F.binary_cross_entropy_with_logits(logits, y)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
         else:
-            few = y.sum(1, keepdim=True) <= 1  # N x 1: clean, or one degradation
-            loss = F.binary_cross_entropy_with_logits(logits, y, weight=torch.where(few, few_weight, 1.0))
+            few = target.sum(1, keepdim=True) <= 1  # N x 1: clean, or one degradation
+            loss = F.binary_cross_entropy_with_logits(logits, target, weight=torch.where(few, few_weight, 1.0))
         if dense is not None:
             cells = (F.max_pool2d(torch.from_numpy(maps).to(device), DENSE_STRIDE) > recipe.rain_threshold).float()
             loss = loss + recipe.dense_weight * F.binary_cross_entropy_with_logits(dense, cells)
@@ -154,7 +154,7 @@ def _train(clean: Sequence[Source], degraded: Sequence[Source], recipe: Classifi
             log(f"classifier step {step + 1}/{recipe.steps}: loss {loss.item():.4f}")
     net = net.cpu().eval()
     measured = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "generate_s": gen,
-            "samples": samples,
+            "samples": samples, "single_weight": few_weight,
             "params": sum(p.numel() for p in net.parameters()), "final_loss": float(loss.item()),
             "clean_images": len(clean), "degraded_images": len(degraded)}
     return net, measured
